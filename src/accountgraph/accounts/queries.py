@@ -1,0 +1,118 @@
+"""Root query fields of the account graph (thin: loaders and visibility do the work)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from sqlalchemy import func, or_, select
+
+from accountgraph.accounts import service
+from accountgraph.accounts.models import accounts
+from accountgraph.accounts.types import (
+    Account,
+    BillTo,
+    Link,
+    PlatformSettings,
+    Site,
+    loaders,
+)
+from accountgraph.accounts.visibility import sees_details
+from accountgraph.api import ids
+from accountgraph.api.auth import IsAuthenticated, PrincipalKind, principal_of
+from accountgraph.api.connections import Connection, connection, page
+from accountgraph.api.node import Node
+
+MAX_SEARCH = 100
+
+
+@strawberry.type
+class Viewer:
+    kind: PrincipalKind
+    account: Account | None
+
+
+async def account_node(info: strawberry.Info[Any, Any], row_id: int) -> Account | None:
+    row = await loaders(info).account_by_id.load(row_id)
+    return None if row is None else Account.from_row(row)
+
+
+async def link_node(info: strawberry.Info[Any, Any], row_id: int) -> Link | None:
+    row = await loaders(info).link_by_id.load(row_id)
+    return None if row is None else Link.from_row(row)
+
+
+async def bill_to_node(info: strawberry.Info[Any, Any], row_id: int) -> BillTo | None:
+    row = await loaders(info).bill_to_by_id.load(row_id)
+    return None if row is None else BillTo.from_row(row)
+
+
+async def site_node(info: strawberry.Info[Any, Any], row_id: int) -> Site | None:
+    row = await loaders(info).site_by_id.load(row_id)
+    return None if row is None else Site.from_row(row)
+
+
+NODE_RESOLVERS = {
+    "Account": account_node,
+    "Link": link_node,
+    "BillTo": bill_to_node,
+    "Site": site_node,
+}
+
+
+@strawberry.type
+class AccountQuery:
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def viewer(self, info: strawberry.Info[Any, Any]) -> Viewer:
+        principal = principal_of(info)
+        account = None
+        if principal.account_id is not None:
+            account = await account_node(info, principal.account_id)
+        return Viewer(kind=principal.kind, account=account)
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def account(self, info: strawberry.Info[Any, Any], id: strawberry.ID) -> Account | None:
+        row_id = ids.decode_as(id, "Account")
+        return None if row_id is None else await account_node(info, row_id)
+
+    @strawberry.field(permission_classes=[IsAuthenticated],
+                      description="Accounts whose details the viewer sees: its own and its "
+                      "members (operators: all), optionally matching ``search``.")
+    async def accounts(
+        self,
+        info: strawberry.Info[Any, Any],
+        first: int | None = None,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> Connection[Account]:
+        principal = principal_of(info)
+        request = page(first, after)
+        account_loaders = loaders(info)
+        conditions = [sees_details(principal, accounts.c.id)]
+        if search:
+            pattern = "%" + _escape_like(search.strip()[:MAX_SEARCH]) + "%"
+            conditions.append(or_(accounts.c.name.ilike(pattern),
+                                  accounts.c.display_name.ilike(pattern)))
+        rows_query = select(*account_loaders.account_columns()).where(*conditions)
+        if request.after is not None:
+            rows_query = rows_query.where(accounts.c.id > request.after)
+        rows_query = rows_query.order_by(accounts.c.id).limit(request.limit + 1)
+        count_query = select(func.count()).select_from(accounts).where(*conditions)
+        async with info.context.engine.connect() as conn:
+            rows = (await conn.execute(rows_query)).all()
+            total = (await conn.execute(count_query)).scalar_one()
+        found = [Account.from_row(row) for row in rows]
+        return connection(found, [a.row_id for a in found], request, total)
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def settings(self, info: strawberry.Info[Any, Any]) -> PlatformSettings:
+        async with info.context.engine.connect() as conn:
+            enabled = await service.billing_hierarchy_enabled(conn)
+        return PlatformSettings(billing_hierarchy_enabled=enabled)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+__all__ = ["NODE_RESOLVERS", "AccountQuery", "Node", "Viewer"]

@@ -1,0 +1,1 @@
+"""The kit every area's GraphQL uses: ids, errors, scalars, connections, auth checks."""

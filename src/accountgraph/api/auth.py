@@ -1,0 +1,55 @@
+"""P1, P4: the principal a request acts for, and the checks on root fields."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from strawberry.permission import BasePermission
+
+from accountgraph.api.errors import top_level
+
+
+@strawberry.enum
+class PrincipalKind(enum.Enum):
+    OPERATOR = "OPERATOR"
+    ACCOUNT_USER = "ACCOUNT_USER"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: PrincipalKind
+    account_id: int | None
+    actor: str
+    """Who did it, as recorded in histories: ``operator:<token>`` or ``<account>:<token>``."""
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind is PrincipalKind.OPERATOR
+
+
+def principal_of(info: strawberry.Info[Any, Any]) -> Principal:
+    principal: Principal | None = info.context.principal
+    if principal is None:
+        raise top_level("Authentication required: send 'Authorization: Bearer <token>'.",
+                        "UNAUTHENTICATED")
+    return principal
+
+
+class IsAuthenticated(BasePermission):
+    """Every root field carries this or IsOperator (a test checks the whole schema)."""
+
+    def has_permission(self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any) -> bool:
+        principal_of(info)
+        return True
+
+
+class IsOperator(BasePermission):
+    """P4: what only platform operators do."""
+
+    def has_permission(self, source: Any, info: strawberry.Info[Any, Any], **kwargs: Any) -> bool:
+        if not principal_of(info).is_operator:
+            raise top_level("Only platform operators may do this.", "FORBIDDEN")
+        return True

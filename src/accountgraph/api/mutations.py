@@ -1,0 +1,48 @@
+"""How every mutation runs: one transaction, rule errors as data, loaders cleared after."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import strawberry
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accountgraph.api import ids
+from accountgraph.api.errors import DomainError, ErrorCode, NotFound, UserError
+from accountgraph.db import transaction
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def perform(
+    info: strawberry.Info[Any, Any], work: Callable[[AsyncConnection], Awaitable[T]]
+) -> tuple[T | None, list[UserError]]:
+    """Run ``work`` in one transaction. A DomainError rolls it back and becomes a user
+    error; a constraint the database enforces (a race the service could not see) becomes
+    CONFLICT. Either way nothing changed."""
+    context = info.context
+    try:
+        async with transaction(context.engine) as conn:
+            result = await work(conn)
+    except DomainError as error:
+        return None, [UserError.of(error)]
+    except IntegrityError as error:
+        log.info("constraint refused a write: %s", error.orig)
+        return None, [UserError(code=ErrorCode.CONFLICT, field=None,
+                                message="A concurrent change conflicted; try again.")]
+    finally:
+        context.loaders.clear()
+    return result, []
+
+
+def row_id(global_id: str, type_name: str, field: list[str]) -> int:
+    """The row id behind a global id of ``type_name``, or NOT_FOUND at ``field``."""
+    found = ids.decode_as(global_id, type_name)
+    if found is None:
+        raise NotFound(field, type_name.lower())
+    return found

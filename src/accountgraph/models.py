@@ -1,0 +1,9 @@
+"""Every table of every area, imported in one place for Alembic and the tests."""
+
+from __future__ import annotations
+
+from accountgraph import outbox as _outbox  # noqa: F401
+from accountgraph.accounts import models as _accounts  # noqa: F401
+from accountgraph.db import metadata
+
+__all__ = ["metadata"]

@@ -1,0 +1,186 @@
+"""Outbox: background work committed with the change that needs it (A5, S11).
+
+A service calls ``add(conn, topic, payload)`` inside its transaction; the row becomes
+visible only if that transaction commits (and ``NOTIFY`` is transactional too, so the
+relay is woken only then). The relay enqueues each committed row as one arq job whose
+``_job_id`` is derived from the row, so a row is never two jobs at once; a sweep
+re-enqueues rows that were sent but never finished (Redis lost them). A job runs its
+handler and marks the row done in one transaction, so running it twice has one effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Table,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from accountgraph.db import metadata
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "accountgraph_outbox"
+JOB_FUNCTION = "run_outbox_row"
+RELAY_BATCH = 500
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("topic", String(100), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("send_count", Integer, nullable=False, server_default=text("0")),
+    Column("done_at", DateTime(timezone=True)),
+)
+Index("ix_outbox_unsent", outbox.c.id, postgresql_where=outbox.c.sent_at.is_(None))
+Index(
+    "ix_outbox_sent_not_done",
+    outbox.c.sent_at,
+    postgresql_where=outbox.c.sent_at.is_not(None) & outbox.c.done_at.is_(None),
+)
+
+Handler = Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]]
+_handlers: dict[str, Handler] = {}
+
+
+def handler(topic: str) -> Callable[[Handler], Handler]:
+    """Register the function that does the work of ``topic`` rows (in the row's transaction)."""
+
+    def register(function: Handler) -> Handler:
+        if topic in _handlers and _handlers[topic] is not function:
+            raise ValueError(f"outbox topic {topic!r} already has a handler")
+        _handlers[topic] = function
+        return function
+
+    return register
+
+
+async def add(conn: AsyncConnection, topic: str, payload: dict[str, Any]) -> int:
+    """Record work to do after this transaction commits; returns the row id."""
+    row_id: int = (
+        await conn.execute(
+            outbox.insert().values(topic=topic, payload=payload).returning(outbox.c.id)
+        )
+    ).scalar_one()
+    await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return row_id
+
+
+def job_id(row_id: int) -> str:
+    return f"outbox:{row_id}"
+
+
+async def relay_once(engine: AsyncEngine, redis: Any, *, resend_after_s: float) -> int:
+    """Enqueue committed rows not yet sent, and re-send those sent long ago but not done.
+
+    Rows are locked with SKIP LOCKED so several relays can run; a row is marked sent in
+    the same transaction, after Redis accepted it: if Redis is down the transaction rolls
+    back and the rows wait for the next round. Returns how many rows were enqueued.
+    """
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(outbox.c.id)
+                .where(
+                    (outbox.c.sent_at.is_(None))
+                    | (
+                        outbox.c.done_at.is_(None)
+                        & (
+                            outbox.c.sent_at
+                            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, resend_after_s)
+                        )
+                    )
+                )
+                .order_by(outbox.c.id)
+                .limit(RELAY_BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars().all()
+        if not rows:
+            return 0
+        for row_id in rows:
+            # A second enqueue with the same _job_id is refused while the job (or its
+            # result) is still in Redis: the sweep never doubles a job Redis still has.
+            await redis.enqueue_job(JOB_FUNCTION, row_id=row_id, _job_id=job_id(row_id))
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(rows))
+            .values(sent_at=func.now(), send_count=outbox.c.send_count + 1)
+        )
+        return len(rows)
+
+
+async def run_row(engine: AsyncEngine, row_id: int) -> bool:
+    """Do the work of one outbox row exactly once; returns False if it was already done."""
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                select(outbox.c.topic, outbox.c.payload, outbox.c.done_at)
+                .where(outbox.c.id == row_id)
+                .with_for_update()
+            )
+        ).one_or_none()
+        if row is None or row.done_at is not None:
+            return False
+        function = _handlers.get(row.topic)
+        if function is None:
+            raise LookupError(f"no outbox handler for topic {row.topic!r}")
+        await function(conn, dict(row.payload))
+        await conn.execute(update(outbox).where(outbox.c.id == row_id).values(done_at=func.now()))
+        return True
+
+
+async def relay_forever(
+    engine: AsyncEngine, redis: Any, *, poll_s: float, resend_after_s: float
+) -> None:
+    """Run the relay until cancelled: woken by NOTIFY at commit, and every ``poll_s`` anyway
+    (which is also the sweep for rows Redis lost). Errors are logged and retried."""
+    wake = asyncio.Event()
+    listener = await _listen(engine, wake)
+    try:
+        while True:
+            try:
+                while await relay_once(engine, redis, resend_after_s=resend_after_s):
+                    pass  # a full batch: there may be more
+            except Exception as error:  # Redis or PostgreSQL away: the rows wait, none is lost
+                log.warning("outbox relay round failed, will retry: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), poll_s)
+            wake.clear()
+    finally:
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await listener.close()
+
+
+async def _listen(engine: AsyncEngine, wake: asyncio.Event) -> Any:
+    """A dedicated asyncpg connection LISTENing for commits; None if it cannot (polling
+    alone still moves every row)."""
+    try:
+        raw = await engine.raw_connection()
+        driver = raw.driver_connection
+        await driver.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
+    except Exception as error:
+        log.warning("outbox relay cannot LISTEN, polling only: %s", error)
+        return None
+    return raw

@@ -1,0 +1,58 @@
+"""Assembles Query / Mutation from the areas, and ``node(id)`` over every area's types."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import strawberry
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+
+from accountgraph.accounts.mutations import AccountMutation
+from accountgraph.accounts.queries import NODE_RESOLVERS as ACCOUNT_NODES
+from accountgraph.accounts.queries import AccountQuery
+from accountgraph.api import ids
+from accountgraph.api.auth import IsAuthenticated
+from accountgraph.api.node import Node
+from accountgraph.metrics import OperationMetrics
+
+NodeResolver = Callable[[strawberry.Info[Any, Any], int], Awaitable[Node | None]]
+NODE_RESOLVERS: dict[str, NodeResolver] = {**ACCOUNT_NODES}  # type: ignore[dict-item]
+
+MAX_DEPTH = 12
+MAX_ALIASES = 30
+MAX_TOKENS = 5_000
+
+
+@strawberry.type
+class Query(AccountQuery):
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def node(self, info: strawberry.Info[Any, Any], id: strawberry.ID) -> Node | None:
+        """Any object by its global id; null if it does not exist or is not visible."""
+        decoded = ids.decode(id)
+        if decoded is None or decoded[0] not in NODE_RESOLVERS:
+            return None
+        return await NODE_RESOLVERS[decoded[0]](info, decoded[1])
+
+
+@strawberry.type
+class Mutation(AccountMutation):
+    pass
+
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    config=StrawberryConfig(auto_camel_case=True),
+    extensions=[
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        OperationMetrics,
+    ],
+)
+
+
+def sdl() -> str:
+    return schema.as_str() + "\n"

@@ -1,0 +1,1 @@
+"""arq workers: WorkerSettings and the jobs, each a thin call into accountgraph."""

@@ -1,0 +1,88 @@
+"""The arq worker: runs outbox rows as jobs and the outbox relay beside them.
+
+``accountgraph worker`` runs it as its own process (M replicas); the embedded default runs
+the same worker inside the gateway process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings
+from arq.worker import Worker, func
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from accountgraph import (
+    jobs,  # noqa: F401  (registers every area's outbox handlers)
+    outbox,
+)
+from accountgraph.config import Settings
+from accountgraph.metrics import JOBS
+
+log = logging.getLogger(__name__)
+
+JOB_TIMEOUT_S = 300
+MAX_TRIES = 25
+
+
+async def run_outbox_row(ctx: dict[str, Any], *, row_id: int) -> bool:
+    """One outbox row's work, exactly once in effect (outbox.run_row)."""
+    try:
+        done = await outbox.run_row(ctx["engine"], row_id)
+    except Exception:
+        JOBS.labels(outbox.JOB_FUNCTION, "error").inc()
+        raise
+    JOBS.labels(outbox.JOB_FUNCTION, "done" if done else "already_done").inc()
+    return done
+
+
+FUNCTIONS = [
+    func(run_outbox_row, name=outbox.JOB_FUNCTION, timeout=JOB_TIMEOUT_S, max_tries=MAX_TRIES),
+]
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_retries = 30
+    settings.conn_retry_delay = 1
+    return settings
+
+
+def build_worker(
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, *, burst: bool = False,
+    relay: bool = True,
+) -> Worker:
+    """An arq worker bound to our engine; with ``relay`` it also runs the outbox relay."""
+    relay_task: dict[str, asyncio.Task[None]] = {}
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["engine"] = engine
+        if relay:
+            relay_task["task"] = asyncio.create_task(outbox.relay_forever(
+                engine, redis, poll_s=settings.outbox_poll_s,
+                resend_after_s=settings.outbox_resend_after_s,
+            ))
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        task = relay_task.pop("task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return Worker(
+        functions=FUNCTIONS,
+        queue_name=settings.queue_name,
+        redis_pool=redis,
+        burst=burst,
+        poll_delay=0.05 if burst else 0.2,
+        handle_signals=False,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        max_jobs=20,
+        keep_result=60,
+        job_timeout=JOB_TIMEOUT_S,
+    )

@@ -1,0 +1,167 @@
+"""Real servers for the tests: embedded PostgreSQL and Redis (or TEST_DATABASE_URL /
+TEST_REDIS_URL), a fresh migrated database per run, and the app served by a real uvicorn
+on a loopback port, so every test goes through real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from arq import create_pool
+from arq.connections import ArqRedis
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from accountgraph import embedded
+from accountgraph.app import create_app
+from accountgraph.config import Settings
+from accountgraph.db import make_engine, to_async_url
+from accountgraph.migrations import upgrade_async
+from accountgraph.models import metadata
+from tests.helpers import OPERATOR_TOKEN, Api
+from workers.settings import redis_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def server_url(state_dir: Path) -> Iterator[str]:
+    """A PostgreSQL server: TEST_DATABASE_URL's, or an embedded one for this run."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield to_async_url(url)
+        return
+    postgres = embedded.start_postgres(state_dir)
+    yield postgres.url
+    postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(state_dir: Path) -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = embedded.start_redis(state_dir / "redis", port=free_port())
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """A fresh database for this run, migrated with Alembic (never create_all)."""
+    name = f"accountgraph_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url, pool_size=1)
+    async with admin.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    await upgrade_async(url)
+    yield url
+    async with admin.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        ACCOUNTGRAPH_OPERATOR_TOKEN=OPERATOR_TOKEN,
+        ACCOUNTGRAPH_QUEUE=f"accountgraph:test:{uuid.uuid4().hex[:8]}",
+        ACCOUNTGRAPH_OUTBOX_POLL_S=0.2,
+    )
+
+
+class StatementCounter:
+    """Counts SQL statements the engine sends (for the N+1 tests)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, *args: Any) -> None:
+        self.count += 1
+
+
+STATEMENTS = StatementCounter()
+
+
+@pytest.fixture
+def statements(engine: AsyncEngine) -> StatementCounter:
+    """SQL statements sent by the app's engine (the tests share it with the app)."""
+    return STATEMENTS
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    assert settings.database_url is not None
+    engine = make_engine(settings.database_url, pool_size=5)
+    event.listen(engine.sync_engine, "before_cursor_execute", STATEMENTS)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    assert settings.redis_url is not None
+    pool = await create_pool(redis_settings(settings.redis_url),
+                             default_queue_name=settings.queue_name)
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture(scope="session")
+async def base_url(settings: Settings, engine: AsyncEngine, redis: ArqRedis
+                   ) -> AsyncIterator[str]:
+    """The app on a real uvicorn server in this event loop."""
+    app = create_app(settings, engine, redis)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def clean(engine: AsyncEngine, redis: ArqRedis, settings: Settings) -> None:
+    """Every test starts from an empty graph (settings row back to its default)."""
+    tables = ", ".join(
+        table.name for table in metadata.sorted_tables if table.name != "platform_settings"
+    )
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await conn.execute(text("UPDATE platform_settings SET billing_hierarchy_enabled = true"))
+    await redis.delete(settings.queue_name)
+
+
+@pytest.fixture
+async def api(base_url: str, clean: None, engine: AsyncEngine) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        yield Api(client, engine)

@@ -5,6 +5,7 @@ on a loopback port, so every test goes through real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -131,11 +132,9 @@ async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
     await pool.aclose()
 
 
-@pytest.fixture(scope="session")
-async def base_url(settings: Settings, engine: AsyncEngine, redis: ArqRedis
-                   ) -> AsyncIterator[str]:
-    """The app on a real uvicorn server in this event loop."""
-    app = create_app(settings, engine, redis)
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on a real uvicorn in this event loop; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on"))
@@ -144,9 +143,19 @@ async def base_url(settings: Settings, engine: AsyncEngine, redis: ArqRedis
         if task.done():
             task.result()
         await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def base_url(settings: Settings, engine: AsyncEngine, redis: ArqRedis
+                   ) -> AsyncIterator[str]:
+    """The app on a real uvicorn server in this event loop."""
+    async with serving(create_app(settings, engine, redis)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -158,7 +167,7 @@ async def clean(engine: AsyncEngine, redis: ArqRedis, settings: Settings) -> Non
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         await conn.execute(text("UPDATE platform_settings SET billing_hierarchy_enabled = true"))
-    await redis.delete(settings.queue_name)
+    await redis.flushdb()  # queued jobs and kept results (job ids restart with the ids)
 
 
 @pytest.fixture

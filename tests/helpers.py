@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-OPERATOR_TOKEN = "test-operator-token"  # noqa: S105 - a test credential
+OPERATOR_TOKEN = "test-operator-token"
 ALL_PERMISSIONS = ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"]
 
 CREATE_ACCOUNT = """

@@ -53,6 +53,15 @@ class GraphQLApp(GraphQL):  # type: ignore[type-arg]
         return Context(engine=self.engine, settings=self.settings, principal=principal,
                        request=request, response=response)
 
+    async def create_websocket_response(self, request: WebSocket, subprotocol: str | None
+                                        ) -> WebSocket:
+        """Only graphql-transport-ws (the legacy protocol had an auth bypass,
+        GHSA-vpwc-v33q-mq89): anything else is refused at the handshake (HTTP 403)."""
+        if subprotocol != GRAPHQL_TRANSPORT_WS_PROTOCOL:
+            await request.close(code=1002)
+            return request
+        return await super().create_websocket_response(request, subprotocol)
+
     async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
         """API.md: the token comes in connection_init; a missing or wrong one closes 4403."""
         params = getattr(context, "connection_params", None) or {}
@@ -137,4 +146,4 @@ async def _checks(engine: AsyncEngine, redis: ArqRedis) -> dict[str, bool]:
     return results
 
 
-__all__ = ["GraphQLApp", "WebSocket", "create_app"]
+__all__ = ["GraphQLApp", "create_app"]

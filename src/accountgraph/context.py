@@ -30,6 +30,7 @@ class Context:
     principal: Principal | None
     request: Any = None
     response: Any = None
+    connection_params: Any = None  # graphql-transport-ws connection_init payload
     _loaders: Loaders | None = field(default=None, repr=False)
 
     @property

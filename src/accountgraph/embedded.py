@@ -6,6 +6,7 @@ servers are started for you under a state directory, reused on restart and stopp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -30,10 +31,26 @@ class EmbeddedRedis:
     server: Any
 
     def stop(self) -> None:
-        try:
-            self.server.shutdown(save=True, now=True, force=True)
-        except Exception:  # already gone: nothing left to stop
-            log.debug("embedded Redis was already stopped")
+        """SHUTDOWN SAVE (Redis 6.2 has no NOW/FORCE), then SIGTERM if it lingers."""
+        pid = self.server.pid
+        with contextlib.suppress(Exception):  # the server drops the connection as it exits
+            self.server.shutdown(save=True)
+        if pid:
+            _wait_for_exit(pid)
+
+
+def _wait_for_exit(pid: int, timeout_s: float = 5.0) -> None:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        process.wait(timeout_s)
+    except psutil.NoSuchProcess:
+        return
+    except psutil.TimeoutExpired:
+        process.terminate()
+        with contextlib.suppress(psutil.Error):
+            process.wait(timeout_s)
 
 
 def start_postgres(state_dir: Path) -> EmbeddedPostgres:

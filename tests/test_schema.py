@@ -1,0 +1,56 @@
+"""schema.graphql is generated from the code, and holds API.md's surface for what exists."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accountgraph.schema import sdl
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "contract_check.py"
+
+# The API.md types this codebase implements so far; each later area adds its own.
+IMPLEMENTED = [
+    "Node", "PageInfo", "AccountStatus", "AccountRole", "LinkType", "LinkStatus",
+    "LinkPermission", "PrincipalKind", "ErrorCode", "UserError", "Viewer", "PlatformSettings",
+    "AccountConnection", "AccountEdge", "Link", "LinkEvent", "BillTo", "Site",
+    "CreateAccountInput", "CreateApiTokenInput", "UpdateSettingsInput", "UpdateAccountInput",
+    "InviteMemberInput", "RespondToInvitationInput", "DissociateMemberInput", "AddBillToInput",
+    "UpdateBillToInput", "RemoveBillToInput", "AddSiteInput", "UpdateSiteInput",
+    "AccountPayload", "CreateApiTokenPayload", "SettingsPayload", "LinkPayload",
+    "BillToPayload", "SitePayload",
+]
+IMPLEMENTED_FIELDS = {
+    "Query": ["node", "viewer", "account", "accounts", "settings"],
+    "Mutation": ["createAccount", "createApiToken", "updateSettings", "updateAccount",
+                 "inviteMember", "respondToInvitation", "dissociateMember", "addBillTo",
+                 "updateBillTo", "removeBillTo", "addSite", "updateSite"],
+    "Account": ["id", "name", "displayName", "branch", "terms", "salesperson", "status",
+                "role", "link", "members", "invitations", "billTos", "primaryBillTo",
+                "sites", "costCenterEnabled"],
+}
+
+
+def test_schema_graphql_is_generated_from_the_code() -> None:
+    """Run `accountgraph export-schema --output schema.graphql` when this fails."""
+    assert (ROOT / "schema.graphql").read_text() == sdl()
+
+
+@pytest.mark.skipif(not CONTRACT_CHECK.exists(), reason="../shared is not beside this clone")
+def test_contract_reports_no_difference_for_what_is_implemented() -> None:
+    result = subprocess.run(
+        [sys.executable, str(CONTRACT_CHECK), str(ROOT / "schema.graphql")],
+        capture_output=True, text=True, check=False,
+    )
+    lines = [line.removeprefix("contract: ") for line in result.stdout.splitlines()]
+    wrong = [
+        line for line in lines
+        if any(line.split(" ")[-1] == name or f" {name} " in f" {line} " for name in IMPLEMENTED)
+        or any(line.startswith(f"{owner}.{field} ") or line.startswith(f"{owner}.{field}(")
+               for owner, fields in IMPLEMENTED_FIELDS.items() for field in fields)
+    ]
+    assert wrong == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 2.0
 
 
-class GraphQLApp(GraphQL):  # type: ignore[type-arg]
+class GraphQLApp(GraphQL):
     """Strawberry's ASGI view with our context and the token check on connect."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
@@ -71,7 +71,7 @@ class GraphQLApp(GraphQL):  # type: ignore[type-arg]
         if principal is None:
             raise ConnectionRejectionError()
         context.principal = principal
-        return await super().on_ws_connect(context)
+        return await super().on_ws_connect(context)  # type: ignore[arg-type]
 
 
 def create_app(
@@ -79,7 +79,7 @@ def create_app(
     engine: AsyncEngine,
     redis: ArqRedis,
     *,
-    background: list[Callable[[], Awaitable[None]]] | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
 ) -> Starlette:
     """The gateway. ``background`` tasks (the in-process worker of the embedded default)
     run for the app's lifetime and are cancelled on shutdown."""
@@ -105,7 +105,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(run()) for run in background or []]
+        tasks = [asyncio.create_task(run()) for run in background]
         try:
             yield
         finally:

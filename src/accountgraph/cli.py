@@ -1,9 +1,10 @@
-"""accountgraph serve | worker | migrate | export-schema | token create | demo."""
+"""accountgraph serve | worker | migrate | export-schema | token create | demo | verify-ledger."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -25,12 +26,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="load the demo enterprise and print API tokens")
     serve.add_argument("--worker", action=argparse.BooleanOptionalAction, default=None,
                        help="run an arq worker in-process (default: only when embedded)")
+    serve.add_argument("--migrate", action=argparse.BooleanOptionalAction, default=True,
+                       help="run migrations at start (--no-migrate behind a migrate job)")
 
     commands.add_parser("worker", help="run an arq worker and the outbox relay")
     commands.add_parser("migrate", help="bring the database schema up to date")
     export = commands.add_parser("export-schema", help="print or write the GraphQL SDL")
     export.add_argument("--output", type=Path)
     commands.add_parser("demo", help="load the demo enterprise and print API tokens")
+    commands.add_parser("verify-ledger",
+                        help="recompute balances from postings; exit 1 on any difference")
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -52,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     try:
         if args.command == "serve":
-            asyncio.run(_serve(settings, args.host, args.port, args.demo, args.worker))
+            asyncio.run(_serve(settings, args.host, args.port, args.demo, args.worker,
+                               args.migrate))
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         elif args.command == "migrate":
@@ -61,19 +67,22 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_demo(settings))
         elif args.command == "token":
             asyncio.run(_token(settings, args.account, args.name))
+        elif args.command == "verify-ledger":
+            return asyncio.run(_verify_ledger(settings))
     except KeyboardInterrupt:
         return 130
     return 0
 
 
-async def _serve(settings: Settings, host: str, port: int, demo: bool, worker: bool | None
-                 ) -> None:
+async def _serve(settings: Settings, host: str, port: int, demo: bool, worker: bool | None,
+                 migrate: bool) -> None:
     import uvicorn
 
     from accountgraph.app import create_app
     from accountgraph.runtime import backends, run_worker
 
-    async with backends(settings, migrate=True) as found:
+    async with backends(settings, migrate=migrate) as found:
+        assert found.redis is not None
         if demo:
             await _print_demo(found.engine, host, port)
         in_process = settings.embedded if worker is None else worker
@@ -85,16 +94,24 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool, worker: b
 
 
 async def _worker(settings: Settings) -> None:
+    """Until SIGTERM or SIGINT; then arq finishes its running jobs and shuts down."""
+    import signal
+
     from accountgraph.runtime import backends, run_worker
 
     async with backends(settings, migrate=False) as found:
-        await run_worker(found)
+        task = asyncio.create_task(run_worker(found))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _migrate(settings: Settings) -> None:
     from accountgraph.runtime import backends
 
-    async with backends(settings, migrate=True):
+    async with backends(settings, migrate=True, redis=False):
         log.info("database is up to date")
 
 
@@ -123,6 +140,19 @@ async def _token(settings: Settings, account: str | None, name: str) -> None:
 
     async with backends(settings, migrate=True) as found:
         print(await create_cli_token(found.engine, account, name), flush=True)
+
+
+async def _verify_ledger(settings: Settings) -> int:
+    from accountgraph.funds.verify import verify
+    from accountgraph.runtime import backends
+
+    async with backends(settings, migrate=False, redis=False) as found, \
+            found.engine.connect() as conn:
+        differences = await verify(conn)
+    for difference in differences:
+        print(f"ledger: {difference}")
+    print(f"ledger: {len(differences)} difference(s)", flush=True)
+    return 1 if differences else 0
 
 
 if __name__ == "__main__":

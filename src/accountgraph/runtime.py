@@ -27,12 +27,15 @@ class Backends:
     database_url: str
     redis_url: str
     engine: AsyncEngine
-    redis: ArqRedis
+    redis: ArqRedis | None
 
 
 @contextlib.asynccontextmanager
-async def backends(settings: Settings, *, migrate: bool) -> AsyncIterator[Backends]:
-    """Start what is not configured (embedded), migrate if asked, and clean up on exit."""
+async def backends(
+    settings: Settings, *, migrate: bool, redis: bool = True
+) -> AsyncIterator[Backends]:
+    """Start what is not configured (embedded), migrate if asked, and clean up on exit.
+    With ``redis=False`` (migrate, verify-ledger) no Redis is started or connected."""
     started: list[embedded.EmbeddedPostgres | embedded.EmbeddedRedis] = []
     try:
         database_url = settings.database_url
@@ -40,8 +43,8 @@ async def backends(settings: Settings, *, migrate: bool) -> AsyncIterator[Backen
             postgres = await asyncio.to_thread(embedded.start_postgres, settings.state_dir)
             started.append(postgres)
             database_url = postgres.url
-        redis_url = settings.redis_url
-        if redis_url is None:
+        redis_url = settings.redis_url or ""
+        if redis and settings.redis_url is None:
             redis_server = await asyncio.to_thread(embedded.start_redis, settings.state_dir)
             started.append(redis_server)
             redis_url = redis_server.url
@@ -50,12 +53,13 @@ async def backends(settings: Settings, *, migrate: bool) -> AsyncIterator[Backen
         engine = make_engine(database_url, pool_size=settings.db_pool_size)
         from workers.settings import redis_settings
 
-        redis = await create_pool(redis_settings(redis_url),
-                                  default_queue_name=settings.queue_name)
+        pool = (await create_pool(redis_settings(redis_url),
+                                  default_queue_name=settings.queue_name) if redis else None)
         try:
-            yield Backends(settings, database_url, redis_url, engine, redis)
+            yield Backends(settings, database_url, redis_url, engine, pool)
         finally:
-            await redis.aclose()
+            if pool is not None:
+                await pool.aclose()
             await engine.dispose()
     finally:
         for server in reversed(started):

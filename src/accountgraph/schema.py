@@ -6,7 +6,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 
 from accountgraph.accounts.mutations import AccountMutation
@@ -15,14 +21,18 @@ from accountgraph.accounts.queries import AccountQuery
 from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated
 from accountgraph.api.node import Node
+from accountgraph.api.scalars import SCALAR_MAP
+from accountgraph.funds.mutations import FundsMutation
+from accountgraph.funds.queries import NODE_RESOLVERS as FUNDS_NODES
 from accountgraph.metrics import OperationMetrics
 
 NodeResolver = Callable[[strawberry.Info[Any, Any], int], Awaitable[Node | None]]
-NODE_RESOLVERS: dict[str, NodeResolver] = {**ACCOUNT_NODES}  # type: ignore[dict-item]
+NODE_RESOLVERS: dict[str, NodeResolver] = {**ACCOUNT_NODES, **FUNDS_NODES}
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
+CACHED_DOCUMENTS = 256  # bounded: clients sending ever-new documents cannot grow it
 
 
 @strawberry.type
@@ -37,18 +47,21 @@ class Query(AccountQuery):
 
 
 @strawberry.type
-class Mutation(AccountMutation):
+class Mutation(AccountMutation, FundsMutation):
     pass
 
 
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
-    config=StrawberryConfig(auto_camel_case=True),
+    config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
     extensions=[
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        # Instances are accepted at run time; strawberry's hint names only classes.
+        QueryDepthLimiter(max_depth=MAX_DEPTH),  # type: ignore[list-item]
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),  # type: ignore[list-item]
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),  # type: ignore[list-item]
+        ParserCache(maxsize=CACHED_DOCUMENTS),  # type: ignore[list-item]
+        ValidationCache(maxsize=CACHED_DOCUMENTS),  # type: ignore[list-item]
         OperationMetrics,
     ],
 )

@@ -150,13 +150,15 @@ class AccountLoaders:
         return _by_key(ids, await self._all(query), lambda row: row.id)
 
     async def _link_by_member(self, member_ids: Sequence[int]) -> list[Row | None]:
-        """A member's current link: the latest that was not DECLINED (API.md ``link``)."""
+        """A member's current link: its ACTIVE one (H1: at most one), else the latest that
+        was not DECLINED (API.md ``link``). An invitation sent before the account joined a
+        master stays open and is newer, but is not its link to its master."""
         query = (
             select(links)
             .distinct(links.c.member_id)
             .where(links.c.member_id.in_(member_ids), links.c.status != "DECLINED",
                    sees_link(self.principal), sees_details(self.principal, links.c.member_id))
-            .order_by(links.c.member_id, links.c.id.desc())
+            .order_by(links.c.member_id, (links.c.status == "ACTIVE").desc(), links.c.id.desc())
         )
         return _by_key(member_ids, await self._all(query), lambda row: row.member_id)
 
@@ -218,12 +220,14 @@ class AccountLoaders:
 
     async def _all(self, query: Select[Any]) -> Sequence[Row]:
         async with self.engine.connect() as conn:
-            return (await conn.execute(query)).all()
+            rows: Sequence[Row] = (await conn.execute(query)).all()
+            return rows
 
 
 def _has_link(condition: Any) -> Any:
-    """H1 roles: an ACTIVE link as master or as member."""
-    return select(links.c.id).where(condition, links.c.status == "ACTIVE").limit(1).exists()
+    """H1 roles: an ACTIVE link as master or as member. No LIMIT inside: EXISTS stops at
+    the first row anyway, and a LIMIT made the planner scan links once per account."""
+    return select(links.c.id).where(condition, links.c.status == "ACTIVE").exists()
 
 
 def _by_key(keys: Sequence[K], rows: Sequence[Row], key: Callable[[Row], K]) -> list[Row | None]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, Table, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts.models import (
@@ -30,6 +30,7 @@ from accountgraph.accounts.models import (
 from accountgraph.accounts.visibility import sees_details, sees_link
 from accountgraph.api.auth import Principal, PrincipalKind
 from accountgraph.api.errors import DomainError, ErrorCode, NotFound
+from accountgraph.funds import balances
 
 TOKEN_PREFIX = "agt_"
 MAX_TEXT = 200
@@ -98,7 +99,8 @@ ACCOUNT_FIELDS = ("display_name", "branch", "terms", "salesperson")
 async def create_account(conn: AsyncConnection, fields: Mapping[str, Any]) -> int:
     """H1 (operators, P4): a new standalone ACTIVE account."""
     name = _text(fields.get("name"), ["name"], required=True)
-    values = {key: _text(fields.get(key), [_camel(key)]) for key in ACCOUNT_FIELDS}
+    values = {key: _text(fields.get(key), [_camel(key)], limit=_limit(accounts, key))
+              for key in ACCOUNT_FIELDS}
     values["display_name"] = values["display_name"] or name
     account_id: int = (
         await conn.execute(insert(accounts).values(name=name, **values).returning(accounts.c.id))
@@ -112,7 +114,8 @@ async def update_account(
     """The account's users, its master (ACTIVE link) or an operator change its details."""
     await _managed_account(conn, principal, account_id, ["accountId"])
     values: dict[str, Any] = {
-        key: _text(value, [_camel(key)], required=key == "display_name")
+        key: _text(value, [_camel(key)], required=key == "display_name",
+                   limit=_limit(accounts, key))
         for key, value in changes.items()
         if key in ACCOUNT_FIELDS
     }
@@ -198,6 +201,9 @@ async def respond_to_invitation(
     granted = sorted(set(permissions), key=LINK_PERMISSIONS.index)
     if link.type == "TRUSTEESHIP" and not await billing_hierarchy_enabled(conn):
         raise DomainError(ErrorCode.HIERARCHY_DISABLED, HIERARCHY_OFF, ["linkId"])
+    if link.type == "TRUSTEESHIP" and await balances.outstanding_fees(conn, link.member_id) > 0:
+        raise DomainError(ErrorCode.OUTSTANDING_FEES,
+                          "Pay the outstanding fees before joining a trusteeship.", ["linkId"])
     if await _has_active_master(conn, link.member_id) or await _has_active_members(
         conn, link.member_id
     ):
@@ -355,6 +361,72 @@ async def update_site(
         values["bill_to_id"] = bill_to_id
     if values:
         await conn.execute(update(sites).where(sites.c.id == site_id).values(**values))
+
+
+# ---------------------------------------------------------------- for the money area (F, U)
+
+
+async def account_access(
+    conn: AsyncConnection, principal: Principal, account_id: int, field: list[str]
+) -> None:
+    """The account if the principal sees its details (operators: any), else NOT_FOUND."""
+    await _visible_account(conn, principal, account_id, field)
+
+
+async def own_account(
+    conn: AsyncConnection, principal: Principal, account_id: int, field: list[str]
+) -> None:
+    """F8: what only the account's own users do (withdrawals); others who see it get
+    PERMISSION_NOT_GRANTED, others NOT_FOUND."""
+    await _visible_account(conn, principal, account_id, field)
+    if principal.account_id != account_id:
+        raise DomainError(ErrorCode.PERMISSION_NOT_GRANTED,
+                          "Only the account's own users may do this.", field)
+
+
+async def member_link(
+    conn: AsyncConnection, principal: Principal, master_id: int, member_id: int
+) -> Row[Any]:
+    """F3/F6: the master's own users (or operators) acting on a member: the pair's current
+    link, which must be ACTIVE (LINK_NOT_ACTIVE); a member they cannot see is NOT_FOUND."""
+    await _managed_by_self(conn, principal, master_id, ["masterId"])
+    link = (
+        await conn.execute(
+            select(links)
+            .where(links.c.master_id == master_id, links.c.member_id == member_id,
+                   links.c.status != "DECLINED", sees_link(principal))
+            .order_by((links.c.status == "ACTIVE").desc(), links.c.id.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    if link is None:
+        raise NotFound(["memberId"], "member of this master")
+    if link.status != "ACTIVE":
+        raise DomainError(ErrorCode.LINK_NOT_ACTIVE, f"The link is {link.status}.", ["memberId"])
+    return link
+
+
+async def is_member(conn: AsyncConnection, account_id: int) -> bool:
+    return await _has_active_master(conn, account_id)
+
+
+async def trusteeship_link(conn: AsyncConnection, account_id: int) -> Row[Any] | None:
+    """U3/U4: the account's ACTIVE trusteeship link as a member, if any."""
+    return (
+        await conn.execute(
+            select(links).where(links.c.member_id == account_id, links.c.status == "ACTIVE",
+                                links.c.type == "TRUSTEESHIP")
+        )
+    ).one_or_none()
+
+
+async def site_of(conn: AsyncConnection, site_id: int, account_id: int) -> bool:
+    found = (
+        await conn.execute(
+            select(sites.c.id).where(sites.c.id == site_id, sites.c.account_id == account_id)
+        )
+    ).first()
+    return found is not None
 
 
 # ---------------------------------------------------------------- helpers
@@ -538,7 +610,8 @@ async def _own_bill_to(conn: AsyncConnection, account_id: int, bill_to_id: int) 
 
 def _bill_to_values(fields: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
     return {
-        key: _text(fields[key], [_camel(key)], required=key == "name")
+        key: _text(fields[key], [_camel(key)], required=key == "name",
+                   limit=_limit(bill_tos, key))
         for key in BILL_TO_FIELDS
         if key in fields and (creating or fields[key] is not None)
     }
@@ -546,14 +619,22 @@ def _bill_to_values(fields: Mapping[str, Any], *, creating: bool) -> dict[str, A
 
 def _site_values(fields: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
     return {
-        key: _text(fields[key], [_camel(key)], required=key == "name")
+        key: _text(fields[key], [_camel(key)], required=key == "name",
+                   limit=_limit(sites, key))
         for key in SITE_FIELDS
         if key in fields and (creating or fields[key] is not None)
     }
 
 
-def _text(value: Any, field: list[str], *, required: bool = False) -> Any:
-    """Trimmed text within MAX_TEXT; None stays None unless required."""
+def _limit(table: Table, key: str) -> int:
+    """MAX_TEXT, or less where the column is narrower (terms, tax id, tax group)."""
+    length: int | None = getattr(table.c[key].type, "length", None)
+    return min(MAX_TEXT, length) if length else MAX_TEXT
+
+
+def _text(value: Any, field: list[str], *, required: bool = False, limit: int = MAX_TEXT
+          ) -> Any:
+    """Trimmed text within ``limit``; None stays None unless required."""
     if value is None:
         if required:
             raise DomainError(ErrorCode.INVALID_INPUT, "A value is required.", field)
@@ -561,8 +642,10 @@ def _text(value: Any, field: list[str], *, required: bool = False) -> Any:
     text = str(value).strip()
     if required and not text:
         raise DomainError(ErrorCode.INVALID_INPUT, "Must not be empty.", field)
-    if len(text) > MAX_TEXT:
-        raise DomainError(ErrorCode.INVALID_INPUT, f"At most {MAX_TEXT} characters.", field)
+    if len(text) > limit:
+        raise DomainError(ErrorCode.INVALID_INPUT, f"At most {limit} characters.", field)
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL
+        raise DomainError(ErrorCode.INVALID_INPUT, "Must not contain NUL characters.", field)
     return text
 
 

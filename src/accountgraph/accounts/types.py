@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+
+if TYPE_CHECKING:
+    from accountgraph.funds.types import Charge, FinancialState, Transfer, TransferDirection
 
 from accountgraph.accounts.loaders import AccountLoaders, MembersKey
 from accountgraph.api import ids
@@ -200,6 +203,8 @@ class Account(Node):
     cost_center_enabled: bool
     preloaded_sites: strawberry.Private[list[Site] | None] = None
     preloaded_bill_tos: strawberry.Private[list[BillTo] | None] = None
+    preloaded_link: strawberry.Private[Link | None] = None
+    link_preloaded: strawberry.Private[bool] = False
 
     @classmethod
     def from_row(cls, row: Row) -> Account:
@@ -221,7 +226,12 @@ class Account(Node):
 
     @strawberry.field(description="The member's link to its master (any status but "
                       "DECLINED), null for others.")
-    async def link(self, info: strawberry.Info[Any, Any]) -> Link | None:
+    def link(self, info: strawberry.Info[Any, Any]) -> Link | None:
+        if self.link_preloaded:
+            return self.preloaded_link
+        return self._load_link(info)  # type: ignore[return-value]
+
+    async def _load_link(self, info: strawberry.Info[Any, Any]) -> Link | None:
         row = await loaders(info).link_by_member.load(self.row_id)
         return None if row is None else Link.from_row(row)
 
@@ -246,6 +256,47 @@ class Account(Node):
         await _preload(info, members, selects(info, "edges", "node"),
                        selects(info, "edges", "node", "sites"))
         return connection(members, [m.row_id for m in members], request, found.total)
+
+    @strawberry.field(description="Null where the viewer may not see finances (P2).")
+    async def finance(self, info: strawberry.Info[Any, Any]) -> Annotated[
+        FinancialState, strawberry.lazy("accountgraph.funds.types")
+    ] | None:
+        from accountgraph.funds.types import finance_of
+
+        return await finance_of(info, self.row_id)
+
+    @strawberry.field(description="F5: the transfer book, newest first: a master's "
+                      "allocations and reclamations, or those a member received.")
+    async def transfers(
+        self,
+        info: strawberry.Info[Any, Any],
+        first: int | None = None,
+        after: str | None = None,
+        member_id: strawberry.ID | None = None,
+        direction: Annotated[TransferDirection, strawberry.lazy("accountgraph.funds.types")]
+        | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Connection[Annotated[Transfer, strawberry.lazy("accountgraph.funds.types")]]:
+        from accountgraph.funds.types import transfers_of
+
+        return await transfers_of(info, self.row_id, first=first, after=after,
+                                  member_id=member_id, direction=direction, since=since,
+                                  until=until)
+
+    @strawberry.field(description="F7: charges on this account, newest first.")
+    async def charges(
+        self,
+        info: strawberry.Info[Any, Any],
+        first: int | None = None,
+        after: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Connection[Annotated[Charge, strawberry.lazy("accountgraph.funds.types")]]:
+        from accountgraph.funds.types import charges_of
+
+        return await charges_of(info, self.row_id, first=first, after=after, since=since,
+                                until=until)
 
     @strawberry.field
     async def invitations(self, info: strawberry.Info[Any, Any]) -> list[Link]:
@@ -290,10 +341,15 @@ async def _preload(
     info: strawberry.Info[Any, Any], members: list[Account], fields: set[str],
     site_fields: set[str],
 ) -> None:
-    """Look-ahead: attach sites and bill-tos of every member with one query each."""
+    """Look-ahead: attach links, sites and bill-tos of every member with one query each."""
     if not members:
         return
     account_ids = [member.row_id for member in members]
+    if "link" in fields:
+        found = await loaders(info).link_by_member.load_many(account_ids)
+        for member, row in zip(members, found, strict=True):
+            member.preloaded_link = None if row is None else Link.from_row(row)
+            member.link_preloaded = True
     want_bill_tos = bool(fields & {"billTos", "primaryBillTo"}) or "billTo" in site_fields
     bill_tos: dict[int, BillTo] = {}
     if want_bill_tos:

@@ -6,6 +6,8 @@ compiled query (DESIGN.md, read path) share one definition of who sees what.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import ColumnElement, and_, exists, literal, or_, select, true
 from sqlalchemy.sql.expression import FromClause
 
@@ -13,8 +15,22 @@ from accountgraph.accounts.models import links
 from accountgraph.api.auth import Principal
 
 
-def _link_exists(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(select(literal(1)).select_from(links).where(*conditions))
+def _link_exists(
+    conditions: Callable[[FromClause], list[ColumnElement[bool]]],
+) -> ColumnElement[bool]:
+    """EXISTS over a fresh alias of ``links``, so that an outer query on ``links`` itself
+    (a link's member or master) is correlated, not shadowed."""
+    link = links.alias()
+    return exists(select(literal(1)).select_from(link).where(*conditions(link)))
+
+
+def _master_still_sees(link: FromClause) -> ColumnElement[bool]:
+    """U5: once a pair's association ended, its master sees none of the pair's links up to
+    the dissociated one (an earlier declined invitation included); later ones it sees."""
+    return ~_link_exists(lambda ended: [
+        ended.c.master_id == link.c.master_id, ended.c.member_id == link.c.member_id,
+        ended.c.status == "DISSOCIATED", ended.c.id >= link.c.id,
+    ])
 
 
 def sees_details(principal: Principal, account_id: ColumnElement[int]) -> ColumnElement[bool]:
@@ -25,8 +41,8 @@ def sees_details(principal: Principal, account_id: ColumnElement[int]) -> Column
     me = principal.account_id
     return or_(
         account_id == me,
-        _link_exists(links.c.master_id == me, links.c.member_id == account_id,
-                     links.c.status == "ACTIVE"),
+        _link_exists(lambda link: [link.c.master_id == me, link.c.member_id == account_id,
+                                   link.c.status == "ACTIVE"]),
     )
 
 
@@ -38,9 +54,10 @@ def sees_name(principal: Principal, account_id: ColumnElement[int]) -> ColumnEle
     me = principal.account_id
     return or_(
         sees_details(principal, account_id),
-        _link_exists(links.c.member_id == me, links.c.master_id == account_id),
-        _link_exists(links.c.master_id == me, links.c.member_id == account_id,
-                     links.c.status.in_(("INVITED", "DECLINED"))),
+        _link_exists(lambda link: [link.c.member_id == me, link.c.master_id == account_id]),
+        _link_exists(lambda link: [link.c.master_id == me, link.c.member_id == account_id,
+                                   link.c.status.in_(("INVITED", "DECLINED")),
+                                   _master_still_sees(link)]),
     )
 
 
@@ -51,18 +68,19 @@ def sees_finance(principal: Principal, account_id: ColumnElement[int]) -> Column
     me = principal.account_id
     return or_(
         account_id == me,
-        _link_exists(links.c.master_id == me, links.c.member_id == account_id,
-                     links.c.status == "ACTIVE", links.c.permissions.any("VIEW_FINANCE")),
+        _link_exists(lambda link: [link.c.master_id == me, link.c.member_id == account_id,
+                                   link.c.status == "ACTIVE",
+                                   link.c.permissions.any("VIEW_FINANCE")]),
     )
 
 
 def sees_link(principal: Principal, link: FromClause = links) -> ColumnElement[bool]:
-    """A link: its member's users always; its master's users unless it ended (U5: a
-    dissociated member is invisible to its former master)."""
+    """A link: its member's users always; its master's users unless the association ended
+    (U5: a dissociated member is invisible to its former master)."""
     if principal.is_operator:
         return true()
     me = principal.account_id
     return or_(
         link.c.member_id == me,
-        and_(link.c.master_id == me, link.c.status != "DISSOCIATED"),
+        and_(link.c.master_id == me, _master_still_sees(link)),
     )

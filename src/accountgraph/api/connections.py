@@ -53,7 +53,10 @@ def decode_cursor(cursor: str) -> int:
         prefix, _, number = raw.partition(":")
         if prefix != "k" or not number.isdigit() or len(number) > 18:
             raise ValueError(cursor)
-        return int(number)
+        key = int(number)
+        if encode_cursor(key) != cursor:  # only cursors we issued (b64decode skips junk)
+            raise ValueError(cursor)
+        return key
     except (ValueError, UnicodeDecodeError):
         raise GraphQLError("Invalid cursor.", extensions={"code": "INVALID_INPUT"}) from None
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import strawberry
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.api import ids
@@ -17,6 +17,7 @@ from accountgraph.db import transaction
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ATTEMPTS = 3
 
 
 async def perform(
@@ -27,17 +28,32 @@ async def perform(
     CONFLICT. Either way nothing changed."""
     context = info.context
     try:
-        async with transaction(context.engine) as conn:
-            result = await work(conn)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with transaction(context.engine) as conn:
+                    return await work(conn), []
+            except DBAPIError as error:
+                # A deadlock or serialization failure rolled everything back: run again.
+                if _retryable(error) and attempt < ATTEMPTS:
+                    log.info("retrying a transaction (%s): %s", attempt, error.orig)
+                    continue
+                if isinstance(error, IntegrityError):
+                    log.info("constraint refused a write: %s", error.orig)
+                    return None, [UserError(code=ErrorCode.CONFLICT, field=None,
+                                            message="A concurrent change conflicted; try again.")]
+                raise
     except DomainError as error:
         return None, [UserError.of(error)]
-    except IntegrityError as error:
-        log.info("constraint refused a write: %s", error.orig)
-        return None, [UserError(code=ErrorCode.CONFLICT, field=None,
-                                message="A concurrent change conflicted; try again.")]
     finally:
         context.loaders.clear()
-    return result, []
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retryable(error: DBAPIError) -> bool:
+    """SQLSTATE 40001 (serialization failure) and 40P01 (deadlock detected)."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(
+        getattr(error.orig, "__cause__", None), "sqlstate", None)
+    return code in {"40001", "40P01"}
 
 
 def row_id(global_id: str, type_name: str, field: list[str]) -> int:

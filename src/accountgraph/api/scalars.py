@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import NewType
+from typing import TYPE_CHECKING, Any, NewType
 
 import strawberry
+from graphql import ValueNode, value_from_ast_untyped
 
 from accountgraph.api.errors import DomainError, ErrorCode
 
 CENT = Decimal("0.01")
+MAX_AMOUNT = Decimal("1e15")  # NUMERIC(20,2) holds 18 digits before the point
 
 # Input stays raw (any string or number) so that the mutation can answer a bad amount
 # with INVALID_AMOUNT at its field path instead of a GraphQL error (API.md, Money).
-RawDecimal = NewType("RawDecimal", object)
+if TYPE_CHECKING:  # outputs are Decimals; inputs arrive raw and go through amount()
+    Money = Decimal
+else:
+    Money = NewType("Money", object)
 
 
 def _serialize(value: object) -> str:
@@ -26,17 +31,26 @@ def _parse(value: object) -> object:
     return value
 
 
-DecimalScalar = strawberry.scalar(
-    RawDecimal,
-    name="Decimal",
-    description="An exact amount: a string with at most 2 decimal places in, exactly 2 out.",
-    serialize=_serialize,
-    parse_value=_parse,
-)
+def _parse_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> object:
+    return value_from_ast_untyped(node, variables)
 
 
-def amount(value: object, field: list[str], *, positive: bool = True) -> Decimal:
-    """Validate a money input: finite, at most 2 places, > 0 unless ``positive`` is False."""
+SCALAR_MAP: dict[object, Any] = {
+    Money: strawberry.scalar(
+        name="Decimal",
+        description="An exact amount: a string with at most 2 decimal places in, exactly 2 out.",
+        serialize=_serialize,
+        parse_value=_parse,
+        parse_literal=_parse_literal,
+    )
+}
+
+
+def amount(
+    value: object, field: list[str], *, allow_zero: bool = False, allow_negative: bool = False
+) -> Decimal:
+    """Validate a money input: a finite plain decimal with at most 2 places; > 0 unless
+    ``allow_zero`` (then >= 0) or ``allow_negative`` (then any non-zero signed amount)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must be a decimal string.", field)
     text = str(value).strip()
@@ -48,8 +62,10 @@ def amount(value: object, field: list[str], *, positive: bool = True) -> Decimal
         raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must be a plain decimal.", field)
     if number != number.quantize(CENT):
         raise DomainError(ErrorCode.INVALID_AMOUNT, "At most 2 decimal places.", field)
-    if abs(number) >= Decimal("1e18"):
+    if abs(number) >= MAX_AMOUNT:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount is too large.", field)
-    if positive and number <= 0:
-        raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must be greater than zero.", field)
+    if number < 0 and not allow_negative:
+        raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must not be negative.", field)
+    if number == 0 and not allow_zero:
+        raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must not be zero.", field)
     return number.quantize(CENT)

@@ -1,0 +1,1 @@
+"""Benchmarks of the hot path, each printing ratios against a baseline run beside it."""

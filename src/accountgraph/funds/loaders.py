@@ -1,0 +1,181 @@
+"""Per-request batch loading of money: balances, transfers and charges, each query filtered
+by ``sees_finance`` (P2: a member's finances need VIEW_FINANCE)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, literal, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from strawberry.dataloader import DataLoader
+
+from accountgraph.accounts.models import links
+from accountgraph.accounts.visibility import sees_finance
+from accountgraph.api import keyset
+from accountgraph.api.auth import Principal
+from accountgraph.funds.ledger import Balance, balance_of
+from accountgraph.funds.models import balances, charges, transfers
+
+Row = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Finance:
+    balance: Balance
+    is_member: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransfersKey:
+    account_id: int
+    member_id: int | None
+    direction: str | None
+    since: datetime | None
+    until: datetime | None
+    limit: int
+    after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargesKey:
+    account_id: int
+    since: datetime | None
+    until: datetime | None
+    limit: int
+    after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Row]
+    total: int
+
+
+class FundsLoaders:
+    def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
+        self.engine = engine
+        self.principal = principal
+        self.finance_by_account = DataLoader(self._finance_by_account)
+        self.transfers_by_account = DataLoader(self._transfers_by_account)
+        self.charges_by_account = DataLoader(self._charges_by_account)
+        by_id = FundsNodeLoaders(engine, principal)
+        self.transfer_by_id = DataLoader(by_id.transfers)
+        self.charge_by_id = DataLoader(by_id.charges)
+
+    def clear(self) -> None:
+        for value in vars(self).values():
+            if isinstance(value, DataLoader):
+                value.clear_all()
+
+    async def _finance_by_account(self, ids: Sequence[int]) -> list[Finance | None]:
+        active_as_member = links.c.member_id == balances.c.account_id, links.c.status == "ACTIVE"
+        query = select(
+            balances,
+            exists().where(*active_as_member, links.c.type == "TRUSTEESHIP").label("frozen"),
+            exists().where(*active_as_member).label("is_member"),
+        ).where(balances.c.account_id.in_(ids), sees_finance(self.principal, balances.c.account_id))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found = {row.account_id: Finance(balance_of(row, frozen=row.frozen), row.is_member)
+                 for row in rows}
+        return [found.get(account_id) for account_id in ids]
+
+    async def _transfers_by_account(self, keys: Sequence[TransfersKey]) -> list[Page]:
+        """A master's book (as master) or a member's (as member), newest first."""
+        groups: dict[tuple[Any, ...], list[TransfersKey]] = defaultdict(list)
+        for key in keys:
+            groups[(key.member_id, key.direction, key.since, key.until, key.limit, key.after)
+                   ].append(key)
+        found: dict[TransfersKey, Page] = {}
+        for (member_id, direction, since, until, limit, after), group in groups.items():
+            parents = [key.account_id for key in group]
+            book = select(transfers, transfers.c.master_id.label("parent_id")).where(
+                transfers.c.master_id.in_(parents)
+            ).union_all(select(transfers, transfers.c.member_id.label("parent_id")).where(
+                transfers.c.member_id.in_(parents)
+            )).subquery()
+            conditions = [sees_finance(self.principal, book.c.parent_id)]
+            if member_id is not None:
+                conditions.append(book.c.member_id == member_id)
+            if direction is not None:
+                conditions.append(book.c.direction == direction)
+            if since is not None:
+                conditions.append(book.c.created_at >= since)
+            if until is not None:
+                conditions.append(book.c.created_at < until)
+            query = select(book).where(*conditions)
+            async with self.engine.connect() as conn:
+                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
+                                                  parents=parents, limit=limit, after=after,
+                                                  descending=True)
+            for key in group:
+                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
+        return [found[key] for key in keys]
+
+    async def _charges_by_account(self, keys: Sequence[ChargesKey]) -> list[Page]:
+        """Charges newest first. U5: after dissociation a member no longer sees the costs
+        generated during the association (its master settled them)."""
+        groups: dict[tuple[Any, ...], list[ChargesKey]] = defaultdict(list)
+        for key in keys:
+            groups[(key.since, key.until, key.limit, key.after)].append(key)
+        found: dict[ChargesKey, Page] = {}
+        for (since, until, limit, after), group in groups.items():
+            parents = [key.account_id for key in group]
+            conditions = [charges.c.account_id.in_(parents),
+                          sees_finance(self.principal, charges.c.account_id),
+                          self._not_hidden_by_dissociation()]
+            if since is not None:
+                conditions.append(charges.c.occurred_at >= since)
+            if until is not None:
+                conditions.append(charges.c.occurred_at < until)
+            query = select(charges, charges.c.account_id.label("parent_id")).where(*conditions)
+            async with self.engine.connect() as conn:
+                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
+                                                  parents=parents, limit=limit, after=after,
+                                                  descending=True)
+            for key in group:
+                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
+        return [found[key] for key in keys]
+
+    def _not_hidden_by_dissociation(self) -> Any:
+        if self.principal.is_operator:
+            return literal(True)
+        ended = exists().where(
+            links.c.member_id == charges.c.account_id,
+            links.c.member_id == self.principal.account_id,
+            links.c.type == "TRUSTEESHIP", links.c.status == "DISSOCIATED",
+            and_(charges.c.occurred_at >= links.c.activated_at,
+                 charges.c.occurred_at < links.c.ended_at),
+        )
+        return ~ended
+
+
+class FundsNodeLoaders:
+    """Transfers and charges by id, for ``node(id)`` and mutation payloads."""
+
+    def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
+        self.engine = engine
+        self.principal = principal
+
+    async def transfers(self, ids: Sequence[int]) -> list[Row | None]:
+        query = select(transfers).where(
+            transfers.c.id.in_(ids),
+            sees_finance(self.principal, transfers.c.master_id)
+            | sees_finance(self.principal, transfers.c.member_id),
+        )
+        return await self._by_id(query, ids)
+
+    async def charges(self, ids: Sequence[int]) -> list[Row | None]:
+        query = select(charges).where(
+            charges.c.id.in_(ids), sees_finance(self.principal, charges.c.account_id)
+        )
+        return await self._by_id(query, ids)
+
+    async def _by_id(self, query: Any, ids: Sequence[int]) -> list[Row | None]:
+        async with self.engine.connect() as conn:
+            found = {row.id: row for row in (await conn.execute(query)).all()}
+        return [found.get(i) for i in ids]

@@ -174,3 +174,17 @@ async def clean(engine: AsyncEngine, redis: ArqRedis, settings: Settings) -> Non
 async def api(base_url: str, clean: None, engine: AsyncEngine) -> AsyncIterator[Api]:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         yield Api(client, engine)
+
+
+@pytest.fixture
+def run_jobs(engine: AsyncEngine, redis: ArqRedis, settings: Settings) -> Any:
+    """Relay every committed outbox row and run the jobs with a real arq worker (burst)."""
+    from accountgraph import outbox
+    from workers.settings import build_worker
+
+    async def run() -> None:
+        while await outbox.relay_once(engine, redis, resend_after_s=60):
+            pass
+        await build_worker(settings, engine, redis, burst=True, relay=False).main()
+
+    return run

@@ -12,6 +12,7 @@ from accountgraph.accounts.loaders import AccountLoaders
 from accountgraph.api.auth import Principal
 from accountgraph.config import Settings
 from accountgraph.funds.loaders import FundsLoaders
+from accountgraph.sharing.loaders import SharingLoaders
 
 
 class Loaders:
@@ -20,10 +21,12 @@ class Loaders:
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
         self.accounts = AccountLoaders(engine, principal)
         self.funds = FundsLoaders(engine, principal)
+        self.sharing = SharingLoaders(engine, principal)
 
     def clear(self) -> None:
         self.accounts.clear()
         self.funds.clear()
+        self.sharing.clear()
 
 
 @dataclass

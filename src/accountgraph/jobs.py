@@ -1,6 +1,5 @@
-"""Imports every area module that registers outbox handlers, for the worker to load.
-
-Later areas (funds, alerts, sharing) add their ``handlers`` modules here.
-"""
+"""Imports every area module that registers outbox handlers, for the worker to load."""
 
 from __future__ import annotations
+
+from accountgraph.sharing import service as _sharing  # noqa: F401  (S11 recalculation)

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "accountgraph_outbox"
 JOB_FUNCTION = "run_outbox_row"
+# Topics written by more than one area (the account graph's link changes end or start
+# sharing, S9); each area's own topics live with the area.
+SHARING_RECALCULATE = "sharing.recalculate"
 RELAY_BATCH = 500
 
 outbox = Table(

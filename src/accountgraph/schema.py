@@ -25,9 +25,14 @@ from accountgraph.api.scalars import SCALAR_MAP
 from accountgraph.funds.mutations import FundsMutation
 from accountgraph.funds.queries import NODE_RESOLVERS as FUNDS_NODES
 from accountgraph.metrics import OperationMetrics
+from accountgraph.sharing.mutations import SharingMutation
+from accountgraph.sharing.queries import NODE_RESOLVERS as SHARING_NODES
+from accountgraph.sharing.queries import SharingQuery
 
 NodeResolver = Callable[[strawberry.Info[Any, Any], int], Awaitable[Node | None]]
-NODE_RESOLVERS: dict[str, NodeResolver] = {**ACCOUNT_NODES, **FUNDS_NODES}
+NODE_RESOLVERS: dict[str, NodeResolver] = {
+    **ACCOUNT_NODES, **FUNDS_NODES, **SHARING_NODES,
+}
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
@@ -36,7 +41,7 @@ CACHED_DOCUMENTS = 256  # bounded: clients sending ever-new documents cannot gro
 
 
 @strawberry.type
-class Query(AccountQuery):
+class Query(AccountQuery, SharingQuery):
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def node(self, info: strawberry.Info[Any, Any], id: strawberry.ID) -> Node | None:
         """Any object by its global id; null if it does not exist or is not visible."""
@@ -47,7 +52,7 @@ class Query(AccountQuery):
 
 
 @strawberry.type
-class Mutation(AccountMutation, FundsMutation):
+class Mutation(AccountMutation, FundsMutation, SharingMutation):
     pass
 
 

@@ -45,3 +45,13 @@ async def test_f3_f7_allocate_then_charge_a_trusteeship_member(api: Api) -> None
     master = (await api.gql(FINANCE, {"id": given.master}))["account"]["finance"]
     assert master["cashBalance"] == "60.00"
     await assert_ledger_sound(api.engine)
+
+
+async def test_f1_an_account_that_never_had_money_shows_zero_balances(api: Api) -> None:
+    account = await api.account("New")
+
+    finance = (await api.gql(FINANCE, {"id": account}))["account"]["finance"]
+
+    assert finance == {"cashBalance": "0.00", "transferredCash": "0.00",
+                       "outstandingFees": "0.00", "availableQuota": "0.00",
+                       "frozenCash": "0.00", "creditLine": "0.00"}

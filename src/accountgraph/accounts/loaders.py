@@ -9,9 +9,9 @@ keys and [] for empty one-to-many (STYLE.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,8 +20,8 @@ from strawberry.dataloader import DataLoader
 from accountgraph.accounts.models import accounts, bill_tos, link_events, links, sites
 from accountgraph.accounts.visibility import sees_details, sees_finance, sees_link, sees_name
 from accountgraph.api.auth import Principal
+from accountgraph.api.batching import by_key, grouped
 
-K = TypeVar("K", bound=Hashable)
 Row = Any
 
 
@@ -79,7 +79,7 @@ class AccountLoaders:
         query = select(*self.account_columns()).where(
             accounts.c.id.in_(ids), sees_name(self.principal, accounts.c.id)
         )
-        return _by_key(ids, await self._all(query), lambda row: row.id)
+        return by_key(ids, await self._all(query), lambda row: row.id)
 
     async def _members_by_master(self, keys: Sequence[MembersKey]) -> list[MembersPage]:
         """One query for every master's page: a window per master, keyset within it."""
@@ -147,7 +147,7 @@ class AccountLoaders:
 
     async def _links_by_id(self, ids: Sequence[int]) -> list[Row | None]:
         query = select(links).where(links.c.id.in_(ids), sees_link(self.principal))
-        return _by_key(ids, await self._all(query), lambda row: row.id)
+        return by_key(ids, await self._all(query), lambda row: row.id)
 
     async def _link_by_member(self, member_ids: Sequence[int]) -> list[Row | None]:
         """A member's current link: its ACTIVE one (H1: at most one), else the latest that
@@ -160,7 +160,7 @@ class AccountLoaders:
                    sees_link(self.principal), sees_details(self.principal, links.c.member_id))
             .order_by(links.c.member_id, (links.c.status == "ACTIVE").desc(), links.c.id.desc())
         )
-        return _by_key(member_ids, await self._all(query), lambda row: row.member_id)
+        return by_key(member_ids, await self._all(query), lambda row: row.member_id)
 
     async def _invitations_by_account(self, ids: Sequence[int]) -> list[list[Row]]:
         """Open invitations an account received or (as a master) sent."""
@@ -171,12 +171,12 @@ class AccountLoaders:
                    or_(links.c.member_id.in_(ids), links.c.master_id.in_(ids)))
             .order_by(links.c.id)
         )
-        grouped: dict[int, list[Row]] = defaultdict(list)
+        by_owner: dict[int, list[Row]] = defaultdict(list)
         for row in await self._all(query):
             for owner in (row.member_id, row.master_id):
                 if owner in wanted:
-                    grouped[owner].append(row)
-        return [grouped.get(account_id, []) for account_id in ids]
+                    by_owner[owner].append(row)
+        return [by_owner.get(account_id, []) for account_id in ids]
 
     async def _events_by_link(self, ids: Sequence[int]) -> list[list[Row]]:
         query = (
@@ -185,7 +185,7 @@ class AccountLoaders:
             .where(link_events.c.link_id.in_(ids), sees_link(self.principal))
             .order_by(link_events.c.id)
         )
-        return _group(ids, await self._all(query), lambda row: row.link_id)
+        return grouped(ids, await self._all(query), lambda row: row.link_id)
 
     # ------------------------------------------------------------ bill-tos and sites
 
@@ -196,13 +196,13 @@ class AccountLoaders:
                    sees_details(self.principal, bill_tos.c.account_id))
             .order_by(bill_tos.c.account_id, bill_tos.c.id)
         )
-        return _group(ids, await self._all(query), lambda row: row.account_id)
+        return grouped(ids, await self._all(query), lambda row: row.account_id)
 
     async def _bill_to_by_id(self, ids: Sequence[int]) -> list[Row | None]:
         query = select(bill_tos).where(
             bill_tos.c.id.in_(ids), sees_details(self.principal, bill_tos.c.account_id)
         )
-        return _by_key(ids, await self._all(query), lambda row: row.id)
+        return by_key(ids, await self._all(query), lambda row: row.id)
 
     async def _sites_by_account(self, ids: Sequence[int]) -> list[list[Row]]:
         query = (
@@ -210,13 +210,13 @@ class AccountLoaders:
             .where(sites.c.account_id.in_(ids), sees_details(self.principal, sites.c.account_id))
             .order_by(sites.c.account_id, sites.c.id)
         )
-        return _group(ids, await self._all(query), lambda row: row.account_id)
+        return grouped(ids, await self._all(query), lambda row: row.account_id)
 
     async def _site_by_id(self, ids: Sequence[int]) -> list[Row | None]:
         query = select(sites).where(
             sites.c.id.in_(ids), sees_details(self.principal, sites.c.account_id)
         )
-        return _by_key(ids, await self._all(query), lambda row: row.id)
+        return by_key(ids, await self._all(query), lambda row: row.id)
 
     async def _all(self, query: Select[Any]) -> Sequence[Row]:
         async with self.engine.connect() as conn:
@@ -228,15 +228,3 @@ def _has_link(condition: Any) -> Any:
     """H1 roles: an ACTIVE link as master or as member. No LIMIT inside: EXISTS stops at
     the first row anyway, and a LIMIT made the planner scan links once per account."""
     return select(links.c.id).where(condition, links.c.status == "ACTIVE").exists()
-
-
-def _by_key(keys: Sequence[K], rows: Sequence[Row], key: Callable[[Row], K]) -> list[Row | None]:
-    found = {key(row): row for row in rows}
-    return [found.get(k) for k in keys]
-
-
-def _group(keys: Sequence[K], rows: Sequence[Row], key: Callable[[Row], K]) -> list[list[Row]]:
-    grouped: dict[K, list[Row]] = defaultdict(list)
-    for row in rows:
-        grouped[key(row)].append(row)
-    return [grouped.get(k, []) for k in keys]

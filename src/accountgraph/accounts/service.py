@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Row, Table, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from accountgraph import outbox
 from accountgraph.accounts.models import (
     LINK_PERMISSIONS,
     accounts,
@@ -214,6 +215,7 @@ async def respond_to_invitation(
                           "The inviting account has since become a member.", ["linkId"])
     await _set_link(conn, principal, link_id, status="ACTIVE", permissions=granted,
                     activated_at=func.now())
+    await outbox.add(conn, outbox.SHARING_RECALCULATE, {"master_id": link.master_id})
 
 
 async def dissociate(conn: AsyncConnection, principal: Principal, *, link_id: int) -> None:
@@ -225,6 +227,8 @@ async def dissociate(conn: AsyncConnection, principal: Principal, *, link_id: in
         raise DomainError(ErrorCode.LINK_NOT_ACTIVE, f"The link is {link.status}.", ["linkId"])
     await _set_link(conn, principal, link_id, status="DISSOCIATED",
                     permissions=list(link.permissions), ended_at=func.now())
+    # S9: the member's sharing ends with the link (its master's grants are recalculated).
+    await outbox.add(conn, outbox.SHARING_RECALCULATE, {"master_id": link.master_id})
 
 
 # ---------------------------------------------------------------- bill-tos (H3)
@@ -404,6 +408,22 @@ async def member_link(
     if link.status != "ACTIVE":
         raise DomainError(ErrorCode.LINK_NOT_ACTIVE, f"The link is {link.status}.", ["memberId"])
     return link
+
+
+async def own_or_operator(
+    conn: AsyncConnection, principal: Principal, account_id: int, field: list[str]
+) -> None:
+    """Acts of an account's own users or operators (a master's settings, S2, S4)."""
+    await _managed_by_self(conn, principal, account_id, field)
+
+
+async def active_link_as_member(conn: AsyncConnection, account_id: int) -> Row[Any] | None:
+    """The account's ACTIVE link to its master, if it is a member (H1: at most one)."""
+    return (
+        await conn.execute(
+            select(links).where(links.c.member_id == account_id, links.c.status == "ACTIVE")
+        )
+    ).one_or_none()
 
 
 async def is_member(conn: AsyncConnection, account_id: int) -> bool:

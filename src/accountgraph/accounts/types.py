@@ -16,6 +16,7 @@ import strawberry
 
 if TYPE_CHECKING:
     from accountgraph.funds.types import Charge, FinancialState, Transfer, TransferDirection
+    from accountgraph.sharing.types import Resource, ResourceGrant, ResourceType, UserGroup
 
 from accountgraph.accounts.loaders import AccountLoaders, MembersKey
 from accountgraph.api import ids
@@ -297,6 +298,67 @@ class Account(Node):
 
         return await charges_of(info, self.row_id, first=first, after=after, since=since,
                                 until=until)
+
+    @strawberry.field(description="S1: resources this account owns.")
+    async def resources(self, info: strawberry.Info[Any, Any]) -> list[
+        Annotated[Resource, strawberry.lazy("accountgraph.sharing.types")]
+    ]:
+        from accountgraph.sharing.types import Resource
+        from accountgraph.sharing.types import loaders as sharing
+
+        rows = await sharing(info).resources_by_owner.load(self.row_id)
+        return [Resource.from_row(row) for row in rows]
+
+    @strawberry.field(description="S10: what this account can use, and why, as of the last "
+                      "recalculation.")
+    async def usable_resources(self, info: strawberry.Info[Any, Any]) -> list[
+        Annotated[ResourceGrant, strawberry.lazy("accountgraph.sharing.types")]
+    ]:
+        from accountgraph.sharing.types import ResourceGrant
+        from accountgraph.sharing.types import loaders as sharing
+
+        rows = await sharing(info).grants_by_account.load(self.row_id)
+        return [ResourceGrant.from_row(row) for row in rows]
+
+    @strawberry.field(description="S3: the resource types this member accepts.")
+    async def accepted_resource_types(self, info: strawberry.Info[Any, Any]) -> list[
+        Annotated[ResourceType, strawberry.lazy("accountgraph.sharing.types")]
+    ]:
+        from accountgraph.sharing.types import ResourceType
+        from accountgraph.sharing.types import loaders as sharing
+
+        types = await sharing(info).accepted_types_by_account.load(self.row_id)
+        return [ResourceType(t) for t in types]
+
+    @strawberry.field(description="S2: the resource types this master shares.")
+    async def shared_resource_types(self, info: strawberry.Info[Any, Any]) -> list[
+        Annotated[ResourceType, strawberry.lazy("accountgraph.sharing.types")]
+    ]:
+        from accountgraph.sharing.types import ResourceType
+        from accountgraph.sharing.types import loaders as sharing
+
+        types = await sharing(info).shared_types_by_account.load(self.row_id)
+        return [ResourceType(t) for t in types]
+
+    @strawberry.field(description="S4: the member's user group, if any.")
+    async def user_group(self, info: strawberry.Info[Any, Any]) -> Annotated[
+        UserGroup, strawberry.lazy("accountgraph.sharing.types")
+    ] | None:
+        from accountgraph.sharing.types import UserGroup
+        from accountgraph.sharing.types import loaders as sharing
+
+        row = await sharing(info).group_by_member.load(self.row_id)
+        return None if row is None else UserGroup.from_row(row)
+
+    @strawberry.field(description="S4: a master's user groups.")
+    async def user_groups(self, info: strawberry.Info[Any, Any]) -> list[
+        Annotated[UserGroup, strawberry.lazy("accountgraph.sharing.types")]
+    ]:
+        from accountgraph.sharing.types import UserGroup
+        from accountgraph.sharing.types import loaders as sharing
+
+        rows = await sharing(info).groups_by_master.load(self.row_id)
+        return [UserGroup.from_row(row) for row in rows]
 
     @strawberry.field
     async def invitations(self, info: strawberry.Info[Any, Any]) -> list[Link]:

@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, literal, select
+from sqlalchemy import and_, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
-from accountgraph.accounts.models import links
-from accountgraph.accounts.visibility import sees_finance
+from accountgraph.accounts.models import accounts, links
+from accountgraph.accounts.visibility import sees_finance, sees_name
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
 from accountgraph.funds.ledger import Balance, balance_of
-from accountgraph.funds.models import balances, charges, transfers
+from accountgraph.funds.models import BUCKETS, balances, charges, transfers
 
 Row = Any
 
@@ -72,12 +72,15 @@ class FundsLoaders:
                 value.clear_all()
 
     async def _finance_by_account(self, ids: Sequence[int]) -> list[Finance | None]:
-        active_as_member = links.c.member_id == balances.c.account_id, links.c.status == "ACTIVE"
+        """An account that never had money has all-zero balances (no row yet)."""
+        active_as_member = links.c.member_id == accounts.c.id, links.c.status == "ACTIVE"
         query = select(
-            balances,
+            accounts.c.id.label("account_id"),
+            *(func.coalesce(balances.c[column], 0).label(column) for column in BUCKETS.values()),
             exists().where(*active_as_member, links.c.type == "TRUSTEESHIP").label("frozen"),
             exists().where(*active_as_member).label("is_member"),
-        ).where(balances.c.account_id.in_(ids), sees_finance(self.principal, balances.c.account_id))
+        ).select_from(accounts.outerjoin(balances, balances.c.account_id == accounts.c.id)
+        ).where(accounts.c.id.in_(ids), sees_finance(self.principal, accounts.c.id))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         found = {row.account_id: Finance(balance_of(row, frozen=row.frozen), row.is_member)
@@ -98,7 +101,8 @@ class FundsLoaders:
             ).union_all(select(transfers, transfers.c.member_id.label("parent_id")).where(
                 transfers.c.member_id.in_(parents)
             )).subquery()
-            conditions = [sees_finance(self.principal, book.c.parent_id)]
+            conditions = [sees_finance(self.principal, book.c.parent_id),
+                          _sees_both_ends(self.principal, book)]
             if member_id is not None:
                 conditions.append(book.c.member_id == member_id)
             if direction is not None:
@@ -127,7 +131,7 @@ class FundsLoaders:
             parents = [key.account_id for key in group]
             conditions = [charges.c.account_id.in_(parents),
                           sees_finance(self.principal, charges.c.account_id),
-                          self._not_hidden_by_dissociation()]
+                          _not_hidden_by_dissociation(self.principal)]
             if since is not None:
                 conditions.append(charges.c.occurred_at >= since)
             if until is not None:
@@ -141,17 +145,25 @@ class FundsLoaders:
                 found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
         return [found[key] for key in keys]
 
-    def _not_hidden_by_dissociation(self) -> Any:
-        if self.principal.is_operator:
-            return literal(True)
-        ended = exists().where(
-            links.c.member_id == charges.c.account_id,
-            links.c.member_id == self.principal.account_id,
-            links.c.type == "TRUSTEESHIP", links.c.status == "DISSOCIATED",
-            and_(charges.c.occurred_at >= links.c.activated_at,
-                 charges.c.occurred_at < links.c.ended_at),
-        )
-        return ~ended
+
+def _not_hidden_by_dissociation(principal: Principal) -> Any:
+    """U5: a member no longer sees the charges of a trusteeship association that ended."""
+    if principal.is_operator:
+        return literal(True)
+    ended = exists().where(
+        links.c.member_id == charges.c.account_id,
+        links.c.member_id == principal.account_id,
+        links.c.type == "TRUSTEESHIP", links.c.status == "DISSOCIATED",
+        and_(charges.c.occurred_at >= links.c.activated_at,
+             charges.c.occurred_at < links.c.ended_at),
+    )
+    return ~ended
+
+
+def _sees_both_ends(principal: Principal, table: Any) -> Any:
+    """A transfer shows its master and member (both non-null), so it exists only for who
+    sees both: P3/U5, a former master sees nothing of a dissociated member."""
+    return sees_name(principal, table.c.master_id) & sees_name(principal, table.c.member_id)
 
 
 class FundsNodeLoaders:
@@ -166,12 +178,14 @@ class FundsNodeLoaders:
             transfers.c.id.in_(ids),
             sees_finance(self.principal, transfers.c.master_id)
             | sees_finance(self.principal, transfers.c.member_id),
+            _sees_both_ends(self.principal, transfers),
         )
         return await self._by_id(query, ids)
 
     async def charges(self, ids: Sequence[int]) -> list[Row | None]:
         query = select(charges).where(
-            charges.c.id.in_(ids), sees_finance(self.principal, charges.c.account_id)
+            charges.c.id.in_(ids), sees_finance(self.principal, charges.c.account_id),
+            _not_hidden_by_dissociation(self.principal),
         )
         return await self._by_id(query, ids)
 

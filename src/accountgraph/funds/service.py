@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,9 +53,10 @@ async def _lock_pair(conn: AsyncConnection, principal: Principal, master_id: int
 
 def enterprise_available_credit(ledger: Ledger, master_id: int) -> Decimal:
     """F6: the master's own credit limit (line - Σ member limits, kept materialised) minus
-    the master's outstanding fees (credit it already uses)."""
+    the master's outstanding fees (credit it already uses). Credit it was itself given as a
+    member (transferred credit, kept after a dissociation, U5) is consumption-only (F3)."""
     master = ledger.before[master_id]
-    return master["CREDIT_LIMIT"] - master["OUTSTANDING_FEES"]
+    return master["CREDIT_LIMIT"] - master["TRANSFERRED_CREDIT"] - master["OUTSTANDING_FEES"]
 
 
 async def allocate(conn: AsyncConnection, principal: Principal, *, master_id: int,
@@ -64,7 +65,9 @@ async def allocate(conn: AsyncConnection, principal: Principal, *, master_id: in
     """F3: move ``amount`` to the member; returns the transfer id."""
     pair, ledger = await _lock_pair(conn, principal, master_id, member_id)
     if method == "CASH":
-        if amount > ledger.before[master_id]["CASH"]:
+        # F3: cash the master was itself allocated as a member (kept after a dissociation,
+        # U5) may only be consumed, never passed on.
+        if amount > ledger.before[master_id].withdrawable_cash:
             raise DomainError(ErrorCode.INSUFFICIENT_FUNDS,
                               "The master's cash balance is lower than the amount.", ["amount"])
         ledger.move("CASH", master_id, member_id, amount)
@@ -117,12 +120,22 @@ async def _transfer(ledger: Ledger, principal: Principal, pair: Pair, method: st
                     direction: str, amount: Decimal, idempotency_key: str | None) -> int:
     """F5: the transfer book record, the per-method totals, and the entry."""
     entry_id = await ledger.commit(direction, principal.actor)
-    column = "allocated" if direction == "ALLOCATE" else "reclaimed"
-    upsert = pg_insert(allocations).values(
-        master_id=pair.master_id, member_id=pair.member_id, method=method, **{column: amount})
-    await ledger.conn.execute(upsert.on_conflict_do_update(
-        index_elements=["master_id", "member_id", "method"],
-        set_={column: getattr(allocations.c, column) + amount}))
+    if direction == "ALLOCATE":
+        upsert = pg_insert(allocations).values(
+            master_id=pair.master_id, member_id=pair.member_id, method=method, allocated=amount)
+        await ledger.conn.execute(upsert.on_conflict_do_update(
+            index_elements=["master_id", "member_id", "method"],
+            set_={"allocated": allocations.c.allocated + amount}))
+    else:
+        # An UPDATE, not an upsert: PostgreSQL checks CHECK constraints on the proposed
+        # insert row before ON CONFLICT, and (allocated 0, reclaimed x) breaks
+        # reclaimed <= allocated, so every reclamation failed. The row exists (net > 0).
+        reclaimed = await ledger.conn.execute(
+            update(allocations).where(
+                allocations.c.master_id == pair.master_id,
+                allocations.c.member_id == pair.member_id, allocations.c.method == method)
+            .values(reclaimed=allocations.c.reclaimed + amount))
+        assert reclaimed.rowcount == 1
     transfer_id: int = (await ledger.conn.execute(insert(transfers).values(
         master_id=pair.master_id, member_id=pair.member_id, method=method,
         direction=direction, amount=amount, actor=principal.actor,
@@ -144,7 +157,8 @@ async def set_credit_line(conn: AsyncConnection, principal: Principal, *, master
                           "A credit line is set on a master or standalone account.", ["masterId"])
     ledger = await Ledger.lock(conn, [master_id])
     delta = amount - ledger.before[master_id]["CREDIT_LINE"]
-    if ledger.before[master_id]["CREDIT_LIMIT"] + delta < 0:
+    master = ledger.before[master_id]
+    if master["CREDIT_LIMIT"] - master["TRANSFERRED_CREDIT"] + delta < 0:
         raise DomainError(ErrorCode.CREDIT_EXCEEDS_AVAILABLE,
                           "Members already hold more credit than this line.", ["amount"])
     ledger.move("CREDIT_LINE", None, master_id, delta)
@@ -185,6 +199,8 @@ async def record_charge(conn: AsyncConnection, principal: Principal, *, account_
         raise NotFound(["siteId"], "site of this account")
     link = await accounts.trusteeship_link(conn, account_id)
     when = occurred_at or datetime.now(UTC)
+    if when.tzinfo is None:  # a time without a zone is UTC (as PostgreSQL would store it)
+        when = when.replace(tzinfo=UTC)
     master_pays = link is not None and when >= link.activated_at
     ids = [account_id] + ([link.master_id] if link is not None else [])
     ledger = await Ledger.lock(conn, ids, frozen=[account_id] if link is not None else [])

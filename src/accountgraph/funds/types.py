@@ -78,7 +78,8 @@ class FinancialState:
             transferred_amount=b["TRANSFERRED_CASH"] + b["TRANSFERRED_CREDIT"],
             frozen_cash=b.frozen_cash, available_quota=b.available_quota,
             credit_line=b["CREDIT_LINE"] if master_side else None,
-            available_credit=(b["CREDIT_LIMIT"] - b["OUTSTANDING_FEES"]) if master_side else None,
+            available_credit=(b["CREDIT_LIMIT"] - b["TRANSFERRED_CREDIT"] - b["OUTSTANDING_FEES"])
+            if master_side else None,
         )
 
 

@@ -1,0 +1,1 @@
+"""S1-S11: resources, sharing settings, user groups and effective sharing."""

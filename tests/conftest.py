@@ -84,14 +84,45 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
     await admin.dispose()
 
 
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on a loopback port, keeping what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.port = free_port()
+        self.refuse = False  # answer every message with a temporary failure
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.refuse:
+            return "451 try again later"
+        self.messages.append(envelope)
+        return "250 OK"
+
+
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str) -> Settings:
+def mailbox() -> Iterator[Mailbox]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str, mailbox: Mailbox) -> Settings:
     return Settings(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         ACCOUNTGRAPH_OPERATOR_TOKEN=OPERATOR_TOKEN,
         ACCOUNTGRAPH_QUEUE=f"accountgraph:test:{uuid.uuid4().hex[:8]}",
         ACCOUNTGRAPH_OUTBOX_POLL_S=0.2,
+        ACCOUNTGRAPH_SMTP_HOST="127.0.0.1",
+        ACCOUNTGRAPH_SMTP_PORT=mailbox.port,
+        ACCOUNTGRAPH_WEBHOOK_SECRET="test-webhook-secret",
+        ACCOUNTGRAPH_DELIVERY_ATTEMPTS=3,
+        ACCOUNTGRAPH_DELIVERY_BACKOFF_S=0.01,
     )
 
 
@@ -183,8 +214,21 @@ def run_jobs(engine: AsyncEngine, redis: ArqRedis, settings: Settings) -> Any:
     from workers.settings import build_worker
 
     async def run() -> None:
-        while await outbox.relay_once(engine, redis, resend_after_s=60):
-            pass
-        await build_worker(settings, engine, redis, burst=True, relay=False).main()
+        """Until quiet: jobs may write outbox rows of their own (deliveries, retries)."""
+        for _ in range(50):
+            relayed = 0
+            while sent := await outbox.relay_once(engine, redis, resend_after_s=60):
+                relayed += sent
+            if not relayed:
+                async with engine.connect() as conn:
+                    waiting = (await conn.execute(text(
+                        "SELECT count(*) FROM outbox WHERE done_at IS NULL "
+                        "AND not_before > now()"))).scalar_one()
+                if not waiting:
+                    return
+                await asyncio.sleep(0.05)  # a retry waits for its backoff
+                continue
+            await build_worker(settings, engine, redis, burst=True, relay=False).main()
+        raise AssertionError("jobs kept making jobs for 50 rounds")
 
     return run

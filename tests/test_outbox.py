@@ -28,7 +28,8 @@ FAILURES: dict[str, int] = {}
 
 
 @outbox.handler(TOPIC)
-async def _effect(conn: AsyncConnection, payload: dict[str, Any]) -> None:
+async def _effect(conn: AsyncConnection, payload: dict[str, Any],
+                  context: outbox.JobContext) -> None:
     """Records one effect; fails the first ``fail`` times it is run for a key (a crash)."""
     await conn.execute(text("INSERT INTO outbox_test_effects (key) VALUES (:key)"),
                        {"key": payload["key"]})

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
+from arq.cron import cron
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,12 +32,19 @@ MAX_TRIES = 25
 async def run_outbox_row(ctx: dict[str, Any], *, row_id: int) -> bool:
     """One outbox row's work, exactly once in effect (outbox.run_row)."""
     try:
-        done = await outbox.run_row(ctx["engine"], row_id)
+        done = await outbox.run_row(ctx["engine"], row_id, ctx["job_context"])
     except Exception:
         JOBS.labels(outbox.JOB_FUNCTION, "error").inc()
         raise
     JOBS.labels(outbox.JOB_FUNCTION, "done" if done else "already_done").inc()
     return done
+
+
+async def sweep_alerts(ctx: dict[str, Any]) -> int:
+    """A2: the periodic sweep that catches a missed quota event."""
+    from accountgraph.alerts.service import sweep
+
+    return await sweep(ctx["engine"])
 
 
 FUNCTIONS = [
@@ -60,6 +68,7 @@ def build_worker(
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["engine"] = engine
+        ctx["job_context"] = outbox.JobContext(settings=settings, redis=redis)
         if relay:
             relay_task["task"] = asyncio.create_task(outbox.relay_forever(
                 engine, redis, poll_s=settings.outbox_poll_s,
@@ -73,8 +82,11 @@ def build_worker(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    sweep_every = settings.alert_sweep_minutes
     return Worker(
         functions=FUNCTIONS,
+        cron_jobs=[cron(sweep_alerts, minute=set(range(0, 60, sweep_every)),
+                        timeout=JOB_TIMEOUT_S)],
         queue_name=settings.queue_name,
         redis_pool=redis,
         burst=burst,

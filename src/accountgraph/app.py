@@ -35,7 +35,7 @@ READY_TIMEOUT_S = 2.0
 class GraphQLApp(GraphQL):
     """Strawberry's ASGI view with our context and the token check on connect."""
 
-    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(self, engine: AsyncEngine, settings: Settings, redis: ArqRedis) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -43,6 +43,7 @@ class GraphQLApp(GraphQL):
         )
         self.engine = engine
         self.settings = settings
+        self.redis = redis
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         principal = None
@@ -50,7 +51,8 @@ class GraphQLApp(GraphQL):
             principal = await resolve_principal(
                 self.engine, self.settings, request.headers.get("authorization")
             )
-        return Context(engine=self.engine, settings=self.settings, principal=principal,
+        return Context(engine=self.engine, settings=self.settings, redis=self.redis,
+                       principal=principal,
                        request=request, response=response)
 
     async def create_websocket_response(self, request: WebSocket, subprotocol: str | None
@@ -83,7 +85,7 @@ def create_app(
 ) -> Starlette:
     """The gateway. ``background`` tasks (the in-process worker of the embedded default)
     run for the app's lifetime and are cancelled on shutdown."""
-    graphql = GraphQLApp(engine, settings)
+    graphql = GraphQLApp(engine, settings, redis)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -25,10 +25,36 @@ class Settings(BaseSettings):
         default=60.0, alias="ACCOUNTGRAPH_OUTBOX_RESEND_AFTER_S", gt=0
     )
     queue_name: str = Field(default="accountgraph:queue", alias="ACCOUNTGRAPH_QUEUE")
+    cors_origins_csv: str = Field(default="", alias="ACCOUNTGRAPH_CORS_ORIGINS")
+    apq_ttl_s: int = Field(default=86_400, alias="ACCOUNTGRAPH_APQ_TTL_S", ge=1)
+    apq_max_entries: int = Field(default=2_000, alias="ACCOUNTGRAPH_APQ_MAX_ENTRIES", ge=0)
+
+    # A4: notification channels.
+    smtp_host: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMTP_HOST")
+    smtp_port: int = Field(default=25, alias="ACCOUNTGRAPH_SMTP_PORT")
+    smtp_user: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMTP_USER")
+    smtp_password: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMTP_PASSWORD")
+    smtp_starttls: bool = Field(default=False, alias="ACCOUNTGRAPH_SMTP_STARTTLS")
+    smtp_from: str = Field(default="accountgraph@localhost", alias="ACCOUNTGRAPH_SMTP_FROM")
+    webhook_secret: str | None = Field(default=None, alias="ACCOUNTGRAPH_WEBHOOK_SECRET")
+    sms_gateway_url: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMS_GATEWAY_URL")
+    delivery_attempts: int = Field(default=5, alias="ACCOUNTGRAPH_DELIVERY_ATTEMPTS",
+                                   ge=1, le=20)
+    delivery_backoff_s: float = Field(default=30.0, alias="ACCOUNTGRAPH_DELIVERY_BACKOFF_S",
+                                      gt=0)
+    alert_sweep_minutes: int = Field(default=5, alias="ACCOUNTGRAPH_ALERT_SWEEP_MINUTES",
+                                     ge=1, le=60)
 
     @property
     def embedded(self) -> bool:
         return self.database_url is None and self.redis_url is None
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """Browser origins allowed to call the API (``https://console.example.com``; ``*``
+        for any), from the comma-separated ACCOUNTGRAPH_CORS_ORIGINS. Empty: none."""
+        return [origin.strip().rstrip("/") for origin in self.cors_origins_csv.split(",")
+                if origin.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accountgraph.accounts import service as accounts_service
 from accountgraph.accounts.loaders import AccountLoaders
+from accountgraph.alerts.loaders import AlertLoaders
 from accountgraph.api.auth import Principal
 from accountgraph.config import Settings
 from accountgraph.funds.loaders import FundsLoaders
@@ -22,8 +23,10 @@ class Loaders:
         self.accounts = AccountLoaders(engine, principal)
         self.funds = FundsLoaders(engine, principal)
         self.sharing = SharingLoaders(engine, principal)
+        self.alerts = AlertLoaders(engine, principal)
 
     def clear(self) -> None:
+        self.alerts.clear()
         self.accounts.clear()
         self.funds.clear()
         self.sharing.clear()
@@ -34,6 +37,7 @@ class Context:
     engine: AsyncEngine
     settings: Settings
     principal: Principal | None
+    redis: Any = None  # the arq pool: Redis pub/sub for subscriptions
     request: Any = None
     response: Any = None
     connection_params: Any = None  # graphql-transport-ws connection_init payload

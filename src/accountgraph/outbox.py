@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -54,6 +56,8 @@ outbox = Table(
     Column("sent_at", DateTime(timezone=True)),
     Column("send_count", Integer, nullable=False, server_default=text("0")),
     Column("done_at", DateTime(timezone=True)),
+    # Not to be run before this time (retries with backoff); NULL: at once.
+    Column("not_before", DateTime(timezone=True)),
 )
 Index("ix_outbox_unsent", outbox.c.id, postgresql_where=outbox.c.sent_at.is_(None))
 Index(
@@ -62,7 +66,15 @@ Index(
     postgresql_where=outbox.c.sent_at.is_not(None) & outbox.c.done_at.is_(None),
 )
 
-Handler = Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]]
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler may need besides its transaction: settings and the Redis pool."""
+
+    settings: Any = None
+    redis: Any = None
+
+
+Handler = Callable[[AsyncConnection, dict[str, Any], JobContext], Awaitable[None]]
 _handlers: dict[str, Handler] = {}
 
 
@@ -78,12 +90,15 @@ def handler(topic: str) -> Callable[[Handler], Handler]:
     return register
 
 
-async def add(conn: AsyncConnection, topic: str, payload: dict[str, Any]) -> int:
-    """Record work to do after this transaction commits; returns the row id."""
+async def add(conn: AsyncConnection, topic: str, payload: dict[str, Any], *,
+              delay_s: float | None = None) -> int:
+    """Record work to do after this transaction commits (not before ``delay_s`` seconds
+    from now, if given); returns the row id."""
+    values: dict[str, Any] = {"topic": topic, "payload": payload}
+    if delay_s is not None:
+        values["not_before"] = func.now() + timedelta(seconds=delay_s)
     row_id: int = (
-        await conn.execute(
-            outbox.insert().values(topic=topic, payload=payload).returning(outbox.c.id)
-        )
+        await conn.execute(outbox.insert().values(**values).returning(outbox.c.id))
     ).scalar_one()
     await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     return row_id
@@ -110,6 +125,7 @@ async def relay_once(engine: AsyncEngine, redis: Any, *, resend_after_s: float) 
                     # Only topics this process can run: rows of a topic whose handler is
                     # not deployed yet wait for it instead of failing.
                     outbox.c.topic.in_(list(_handlers)),
+                    outbox.c.not_before.is_(None) | (outbox.c.not_before <= func.now()),
                     (outbox.c.sent_at.is_(None))
                     | (
                         outbox.c.done_at.is_(None)
@@ -138,7 +154,7 @@ async def relay_once(engine: AsyncEngine, redis: Any, *, resend_after_s: float) 
         return len(rows)
 
 
-async def run_row(engine: AsyncEngine, row_id: int) -> bool:
+async def run_row(engine: AsyncEngine, row_id: int, context: JobContext | None = None) -> bool:
     """Do the work of one outbox row exactly once; returns False if it was already done."""
     async with engine.begin() as conn:
         row = (
@@ -153,7 +169,7 @@ async def run_row(engine: AsyncEngine, row_id: int) -> bool:
         function = _handlers.get(row.topic)
         if function is None:
             raise LookupError(f"no outbox handler for topic {row.topic!r}")
-        await function(conn, dict(row.payload))
+        await function(conn, dict(row.payload), context or JobContext())
         await conn.execute(update(outbox).where(outbox.c.id == row_id).values(done_at=func.now()))
         return True
 

@@ -18,6 +18,8 @@ from strawberry.schema.config import StrawberryConfig
 from accountgraph.accounts.mutations import AccountMutation
 from accountgraph.accounts.queries import NODE_RESOLVERS as ACCOUNT_NODES
 from accountgraph.accounts.queries import AccountQuery
+from accountgraph.alerts.mutations import AlertMutation, AlertSubscription
+from accountgraph.alerts.types import NODE_RESOLVERS as ALERT_NODES
 from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated
 from accountgraph.api.node import Node
@@ -31,7 +33,7 @@ from accountgraph.sharing.queries import SharingQuery
 
 NodeResolver = Callable[[strawberry.Info[Any, Any], int], Awaitable[Node | None]]
 NODE_RESOLVERS: dict[str, NodeResolver] = {
-    **ACCOUNT_NODES, **FUNDS_NODES, **SHARING_NODES,
+    **ACCOUNT_NODES, **FUNDS_NODES, **SHARING_NODES, **ALERT_NODES,
 }
 
 MAX_DEPTH = 12
@@ -52,13 +54,19 @@ class Query(AccountQuery, SharingQuery):
 
 
 @strawberry.type
-class Mutation(AccountMutation, FundsMutation, SharingMutation):
+class Mutation(AccountMutation, FundsMutation, SharingMutation, AlertMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(AlertSubscription):
     pass
 
 
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
     extensions=[
         # Instances are accepted at run time; strawberry's hint names only classes.

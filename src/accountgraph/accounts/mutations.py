@@ -131,6 +131,14 @@ class AccountPayload:
 
 
 @strawberry.type
+class AccountsPayload:
+    """Batch operations: the accounts that changed; the refused ones as userErrors."""
+
+    accounts: list[Account]
+    user_errors: list[UserError]
+
+
+@strawberry.type
 class CreateApiTokenPayload:
     token: str | None
     user_errors: list[UserError]

@@ -37,6 +37,12 @@ async def account_node(info: strawberry.Info[Any, Any], row_id: int) -> Account 
     return None if row is None else Account.from_row(row)
 
 
+async def account_nodes(info: strawberry.Info[Any, Any], row_ids: list[int]) -> list[Account]:
+    """Accounts in one batch, leaving out those the viewer does not see."""
+    rows = await loaders(info).account_by_id.load_many(row_ids)
+    return [Account.from_row(row) for row in rows if row is not None]
+
+
 async def link_node(info: strawberry.Info[Any, Any], row_id: int) -> Link | None:
     row = await loaders(info).link_by_id.load(row_id)
     return None if row is None else Link.from_row(row)

@@ -410,6 +410,17 @@ async def member_link(
     return link
 
 
+async def finance_access(
+    conn: AsyncConnection, principal: Principal, account_id: int, field: list[str]
+) -> None:
+    """P2: an account's finances are its own users', operators', and its master's with
+    VIEW_FINANCE (PERMISSION_NOT_GRANTED without it); others get NOT_FOUND."""
+    access = await _visible_account(conn, principal, account_id, field)
+    if not access.own and "VIEW_FINANCE" not in (access.master_permissions or ()):
+        raise DomainError(ErrorCode.PERMISSION_NOT_GRANTED,
+                          "The member has not granted VIEW_FINANCE.", field)
+
+
 async def own_or_operator(
     conn: AsyncConnection, principal: Principal, account_id: int, field: list[str]
 ) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 if TYPE_CHECKING:
+    from accountgraph.alerts.types import Notification, NotificationChannels, QuotaAlert
     from accountgraph.funds.types import Charge, FinancialState, Transfer, TransferDirection
     from accountgraph.sharing.types import Resource, ResourceGrant, ResourceType, UserGroup
 
@@ -298,6 +299,30 @@ class Account(Node):
 
         return await charges_of(info, self.row_id, first=first, after=after, since=since,
                                 until=until)
+
+    @strawberry.field(description="A1: the low-quota alert, null if unset.")
+    async def quota_alert(self, info: strawberry.Info[Any, Any]) -> Annotated[
+        QuotaAlert, strawberry.lazy("accountgraph.alerts.types")
+    ] | None:
+        from accountgraph.alerts.types import quota_alert_of
+
+        return await quota_alert_of(info, self.row_id)
+
+    @strawberry.field(description="A4: where notifications are delivered, null if unset.")
+    async def channels(self, info: strawberry.Info[Any, Any]) -> Annotated[
+        NotificationChannels, strawberry.lazy("accountgraph.alerts.types")
+    ] | None:
+        from accountgraph.alerts.types import channels_of
+
+        return await channels_of(info, self.row_id)
+
+    @strawberry.field(description="A2-A4: notifications of this account, newest first.")
+    async def notifications(
+        self, info: strawberry.Info[Any, Any], first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[Notification, strawberry.lazy("accountgraph.alerts.types")]]:
+        from accountgraph.alerts.types import notifications_of
+
+        return await notifications_of(info, self.row_id, first=first, after=after)
 
     @strawberry.field(description="S1: resources this account owns.")
     async def resources(self, info: strawberry.Info[Any, Any]) -> list[

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from accountgraph.accounts.mutations import AccountPayload
+from accountgraph.accounts.mutations import AccountPayload, AccountsPayload
 from accountgraph.accounts.queries import account_node
 from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated, IsOperator, principal_of
@@ -17,7 +17,7 @@ from accountgraph.api.mutations import perform, row_id
 from accountgraph.api.scalars import Money, amount
 from accountgraph.sharing import service
 from accountgraph.sharing.queries import group_node, resource_node
-from accountgraph.sharing.types import AccountRef, Resource, ResourceType, UserGroup, accounts_of
+from accountgraph.sharing.types import Resource, ResourceType, UserGroup, accounts_of
 
 Info = strawberry.Info[Any, Any]
 
@@ -71,12 +71,6 @@ class ResourcePayload:
 @strawberry.type
 class UserGroupPayload:
     user_group: UserGroup | None
-    user_errors: list[UserError]
-
-
-@strawberry.type
-class AccountsPayload:
-    accounts: list[AccountRef]
     user_errors: list[UserError]
 
 

@@ -241,7 +241,8 @@ async def recalculate(conn: AsyncConnection, master_id: int) -> None:
 
 
 @outbox.handler(TOPIC)
-async def _recalculate_job(conn: AsyncConnection, payload: dict[str, Any]) -> None:
+async def _recalculate_job(conn: AsyncConnection, payload: dict[str, Any],
+                           context: outbox.JobContext) -> None:
     await recalculate(conn, int(payload["master_id"]))
 
 

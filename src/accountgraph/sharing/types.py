@@ -59,11 +59,9 @@ async def account_of(info: Info, account_id: int) -> Account | None:
 
 
 async def accounts_of(info: Info, account_ids: list[int]) -> list[Account]:
-    """Accounts in one batch, leaving out any the viewer does not see."""
-    from accountgraph.accounts.types import Account
+    from accountgraph.accounts.queries import account_nodes
 
-    rows = await info.context.loaders.accounts.account_by_id.load_many(account_ids)
-    return [Account.from_row(row) for row in rows if row is not None]
+    return await account_nodes(info, account_ids)
 
 
 @strawberry.type

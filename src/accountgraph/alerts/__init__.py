@@ -1,0 +1,1 @@
+"""A1-A5: quota alerts, notifications and their delivery."""

@@ -1,0 +1,140 @@
+"""A4: delivering a notification on one channel, with bounded retries and backoff.
+
+Each (notification, channel) is its own outbox job. A failed attempt is recorded (attempts,
+last error) and the next one is scheduled with exponential backoff, until SENT or, after
+the last attempt, FAILED. Delivery is at least once: every message carries a stable id
+(the email's Message-ID, the webhook's X-Accountgraph-Delivery header) so that a receiver
+can drop the copy a crash between sending and recording may cause.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import httpx
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accountgraph import outbox
+from accountgraph.accounts.models import accounts
+from accountgraph.alerts.models import deliveries, notifications
+from accountgraph.alerts.service import DELIVER_TOPIC
+
+SEND_TIMEOUT_S = 10.0
+ERROR_LENGTH = 500
+
+
+class DeliveryError(Exception):
+    """The channel refused or could not be reached."""
+
+
+def message_of(row: Any) -> dict[str, Any]:
+    """The JSON body of a webhook, and the facts every channel tells."""
+    return {
+        "id": f"notification-{row.id}", "accountName": row.account_name, "kind": row.kind,
+        "availableQuota": str(row.available_quota),
+        "threshold": None if row.threshold is None else str(row.threshold),
+        "createdAt": row.created_at.isoformat(),
+    }
+
+
+def text_of(row: Any) -> str:
+    if row.kind == "OVERDUE":
+        return (f"Account {row.account_name} is overdue: its available quota is "
+                f"{row.available_quota}.")
+    return (f"Account {row.account_name}: available quota {row.available_quota} fell below "
+            f"the alert threshold {row.threshold}.")
+
+
+async def send_email(settings: Any, target: str, row: Any) -> None:
+    if not settings.smtp_host:
+        raise DeliveryError("no SMTP server is configured (ACCOUNTGRAPH_SMTP_HOST)")
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = target
+    message["Subject"] = ("Account overdue" if row.kind == "OVERDUE" else "Low available quota"
+                          ) + f": {row.account_name}"
+    message["Message-ID"] = f"<notification-{row.id}@accountgraph>"
+    message.set_content(text_of(row))
+    try:
+        await aiosmtplib.send(
+            message, hostname=settings.smtp_host, port=settings.smtp_port,
+            username=settings.smtp_user, password=settings.smtp_password,
+            start_tls=settings.smtp_starttls, timeout=SEND_TIMEOUT_S)
+    except (aiosmtplib.SMTPException, OSError) as error:
+        raise DeliveryError(f"SMTP: {error}") from error
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``X-Accountgraph-Signature``: HMAC-SHA256 over ``<timestamp>.<body>``, hex."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+async def send_webhook(settings: Any, target: str, row: Any) -> None:
+    body = json.dumps(message_of(row), separators=(",", ":")).encode()
+    timestamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", "X-Accountgraph-Delivery": str(row.id),
+               "X-Accountgraph-Timestamp": timestamp}
+    if settings.webhook_secret:
+        headers["X-Accountgraph-Signature"] = signature(settings.webhook_secret, timestamp, body)
+    await _post(target, body, headers)
+
+
+async def send_sms(settings: Any, target: str, row: Any) -> None:
+    if not settings.sms_gateway_url:
+        raise DeliveryError("no SMS gateway is configured (ACCOUNTGRAPH_SMS_GATEWAY_URL)")
+    body = json.dumps({"to": target, "message": text_of(row), "id": f"notification-{row.id}"})
+    await _post(settings.sms_gateway_url, body.encode(), {"Content-Type": "application/json"})
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
+    try:
+        async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S, trust_env=False) as client:
+            response = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as error:
+        raise DeliveryError(f"{type(error).__name__}: {error}") from error
+    if response.status_code >= 300:
+        raise DeliveryError(f"HTTP {response.status_code}")
+
+
+SENDERS = {"EMAIL": send_email, "WEBHOOK": send_webhook, "SMS": send_sms}
+
+
+@outbox.handler(DELIVER_TOPIC)
+async def deliver(conn: AsyncConnection, payload: dict[str, Any],
+                  context: outbox.JobContext) -> None:
+    """One attempt; the outcome is recorded in the same transaction as the job's done."""
+    settings = context.settings
+    notification_id, channel = int(payload["notification_id"]), str(payload["channel"])
+    row = (await conn.execute(
+        select(deliveries.c.target, deliveries.c.status, deliveries.c.attempts,
+               notifications, accounts.c.name.label("account_name"))
+        .join(notifications, notifications.c.id == deliveries.c.notification_id)
+        .join(accounts, accounts.c.id == notifications.c.account_id)
+        .where(deliveries.c.notification_id == notification_id, deliveries.c.channel == channel)
+        .with_for_update(of=deliveries)
+    )).one_or_none()
+    if row is None or row.status != "PENDING":
+        return
+    where = (deliveries.c.notification_id == notification_id) & (deliveries.c.channel == channel)
+    attempts = row.attempts + 1
+    try:
+        await SENDERS[channel](settings, row.target, row)
+    except DeliveryError as error:
+        failed = attempts >= settings.delivery_attempts
+        await conn.execute(update(deliveries).where(where).values(
+            attempts=attempts, last_error=str(error)[:ERROR_LENGTH], updated_at=func.now(),
+            status="FAILED" if failed else "PENDING"))
+        if not failed:
+            await outbox.add(conn, DELIVER_TOPIC, payload,
+                             delay_s=settings.delivery_backoff_s * 2 ** (attempts - 1))
+        return
+    await conn.execute(update(deliveries).where(where).values(
+        attempts=attempts, status="SENT", last_error=None, updated_at=func.now()))

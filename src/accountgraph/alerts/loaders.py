@@ -1,0 +1,103 @@
+"""Per-request batch loading of alerts, channels and notifications (finance visibility:
+P2, a member's alerts are its finances)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from strawberry.dataloader import DataLoader
+
+from accountgraph.accounts.visibility import sees_finance
+from accountgraph.alerts.models import (
+    deliveries,
+    notification_channels,
+    notifications,
+    quota_alerts,
+)
+from accountgraph.api import keyset
+from accountgraph.api.auth import Principal
+from accountgraph.api.batching import by_key, grouped
+
+Row = Any
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsKey:
+    account_id: int
+    limit: int
+    after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Row]
+    total: int
+
+
+class AlertLoaders:
+    def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
+        self.engine = engine
+        self.principal = principal
+        self.alert_by_account = DataLoader(self._alerts)
+        self.channels_by_account = DataLoader(self._channels)
+        self.notification_by_id = DataLoader(self._notifications_by_id)
+        self.notifications_by_account = DataLoader(self._notifications_by_account)
+        self.deliveries_by_notification = DataLoader(self._deliveries)
+
+    def clear(self) -> None:
+        for value in vars(self).values():
+            if isinstance(value, DataLoader):
+                value.clear_all()
+
+    async def _alerts(self, ids: Sequence[int]) -> list[Row | None]:
+        query = select(quota_alerts).where(quota_alerts.c.account_id.in_(ids),
+                                           sees_finance(self.principal, quota_alerts.c.account_id))
+        return by_key(ids, await self._all(query), lambda row: row.account_id)
+
+    async def _channels(self, ids: Sequence[int]) -> list[Row | None]:
+        table = notification_channels
+        query = select(table).where(table.c.account_id.in_(ids),
+                                    sees_finance(self.principal, table.c.account_id))
+        return by_key(ids, await self._all(query), lambda row: row.account_id)
+
+    async def _notifications_by_id(self, ids: Sequence[int]) -> list[Row | None]:
+        query = select(notifications).where(
+            notifications.c.id.in_(ids), sees_finance(self.principal, notifications.c.account_id))
+        return by_key(ids, await self._all(query), lambda row: row.id)
+
+    async def _notifications_by_account(self, keys: Sequence[NotificationsKey]) -> list[Page]:
+        """Newest first, one query per distinct page shape."""
+        groups: dict[tuple[int, int | None], list[NotificationsKey]] = defaultdict(list)
+        for key in keys:
+            groups[(key.limit, key.after)].append(key)
+        found: dict[NotificationsKey, Page] = {}
+        for (limit, after), group in groups.items():
+            parents = [key.account_id for key in group]
+            query = select(notifications, notifications.c.account_id.label("parent_id")).where(
+                notifications.c.account_id.in_(parents),
+                sees_finance(self.principal, notifications.c.account_id))
+            async with self.engine.connect() as conn:
+                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
+                                                  parents=parents, limit=limit, after=after,
+                                                  descending=True)
+            for key in group:
+                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
+        return [found[key] for key in keys]
+
+    async def _deliveries(self, ids: Sequence[int]) -> list[list[Row]]:
+        query = (select(deliveries)
+                 .join(notifications, notifications.c.id == deliveries.c.notification_id)
+                 .where(deliveries.c.notification_id.in_(ids),
+                        sees_finance(self.principal, notifications.c.account_id))
+                 .order_by(deliveries.c.notification_id, deliveries.c.channel))
+        return grouped(ids, await self._all(query), lambda row: row.notification_id)
+
+    async def _all(self, query: Select[Any]) -> Sequence[Row]:
+        async with self.engine.connect() as conn:
+            rows: Sequence[Row] = (await conn.execute(query)).all()
+            return rows

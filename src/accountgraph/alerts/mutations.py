@@ -1,0 +1,110 @@
+"""Alert mutations and the live ``notifications`` subscription."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accountgraph.accounts.mutations import AccountPayload, AccountsPayload
+from accountgraph.accounts.queries import account_node, account_nodes
+from accountgraph.alerts import service
+from accountgraph.alerts.types import Notification, loaders, notification_node
+from accountgraph.api import ids
+from accountgraph.api.auth import IsAuthenticated, principal_of
+from accountgraph.api.errors import UserError
+from accountgraph.api.mutations import perform, row_id
+from accountgraph.api.scalars import Money, amount
+
+Info = strawberry.Info[Any, Any]
+SEEN = 1_000  # recent ids a subscriber remembers (publishing is at least once)
+
+
+@strawberry.input
+class SetQuotaAlertsInput:
+    account_ids: list[strawberry.ID]
+    threshold: Money
+    enabled: bool
+
+
+@strawberry.input
+class SetNotificationChannelsInput:
+    account_id: strawberry.ID
+    email: str | None = None
+    phone: str | None = None
+    webhook_url: str | None = None
+
+
+@strawberry.type
+class AlertMutation:
+    @strawberry.mutation(permission_classes=[IsAuthenticated],
+                         description="A1: one threshold for one account or many; refused "
+                         "accounts are reported per index, the others are set.")
+    async def set_quota_alerts(self, info: Info, input: SetQuotaAlertsInput) -> AccountsPayload:
+        principal = principal_of(info)
+        account_ids = [ids.decode_as(account_id, "Account") for account_id in input.account_ids]
+
+        async def work(conn: AsyncConnection) -> tuple[list[int], list[UserError]]:
+            threshold = amount(input.threshold, ["threshold"], allow_zero=True,
+                               allow_negative=True)
+            changed, refused = await service.set_quota_alerts(
+                conn, principal, account_ids=account_ids, threshold=threshold,
+                enabled=input.enabled)
+            return changed, [UserError.of(error) for error in refused]
+
+        result, errors = await perform(info, work)
+        changed, refused = result if result is not None else ([], [])
+        return AccountsPayload(accounts=await account_nodes(info, changed),
+                               user_errors=errors + refused)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated],
+                         description="A4: where an account's notifications are delivered.")
+    async def set_notification_channels(self, info: Info, input: SetNotificationChannelsInput
+                                        ) -> AccountPayload:
+        principal = principal_of(info)
+
+        async def work(conn: AsyncConnection) -> int:
+            account_id = row_id(input.account_id, "Account", ["accountId"])
+            await service.set_channels(conn, principal, account_id=account_id,
+                                       email=input.email, phone=input.phone,
+                                       webhook_url=input.webhook_url)
+            return account_id
+
+        account_id, errors = await perform(info, work)
+        account = None if account_id is None else await account_node(info, account_id)
+        return AccountPayload(account=account, user_errors=errors)
+
+
+@strawberry.type
+class AlertSubscription:
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description="Notifications of the given account (or of every account the viewer "
+        "sees) as they are created.")
+    async def notifications(self, info: Info, account_id: strawberry.ID | None = None
+                            ) -> AsyncGenerator[Notification, None]:
+        wanted = None if account_id is None else ids.decode_as(account_id, "Account") or -1
+        pubsub = info.context.redis.pubsub()
+        await pubsub.subscribe(service.PUBSUB_CHANNEL)
+        seen: deque[int] = deque(maxlen=SEEN)
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                event = json.loads(message["data"])
+                if wanted is not None and event["account_id"] != wanted:
+                    continue
+                if event["notification_id"] in seen:
+                    continue
+                seen.append(event["notification_id"])
+                loaders(info).clear()  # every event is read fresh, under the viewer's rights
+                found = await notification_node(info, event["notification_id"])
+                if found is not None:
+                    yield found
+        finally:
+            await pubsub.unsubscribe(service.PUBSUB_CHANNEL)
+            await pubsub.aclose()

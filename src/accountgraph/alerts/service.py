@@ -1,0 +1,217 @@
+"""A1-A5: alert settings, evaluation after every quota change, the sweep, notifications.
+
+Evaluation runs in the job of the ``quota.changed`` outbox row that the balance change
+committed (A5), under the alert's row lock, against the quota as it is now. A crossing
+disarms the alert and counts it; the notification's unique ``dedupe_key`` names the
+crossing, so nothing fires twice for one crossing even if a job runs twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accountgraph import outbox
+from accountgraph.accounts import service as accounts
+from accountgraph.alerts.models import (
+    deliveries,
+    notification_channels,
+    notifications,
+    quota_alerts,
+)
+from accountgraph.api.auth import Principal
+from accountgraph.api.errors import DomainError, ErrorCode, NotFound
+from accountgraph.funds import balances
+from accountgraph.funds.ledger import QUOTA_TOPIC
+
+DELIVER_TOPIC = "notification.deliver"
+PUBLISH_TOPIC = "notification.publish"
+PUBSUB_CHANNEL = "accountgraph:notifications"
+MAX_BATCH = 500
+SWEEP_BATCH = 1_000
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9 ()-]{5,31}$")
+
+
+# ---------------------------------------------------------------- settings (A1, A4)
+
+
+async def set_quota_alerts(
+    conn: AsyncConnection, principal: Principal, *, account_ids: Sequence[int | None],
+    threshold: Decimal, enabled: bool,
+) -> tuple[list[int], list[DomainError]]:
+    """A1: one threshold for many accounts; refused accounts are reported per index.
+    An alert set while the quota is already below the threshold starts disarmed: only a
+    crossing from at or above fires (A2)."""
+    if len(account_ids) > MAX_BATCH:
+        raise DomainError(ErrorCode.INVALID_INPUT, f"At most {MAX_BATCH} accounts at once.",
+                          ["accountIds"])
+    changed: list[int] = []
+    errors: list[DomainError] = []
+    for index, account_id in enumerate(account_ids):
+        field = ["accountIds", str(index)]
+        try:
+            if account_id is None:
+                raise NotFound(field, "account")
+            await accounts.finance_access(conn, principal, account_id, field)
+        except DomainError as error:
+            errors.append(error)
+            continue
+        armed = await balances.available_quota(conn, account_id) >= threshold
+        statement = pg_insert(quota_alerts).values(
+            account_id=account_id, threshold=threshold, enabled=enabled, armed=armed)
+        await conn.execute(statement.on_conflict_do_update(
+            index_elements=["account_id"],
+            set_={"threshold": threshold, "enabled": enabled, "armed": armed,
+                  "updated_at": func.now()}))
+        changed.append(account_id)
+    return changed, errors
+
+
+async def set_channels(
+    conn: AsyncConnection, principal: Principal, *, account_id: int, email: str | None,
+    phone: str | None, webhook_url: str | None,
+) -> None:
+    """A4: where an account's notifications go; a null clears that channel."""
+    await accounts.finance_access(conn, principal, account_id, ["accountId"])
+    email, phone, webhook_url = (_clean(v) for v in (email, phone, webhook_url))
+    if email is not None and (len(email) > 320 or not _EMAIL.match(email)):
+        raise DomainError(ErrorCode.INVALID_INPUT, "Not an email address.", ["email"])
+    if phone is not None and not _PHONE.match(phone):
+        raise DomainError(ErrorCode.INVALID_INPUT, "Not a phone number.", ["phone"])
+    if webhook_url is not None:
+        parsed = urlparse(webhook_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or len(webhook_url) > 2000:
+            raise DomainError(ErrorCode.INVALID_INPUT, "An http(s) URL is needed.",
+                              ["webhookUrl"])
+    values = {"email": email, "phone": phone, "webhook_url": webhook_url}
+    await conn.execute(pg_insert(notification_channels).values(account_id=account_id, **values)
+                       .on_conflict_do_update(index_elements=["account_id"], set_=values))
+
+
+def _clean(value: str | None) -> str | None:
+    value = None if value is None else value.strip()
+    return value or None
+
+
+# ---------------------------------------------------------------- evaluation (A2, A3)
+
+
+async def evaluate(conn: AsyncConnection, account_id: int, *, overdue_entry: int | None = None
+                   ) -> int | None:
+    """A2/A3 for one account under its alert's lock; returns a new notification's id.
+
+    ``overdue_entry``: the journal entry of a charge that took the account from >= 0 to
+    < 0 (A3): it fires OVERDUE (once per charge) instead of LOW_QUOTA.
+    """
+    alert = (await conn.execute(select(quota_alerts).where(
+        quota_alerts.c.account_id == account_id).with_for_update())).one_or_none()
+    if alert is None or not alert.enabled:
+        return None
+    quota = await balances.available_quota(conn, account_id)
+    crossed = alert.armed and quota < alert.threshold
+    fired = None
+    if overdue_entry is not None:
+        fired = await _notify(conn, account_id, "OVERDUE", quota, alert.threshold,
+                              f"{account_id}:OVERDUE:{overdue_entry}")
+    elif crossed:
+        fired = await _notify(conn, account_id, "LOW_QUOTA", quota, alert.threshold,
+                              f"{account_id}:LOW_QUOTA:{alert.crossings + 1}")
+    if crossed:
+        await conn.execute(update(quota_alerts).where(quota_alerts.c.account_id == account_id)
+                           .values(armed=False, crossings=alert.crossings + 1,
+                                   last_fired_at=func.now()))
+    elif not alert.armed and quota >= alert.threshold:
+        await conn.execute(update(quota_alerts).where(quota_alerts.c.account_id == account_id)
+                           .values(armed=True))
+    return fired
+
+
+async def _notify(conn: AsyncConnection, account_id: int, kind: str, quota: Decimal,
+                  threshold: Decimal, dedupe_key: str) -> int | None:
+    """Store a notification (once per key), its deliveries and their jobs (A4)."""
+    notification_id: int | None = (await conn.execute(
+        pg_insert(notifications).values(account_id=account_id, kind=kind,
+                                        available_quota=quota, threshold=threshold,
+                                        dedupe_key=dedupe_key)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(notifications.c.id)
+    )).scalar_one_or_none()
+    if notification_id is None:
+        return None
+    channels = (await conn.execute(select(notification_channels).where(
+        notification_channels.c.account_id == account_id))).one_or_none()
+    targets = {} if channels is None else {
+        "EMAIL": channels.email, "SMS": channels.phone, "WEBHOOK": channels.webhook_url}
+    for channel, target in targets.items():
+        if target:
+            await conn.execute(insert(deliveries).values(
+                notification_id=notification_id, channel=channel, target=target))
+            await outbox.add(conn, DELIVER_TOPIC, {"notification_id": notification_id,
+                                                   "channel": channel})
+    await outbox.add(conn, PUBLISH_TOPIC, {"notification_id": notification_id,
+                                           "account_id": account_id})
+    return notification_id
+
+
+@outbox.handler(QUOTA_TOPIC)
+async def _quota_changed(conn: AsyncConnection, payload: dict[str, Any],
+                         context: outbox.JobContext) -> None:
+    before, after = Decimal(payload["before"]), Decimal(payload["after"])
+    overdue = payload.get("cause") == "CHARGE" and before >= 0 > after
+    await evaluate(conn, int(payload["account_id"]),
+                   overdue_entry=int(payload["entry_id"]) if overdue else None)
+
+
+# ---------------------------------------------------------------- sweep (A2)
+
+# Enabled alerts whose state disagrees with the quota now: armed and below (a missed
+# crossing), or disarmed and back at or above (a missed re-arm).
+SWEEP_CANDIDATES = text("""
+SELECT account_id FROM (
+  SELECT a.account_id, a.armed, a.threshold, coalesce(
+    CASE WHEN EXISTS (SELECT 1 FROM links l WHERE l.member_id = a.account_id
+                      AND l.status = 'ACTIVE' AND l.type = 'TRUSTEESHIP')
+         THEN b.transferred_cash ELSE b.cash_balance END
+    + b.bankers_acceptance_bill + b.credit_limit + b.credit_refund - b.unsettled_amount
+    - (b.outstanding_fees - b.negative_bill), 0) AS quota
+  FROM quota_alerts a LEFT JOIN balances b ON b.account_id = a.account_id
+  WHERE a.enabled) q
+WHERE (armed AND quota < threshold) OR (NOT armed AND quota >= threshold)
+ORDER BY account_id
+""")
+
+
+async def sweep_candidates(conn: AsyncConnection) -> list[int]:
+    return [int(i) for i in (await conn.execute(SWEEP_CANDIDATES)).scalars().all()]
+
+
+async def sweep(engine: Any) -> int:
+    """A2: re-evaluate every enabled alert whose state the quota contradicts (a missed
+    event); each account in its own short transaction. Returns how many were evaluated."""
+    async with engine.connect() as conn:
+        candidates = await sweep_candidates(conn)
+    for start in range(0, len(candidates), SWEEP_BATCH):
+        async with engine.begin() as conn:
+            for account_id in candidates[start:start + SWEEP_BATCH]:
+                await evaluate(conn, account_id)
+    return len(candidates)
+
+
+# ---------------------------------------------------------------- live (A4)
+
+
+@outbox.handler(PUBLISH_TOPIC)
+async def _publish(conn: AsyncConnection, payload: dict[str, Any],
+                   context: outbox.JobContext) -> None:
+    """Push to GraphQL subscribers through Redis pub/sub (every gateway replica listens).
+    At least once: a subscriber may see an id twice after a retried job."""
+    await context.redis.publish(PUBSUB_CHANNEL, json.dumps(payload))

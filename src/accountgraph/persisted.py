@@ -1,0 +1,137 @@
+"""Automatic persisted queries: Apollo's APQ protocol, kept in Redis with a bound.
+
+A client sends ``extensions.persistedQuery = {"version": 1, "sha256Hash": h}`` and no
+query. A known ``h`` runs the document stored under it; an unknown one answers the error
+``PersistedQueryNotFound`` (``extensions.code = PERSISTED_QUERY_NOT_FOUND``), and the
+client sends the hash again with the query, which must hash to ``h``, is stored and runs.
+Over GET (``?extensions={...}&variables={...}``) the URL stays short, so a CDN can cache it.
+
+Bound: every stored document expires ``ttl_s`` after it was last registered, an index
+(a sorted set by registration time) keeps at most ``max_entries`` and drops the oldest,
+and documents over ``MAX_DOCUMENT_BYTES`` run without being stored. ``max_entries = 0``
+turns APQ off (``PersistedQueryNotSupported``, which Apollo clients understand). Redis
+unreachable: hashes are "not found" and texts run unstored, so clients keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field, replace
+
+from arq.connections import ArqRedis
+from graphql import GraphQLError
+from strawberry.http import GraphQLRequestData
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "accountgraph:apq:"
+INDEX_KEY = "accountgraph:apq-index"
+MAX_DOCUMENT_BYTES = 50_000
+REDIS_TIMEOUT_S = 1.0
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# Apollo Server's header on the miss: a cache must not keep it (the next try registers).
+NO_STORE = {"Cache-Control": "private, no-cache, must-revalidate"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What to answer instead of running the request: one GraphQL error."""
+
+    message: str
+    code: str
+    status: int = 400
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def error(self) -> GraphQLError:
+        return GraphQLError(self.message, extensions={"code": self.code})
+
+
+NOT_FOUND = Refusal("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND", 200, NO_STORE)
+NOT_SUPPORTED = Refusal("PersistedQueryNotSupported", "PERSISTED_QUERY_NOT_SUPPORTED", 200,
+                        NO_STORE)
+
+
+@dataclass
+class RefusedRequest(GraphQLRequestData):
+    """A request whose persisted query cannot run; the view answers ``refusal``."""
+
+    refusal: Refusal = NOT_FOUND
+
+
+class PersistedQueries:
+    """The APQ store on the app's Redis pool."""
+
+    def __init__(self, redis: ArqRedis, *, ttl_s: int, max_entries: int) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+
+    async def resolve(self, data: GraphQLRequestData) -> GraphQLRequestData:
+        """``data`` with its query filled in from (or registered in) the store, or a
+        ``RefusedRequest``. Requests without ``extensions.persistedQuery`` pass unchanged."""
+        persisted = (data.extensions or {}).get("persistedQuery")
+        if persisted is None:
+            return data
+        if self.max_entries == 0:
+            return _refused(data, NOT_SUPPORTED)
+        if not isinstance(persisted, dict) or persisted.get("version") != 1:
+            return _refused(data, Refusal("Unsupported persisted query version",
+                                          "INVALID_INPUT"))
+        digest = persisted.get("sha256Hash")
+        if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+            return _refused(data, Refusal("persistedQuery.sha256Hash must be 64 hexadecimal "
+                                          "digits", "INVALID_INPUT"))
+        digest = digest.lower()
+        if data.query is None:
+            query = await self._get(digest)
+            return replace(data, query=query) if query is not None else _refused(data, NOT_FOUND)
+        if hashlib.sha256(data.query.encode()).hexdigest() != digest:
+            return _refused(data, Refusal("provided sha does not match query", "INVALID_INPUT"))
+        if len(data.query.encode()) <= MAX_DOCUMENT_BYTES:
+            await self._put(digest, data.query)
+        return data
+
+    async def _get(self, digest: str) -> str | None:
+        try:
+            found = await asyncio.wait_for(self.redis.get(KEY_PREFIX + digest),
+                                           REDIS_TIMEOUT_S)
+        except Exception as error:  # Redis down: the client sends the text next
+            log.warning("persisted query lookup failed: %s", error)
+            return None
+        return found.decode() if isinstance(found, bytes) else found
+
+    async def _put(self, digest: str, query: str) -> None:
+        try:
+            await asyncio.wait_for(self._store(digest, query), REDIS_TIMEOUT_S)
+        except Exception as error:  # Redis down: run the text without storing it
+            log.warning("persisted query not stored: %s", error)
+
+    async def _store(self, digest: str, query: str) -> None:
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(KEY_PREFIX + digest, query, ex=self.ttl_s)
+            pipe.zadd(INDEX_KEY, {digest: now})
+            pipe.zremrangebyscore(INDEX_KEY, "-inf", now - self.ttl_s)  # expired keys
+            pipe.zcard(INDEX_KEY)
+            *_, count = await pipe.execute()
+        if count > self.max_entries:
+            dropped = await self.redis.zpopmin(INDEX_KEY, count - self.max_entries)
+            if dropped:
+                await self.redis.delete(*(KEY_PREFIX + _text(member) for member, _ in dropped))
+
+
+def _refused(data: GraphQLRequestData, refusal: Refusal) -> RefusedRequest:
+    return RefusedRequest(query=None, variables=data.variables,
+                          operation_name=data.operation_name, extensions=data.extensions,
+                          protocol=data.protocol, refusal=refusal)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+__all__ = ["NOT_FOUND", "PersistedQueries", "Refusal", "RefusedRequest"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, NewType
 
@@ -11,6 +12,7 @@ from graphql import ValueNode, value_from_ast_untyped
 from accountgraph.api.errors import DomainError, ErrorCode
 
 CENT = Decimal("0.01")
+_PLAIN = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$", re.ASCII)
 MAX_AMOUNT = Decimal("1e15")  # NUMERIC(20,2) holds 18 digits before the point
 
 # Input stays raw (any string or number) so that the mutation can answer a bad amount
@@ -54,12 +56,12 @@ def amount(
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must be a decimal string.", field)
     text = str(value).strip()
+    if not _PLAIN.match(text):  # no exponents, NaN, "1_000" or non-ASCII digits
+        raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must be a plain decimal.", field)
     try:
         number = Decimal(text)
     except InvalidOperation:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount is not a number.", field) from None
-    if not number.is_finite() or "e" in text.lower():
-        raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must be a plain decimal.", field)
     if number != number.quantize(CENT):
         raise DomainError(ErrorCode.INVALID_AMOUNT, "At most 2 decimal places.", field)
     if abs(number) >= MAX_AMOUNT:

@@ -47,6 +47,14 @@ async def sweep_alerts(ctx: dict[str, Any]) -> int:
     return await sweep(ctx["engine"])
 
 
+async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
+    """F10: keys are kept 48 h (at least the promised 24 h), then forgotten."""
+    from accountgraph.funds.idempotency import purge
+
+    async with ctx["engine"].begin() as conn:
+        return await purge(conn)
+
+
 FUNCTIONS = [
     func(run_outbox_row, name=outbox.JOB_FUNCTION, timeout=JOB_TIMEOUT_S, max_tries=MAX_TRIES),
 ]
@@ -85,8 +93,10 @@ def build_worker(
     sweep_every = settings.alert_sweep_minutes
     return Worker(
         functions=FUNCTIONS,
-        cron_jobs=[cron(sweep_alerts, minute=set(range(0, 60, sweep_every)),
-                        timeout=JOB_TIMEOUT_S)],
+        cron_jobs=[
+            cron(sweep_alerts, minute=set(range(0, 60, sweep_every)), timeout=JOB_TIMEOUT_S),
+            cron(purge_idempotency_keys, hour={3}, minute={17}, timeout=JOB_TIMEOUT_S),
+        ],
         queue_name=settings.queue_name,
         redis_pool=redis,
         burst=burst,

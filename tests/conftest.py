@@ -92,7 +92,7 @@ class Mailbox:
         self.port = free_port()
         self.refuse = False  # answer every message with a temporary failure
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refuse:
             return "451 try again later"
         self.messages.append(envelope)

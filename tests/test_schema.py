@@ -23,15 +23,24 @@ IMPLEMENTED = [
     "UpdateBillToInput", "RemoveBillToInput", "AddSiteInput", "UpdateSiteInput",
     "AccountPayload", "CreateApiTokenPayload", "SettingsPayload", "LinkPayload",
     "BillToPayload", "SitePayload",
+    # V1-V3, B5: vouchers, coupons, payment methods, payments
+    "Voucher", "Coupon", "PaymentMethod", "Payment", "PaymentConnection", "PaymentEdge",
+    "GrantVoucherPoolInput", "CreateVoucherInput", "IssueCouponInput", "AddPaymentMethodInput",
+    "AddManagedPaymentMethodInput", "VoucherPayload", "PaymentMethodPayload",
 ]
 IMPLEMENTED_FIELDS = {
     "Query": ["node", "viewer", "account", "accounts", "settings"],
     "Mutation": ["createAccount", "createApiToken", "updateSettings", "updateAccount",
                  "inviteMember", "respondToInvitation", "dissociateMember", "addBillTo",
-                 "updateBillTo", "removeBillTo", "addSite", "updateSite"],
+                 "updateBillTo", "removeBillTo", "addSite", "updateSite",
+                 "grantVoucherPool", "createVoucher", "issueCoupon", "addPaymentMethod",
+                 "addManagedPaymentMethod"],
     "Account": ["id", "name", "displayName", "branch", "terms", "salesperson", "status",
                 "role", "link", "members", "invitations", "billTos", "primaryBillTo",
-                "sites", "costCenterEnabled"],
+                "sites", "costCenterEnabled",
+                "payments", "coupons", "vouchers", "voucherPool", "paymentMethods"],
+    "FinancialState": ["couponCount", "voucherCount"],
+    "RecordPaymentInput": ["paymentMethodId"],
 }
 
 

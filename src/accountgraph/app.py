@@ -1,4 +1,6 @@
-"""The Starlette app: /graphql (HTTP + graphql-transport-ws), /healthz, /readyz, /metrics."""
+"""The Starlette app: /graphql (HTTP + graphql-transport-ws; GraphiQL on GET, its assets
+under /static), /healthz, /readyz, /metrics, /documents/invoices (signed invoice documents);
+CORS for the configured browser origins."""
 
 from __future__ import annotations
 
@@ -9,41 +11,60 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from arq.connections import ArqRedis
+from cross_web import AsyncHTTPRequestAdapter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
+from accountgraph.billing.documents import invoice_document_route
 from accountgraph.config import Settings
 from accountgraph.context import Context, resolve_principal
 from accountgraph.metrics import OUTBOX_PENDING, QUEUE_DEPTH
 from accountgraph.outbox import outbox
+from accountgraph.persisted import PersistedQueries, RefusedRequest
+from accountgraph.playground import STATIC_DIR, graphiql_html
 from accountgraph.schema import schema
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0
+# What a browser client may send cross-origin besides the CORS-safelisted headers.
+CORS_HEADERS = ("Authorization", "Content-Type", "Accept", "apollographql-client-name",
+                "apollographql-client-version")
 
 
 class GraphQLApp(GraphQL):
-    """Strawberry's ASGI view with our context and the token check on connect."""
+    """Strawberry's ASGI view with our context, the token check on connect, our GraphiQL
+    page and automatic persisted queries."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings, redis: ArqRedis) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            allowed_origins=settings.cors_origins,  # cross-origin WebSocket handshakes
         )
         self.engine = engine
         self.settings = settings
         self.redis = redis
+        self.persisted = PersistedQueries(redis, ttl_s=settings.apq_ttl_s,
+                                          max_entries=settings.apq_max_entries)
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         principal = None
@@ -54,6 +75,34 @@ class GraphQLApp(GraphQL):
         return Context(engine=self.engine, settings=self.settings, redis=self.redis,
                        principal=principal,
                        request=request, response=response)
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """Not for a GET that carries a persisted query's hash and no text (``*/*``)."""
+        return ("extensions" not in request.query_params
+                and super().should_render_graphql_ide(request))
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(graphiql_html())
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter
+                              ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's parsing, then the persisted query: the text looked up by its hash
+        (or registered), or a ``RefusedRequest`` that ``execute_single`` answers."""
+        data = await super().parse_http_body(request)
+        if isinstance(data, list):
+            return [await self.persisted.resolve(item) for item in data]
+        return await self.persisted.resolve(data)
+
+    async def execute_single(self, request: Request, request_adapter: AsyncHTTPRequestAdapter,
+                             sub_response: Response, context: Any, root_value: Any,
+                             request_data: GraphQLRequestData) -> ExecutionResult:
+        if isinstance(request_data, RefusedRequest):
+            refusal = request_data.refusal
+            sub_response.status_code = refusal.status
+            sub_response.headers.update(refusal.headers)
+            return ExecutionResult(data=None, errors=[refusal.error()])
+        return await super().execute_single(request, request_adapter, sub_response, context,
+                                            root_value, request_data)
 
     async def create_websocket_response(self, request: WebSocket, subprotocol: str | None
                                         ) -> WebSocket:
@@ -117,16 +166,52 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    return Starlette(
-        routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics),
-        ],
-        lifespan=lifespan,
-    )
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        invoice_document_route(engine, settings, resolve_principal),
+    ]
+    if settings.graphiql_enabled:
+        routes.append(Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            OnlyAllowedOriginsCORS, allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"], allow_headers=CORS_HEADERS, allow_credentials=True,
+        ))
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+class OnlyAllowedOriginsCORS(CORSMiddleware):
+    """Starlette's CORS, except that an origin not allowed gets no CORS headers at all
+    (Starlette would still send it ``Access-Control-Allow-Credentials`` and, on a
+    preflight, the allowed methods and headers). Every answer says ``Vary: Origin``, so a
+    shared cache (a CDN keeping persisted-query GETs) keeps the origins' answers apart."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin = Headers(scope=scope).get("origin")
+        if origin is not None and self.is_allowed_origin(origin):
+            await super().__call__(scope, receive, send)
+            return
+        if origin is not None and scope["method"] == "OPTIONS":
+            refused = PlainTextResponse("Disallowed CORS origin", status_code=400,
+                                        headers={"Vary": "Origin"})
+            await refused(scope, receive, send)
+            return
+
+        async def send_with_vary(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Vary"] = ", ".join([*headers.getlist("Vary"), "Origin"])
+            await send(message)
+
+        await self.app(scope, receive, send_with_vary)
 
 
 async def _checks(engine: AsyncEngine, redis: ArqRedis) -> dict[str, bool]:

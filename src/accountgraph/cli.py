@@ -126,12 +126,28 @@ async def _print_demo(engine: object, host: str | None, port: int | None) -> Non
     from accountgraph.demo import load_demo
 
     tokens = await load_demo(engine)  # type: ignore[arg-type]
+    print(demo_banner(tokens, host, port), flush=True)
+
+
+def demo_banner(tokens: dict[str, str], host: str | None, port: int | None) -> str:
+    """The tokens and, when serving, a GraphiQL link that signs in as the master."""
     lines = ["", "accountgraph demo enterprise loaded. API tokens (shown once):"]
     lines += [f"  {who:<10} {token}" for who, token in tokens.items()]
     if host is not None:
-        lines += ["", f"GraphiQL: http://{host}:{port}/graphql  (Headers tab: "
-                      f'{{"Authorization": "Bearer {tokens["master"]}"}})', ""]
-    print("\n".join(lines), flush=True)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/graphql"
+        header = f'{{"Authorization": "Bearer {tokens["master"]}"}}'
+        lines += [
+            "", "GraphiQL as the master of the demo enterprise (the link's #token= part fills",
+            "the Authorization header in; browsers never send it to the server):",
+            f"  {url}#token={tokens['master']}",
+            f"or open {url} and put this in the Headers tab:", f"  {header}",
+            "then run the EnterpriseTree query in the editor (play button or Ctrl-Enter).",
+            f'From a shell: curl -s {url} -H "Authorization: Bearer {tokens["master"]}" '
+            """-H 'Content-Type: application/json' -d '{"query": "{ viewer { kind } }"}'""",
+            "",
+        ]
+    return "\n".join(lines)
 
 
 async def _token(settings: Settings, account: str | None, name: str) -> None:

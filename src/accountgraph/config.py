@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     cors_origins_csv: str = Field(default="", alias="ACCOUNTGRAPH_CORS_ORIGINS")
     apq_ttl_s: int = Field(default=86_400, alias="ACCOUNTGRAPH_APQ_TTL_S", ge=1)
     apq_max_entries: int = Field(default=2_000, alias="ACCOUNTGRAPH_APQ_MAX_ENTRIES", ge=0)
+    # Invoice document links are signed with this; unset: a random key per process (so
+    # with N gateways behind a load balancer, set it, the same on every one).
+    document_secret: str | None = Field(default=None, alias="ACCOUNTGRAPH_DOCUMENT_SECRET")
+    document_url_ttl_s: int = Field(default=900, alias="ACCOUNTGRAPH_DOCUMENT_URL_TTL_S",
+                                    ge=10, le=86_400)
 
     # A4: notification channels.
     smtp_host: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMTP_HOST")

@@ -11,6 +11,8 @@ from accountgraph.accounts import service as accounts_service
 from accountgraph.accounts.loaders import AccountLoaders
 from accountgraph.alerts.loaders import AlertLoaders
 from accountgraph.api.auth import Principal
+from accountgraph.billing.loaders import BillingLoaders
+from accountgraph.billing.voucher_loaders import VoucherLoaders
 from accountgraph.config import Settings
 from accountgraph.funds.loaders import FundsLoaders
 from accountgraph.sharing.loaders import SharingLoaders
@@ -24,12 +26,16 @@ class Loaders:
         self.funds = FundsLoaders(engine, principal)
         self.sharing = SharingLoaders(engine, principal)
         self.alerts = AlertLoaders(engine, principal)
+        self.vouchers = VoucherLoaders(engine, principal)
+        self.billing = BillingLoaders(engine, principal)
 
     def clear(self) -> None:
         self.alerts.clear()
         self.accounts.clear()
         self.funds.clear()
         self.sharing.clear()
+        self.vouchers.clear()
+        self.billing.clear()
 
 
 @dataclass

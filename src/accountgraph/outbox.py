@@ -198,13 +198,21 @@ async def relay_forever(
 
 
 async def _listen(engine: AsyncEngine, wake: asyncio.Event) -> Any:
-    """A dedicated asyncpg connection LISTENing for commits; None if it cannot (polling
-    alone still moves every row)."""
+    """A dedicated asyncpg connection LISTENing for commits (the caller closes it); None if
+    it cannot (polling alone still moves every row)."""
+    driver: Any = None
     try:
         raw = await engine.raw_connection()
-        driver: Any = raw.driver_connection
+        # Out of the pool: the relay closes it itself (asyncpg's close is a coroutine; the
+        # pool's sync close path cannot do IO here), and no other user ever gets it back
+        # with the listener still on it.
+        driver = raw.driver_connection
+        raw.detach()
         await driver.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
     except Exception as error:
+        if driver is not None:
+            with contextlib.suppress(Exception):
+                await driver.close()
         log.warning("outbox relay cannot LISTEN, polling only: %s", error)
         return None
-    return raw
+    return driver

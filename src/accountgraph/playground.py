@@ -18,11 +18,12 @@ STATIC_DIR = Path(__file__).parent / "static"
 ASSETS = "static/graphiql"  # relative to /graphql, so a path prefix in front still works
 
 DEFAULT_QUERY = """\
-# accountgraph: GraphiQL
+# accountgraph GraphiQL
 #
-# Put a token in the Headers tab below, {"Authorization": "Bearer agt_..."}
-# (`accountgraph serve --demo` prints tokens and a link that fills it in),
-# then run the query: the play button or Ctrl-Enter.
+# Put your token in the Headers tab below:
+#   {"Authorization": "Bearer agt_..."}
+# (`accountgraph serve --demo` prints one, and a link
+# that fills it in). Then run: play button or Ctrl-Enter.
 
 query EnterpriseTree {
   viewer {

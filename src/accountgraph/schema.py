@@ -6,7 +6,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
+    MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -24,6 +26,10 @@ from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import SCALAR_MAP
+from accountgraph.billing.mutations import BillingMutation
+from accountgraph.billing.types import NODE_RESOLVERS as BILLING_NODES
+from accountgraph.billing.voucher_mutations import VoucherMutation
+from accountgraph.billing.voucher_types import NODE_RESOLVERS as VOUCHER_NODES
 from accountgraph.funds.mutations import FundsMutation
 from accountgraph.funds.queries import NODE_RESOLVERS as FUNDS_NODES
 from accountgraph.metrics import OperationMetrics
@@ -33,7 +39,8 @@ from accountgraph.sharing.queries import SharingQuery
 
 NodeResolver = Callable[[strawberry.Info[Any, Any], int], Awaitable[Node | None]]
 NODE_RESOLVERS: dict[str, NodeResolver] = {
-    **ACCOUNT_NODES, **FUNDS_NODES, **SHARING_NODES, **ALERT_NODES,
+    **ACCOUNT_NODES, **FUNDS_NODES, **SHARING_NODES, **ALERT_NODES, **VOUCHER_NODES,
+    **BILLING_NODES,
 }
 
 MAX_DEPTH = 12
@@ -54,7 +61,8 @@ class Query(AccountQuery, SharingQuery):
 
 
 @strawberry.type
-class Mutation(AccountMutation, FundsMutation, SharingMutation, AlertMutation):
+class Mutation(AccountMutation, FundsMutation, SharingMutation, AlertMutation,
+               VoucherMutation, BillingMutation):
     pass
 
 
@@ -76,8 +84,16 @@ schema = strawberry.Schema(
         ParserCache(maxsize=CACHED_DOCUMENTS),  # type: ignore[list-item]
         ValidationCache(maxsize=CACHED_DOCUMENTS),  # type: ignore[list-item]
         OperationMetrics,
+        # Unexpected exceptions (SQL, bugs) reach clients as "Unexpected error." only; the
+        # errors we raise on purpose are GraphQLErrors with a code and stay as they are.
+        MaskErrors(should_mask_error=lambda error: _unexpected(error)),  # type: ignore[list-item]
     ],
 )
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
 
 
 def sdl() -> str:

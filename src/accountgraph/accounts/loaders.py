@@ -191,7 +191,7 @@ class AccountLoaders:
 
     async def _bill_tos_by_account(self, ids: Sequence[int]) -> list[list[Row]]:
         query = (
-            select(bill_tos)
+            select(bill_tos, _read_only())
             .where(bill_tos.c.account_id.in_(ids),
                    sees_details(self.principal, bill_tos.c.account_id))
             .order_by(bill_tos.c.account_id, bill_tos.c.id)
@@ -199,7 +199,7 @@ class AccountLoaders:
         return grouped(ids, await self._all(query), lambda row: row.account_id)
 
     async def _bill_to_by_id(self, ids: Sequence[int]) -> list[Row | None]:
-        query = select(bill_tos).where(
+        query = select(bill_tos, _read_only()).where(
             bill_tos.c.id.in_(ids), sees_details(self.principal, bill_tos.c.account_id)
         )
         return by_key(ids, await self._all(query), lambda row: row.id)
@@ -228,3 +228,10 @@ def _has_link(condition: Any) -> Any:
     """H1 roles: an ACTIVE link as master or as member. No LIMIT inside: EXISTS stops at
     the first row anyway, and a LIMIT made the planner scan links once per account."""
     return select(links.c.id).where(condition, links.c.status == "ACTIVE").exists()
+
+
+def _read_only() -> Any:
+    """I3: a member's primary bill-to mirrors its master's while its ACTIVE link says so."""
+    return (bill_tos.c.is_primary & select(links.c.id).where(
+        links.c.member_id == bill_tos.c.account_id, links.c.status == "ACTIVE",
+        links.c.references_master_invoice_info).exists()).label("read_only")

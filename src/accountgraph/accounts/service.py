@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, func, insert, select, update
+from sqlalchemy import Row, Table, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph import outbox
@@ -32,6 +32,7 @@ from accountgraph.accounts.visibility import sees_details, sees_link
 from accountgraph.api.auth import Principal, PrincipalKind
 from accountgraph.api.errors import DomainError, ErrorCode, NotFound
 from accountgraph.funds import balances
+from accountgraph.sharing.models import user_group_members, user_groups
 
 TOKEN_PREFIX = "agt_"
 MAX_TEXT = 200
@@ -215,7 +216,24 @@ async def respond_to_invitation(
                           "The inviting account has since become a member.", ["linkId"])
     await _set_link(conn, principal, link_id, status="ACTIVE", permissions=granted,
                     activated_at=func.now())
+    await _enable_cost_center_from_master(conn, link.master_id, link.member_id)
     await outbox.add(conn, outbox.SHARING_RECALCULATE, {"master_id": link.master_id})
+    # S1: what the account owned as its own enterprise is now its master's to compute.
+    await outbox.add(conn, outbox.SHARING_RECALCULATE, {"master_id": link.member_id})
+
+
+async def _enable_cost_center_from_master(conn: AsyncConnection, master_id: int,
+                                          member_id: int) -> None:
+    """U6: a master with cost center enabled enables it for every member on association
+    (later the member may turn it off; dissociation leaves it as it is)."""
+    master = accounts.alias("master")  # not correlated with the account being updated
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == member_id,
+               select(master.c.cost_center_enabled).where(master.c.id == master_id)
+               .scalar_subquery())
+        .values(cost_center_enabled=True)
+    )
 
 
 async def dissociate(conn: AsyncConnection, principal: Principal, *, link_id: int) -> None:
@@ -227,8 +245,15 @@ async def dissociate(conn: AsyncConnection, principal: Principal, *, link_id: in
         raise DomainError(ErrorCode.LINK_NOT_ACTIVE, f"The link is {link.status}.", ["linkId"])
     await _set_link(conn, principal, link_id, status="DISSOCIATED",
                     permissions=list(link.permissions), ended_at=func.now())
-    # S9: the member's sharing ends with the link (its master's grants are recalculated).
+    # S9: the member's sharing ends with the link: it leaves the master's user groups, its
+    # master's grants are recalculated, and it is its own enterprise again (it keeps
+    # using what it owns).
+    await conn.execute(delete(user_group_members).where(
+        user_group_members.c.member_id == link.member_id,
+        user_group_members.c.group_id.in_(
+            select(user_groups.c.id).where(user_groups.c.master_id == link.master_id))))
     await outbox.add(conn, outbox.SHARING_RECALCULATE, {"master_id": link.master_id})
+    await outbox.add(conn, outbox.SHARING_RECALCULATE, {"master_id": link.member_id})
 
 
 # ---------------------------------------------------------------- bill-tos (H3)
@@ -245,6 +270,8 @@ async def add_bill_to(
     values = _bill_to_values(fields, creating=True)
     has_primary = await _primary_bill_to(conn, account_id) is not None
     primary = bool(fields.get("is_primary")) or not has_primary
+    if primary and await _references_master(conn, account_id):
+        raise ReferencedReadOnly(["isPrimary"])
     if primary and has_primary:
         await _demote_primary(conn, account_id)
     bill_to_id: int = (
@@ -254,6 +281,8 @@ async def add_bill_to(
             .returning(bill_tos.c.id)
         )
     ).scalar_one()
+    if primary:
+        await _mirror_to_members(conn, account_id)
     return bill_to_id
 
 
@@ -268,6 +297,11 @@ async def update_bill_to(
     values: dict[str, Any] = _bill_to_values(fields, creating=False)
     is_primary = fields.get("is_primary")
     current = await _primary_bill_to(conn, account_id)
+    if await _references_master(conn, account_id):
+        if current == bill_to_id:
+            raise ReferencedReadOnly(["billToId"])
+        if is_primary:
+            raise ReferencedReadOnly(["isPrimary"])
     if is_primary is False and current == bill_to_id:
         raise DomainError(ErrorCode.PRIMARY_REQUIRED,
                           "Make another bill-to primary instead of demoting this one.",
@@ -277,6 +311,8 @@ async def update_bill_to(
         values["is_primary"] = True
     if values:
         await conn.execute(update(bill_tos).where(bill_tos.c.id == bill_to_id).values(**values))
+    if values and (current == bill_to_id or is_primary):
+        await _mirror_to_members(conn, account_id)
 
 
 async def remove_bill_to(
@@ -302,6 +338,11 @@ async def remove_bill_to(
     is_primary = await _primary_bill_to(conn, account_id) == bill_to_id
     if new_primary_id is not None and new_primary_id not in others:
         raise NotFound(["newPrimaryId"], "bill-to of this account")
+    if await _references_master(conn, account_id):
+        if is_primary:
+            raise ReferencedReadOnly(["billToId"])
+        if new_primary_id is not None:
+            raise ReferencedReadOnly(["newPrimaryId"])
     if is_primary and others and new_primary_id is None:
         raise DomainError(ErrorCode.PRIMARY_REQUIRED,
                           "Name the bill-to that becomes primary.", ["newPrimaryId"])
@@ -311,7 +352,144 @@ async def remove_bill_to(
         await conn.execute(
             update(bill_tos).where(bill_tos.c.id == new_primary_id).values(is_primary=True)
         )
+        await _mirror_to_members(conn, account_id)
     return account_id
+
+
+# ---------------------------------------------------------------- invoice information (I2, I3)
+
+INVOICE_INFO_FIELDS = ("invoice_title", "tax_id", "address", "email")
+MAX_BATCH = 500
+
+
+class ReferencedReadOnly(DomainError):
+    """I3: a member's primary bill-to mirrors its master's while the reference is on."""
+
+    def __init__(self, field: Sequence[str]):
+        super().__init__(ErrorCode.REFERENCED_READ_ONLY,
+                         "The primary bill-to follows the master's invoice information "
+                         "(referenceMasterInvoiceInfo); it cannot be edited.", field)
+
+
+async def set_member_invoice_info(
+    conn: AsyncConnection, principal: Principal, *, master_id: int,
+    member_ids: Sequence[int | None], fields: Mapping[str, Any],
+) -> tuple[list[int], list[DomainError]]:
+    """I2: the master's users (or an operator) set invoice title, tax id, address and email
+    of many members' primary bill-tos (one named after the member is created if it has
+    none). Each member needs an ACTIVE link granting MANAGE_INVOICES and no reference to
+    the master's information (I3); refused members are reported per index."""
+    values = {key: _text(fields[key], [_camel(key)], limit=_limit(bill_tos, key))
+              for key in INVOICE_INFO_FIELDS if fields.get(key) is not None}
+    links_of = await _batch_links(conn, principal, master_id, member_ids)
+    changed: list[int] = []
+    errors: list[DomainError] = []
+    for index, member_id in enumerate(member_ids):
+        field = ["memberIds", str(index)]
+        try:
+            link = _managed_invoices_link(links_of, member_id, field)
+            if link.references_master_invoice_info:
+                raise ReferencedReadOnly(field)
+        except DomainError as error:
+            errors.append(error)
+            continue
+        await _write_primary(conn, link.member_id, values)
+        changed.append(link.member_id)
+    return changed, errors
+
+
+async def reference_master_invoice_info(
+    conn: AsyncConnection, principal: Principal, *, master_id: int,
+    member_ids: Sequence[int | None], enabled: bool,
+) -> tuple[list[int], list[DomainError]]:
+    """I3: while on, each member's primary bill-to is a copy of the master's primary
+    bill-to (copied now and after every change of it) and read-only; turned off, the
+    member keeps the last copy and may edit it again. Needs MANAGE_INVOICES, per member."""
+    links_of = await _batch_links(conn, principal, master_id, member_ids)
+    changed: list[int] = []
+    errors: list[DomainError] = []
+    for index, member_id in enumerate(member_ids):
+        try:
+            link = _managed_invoices_link(links_of, member_id, ["memberIds", str(index)])
+        except DomainError as error:
+            errors.append(error)
+            continue
+        await conn.execute(update(links).where(links.c.id == link.id)
+                           .values(references_master_invoice_info=enabled))
+        changed.append(link.member_id)
+    if enabled:
+        await _mirror_to_members(conn, master_id)
+    return changed, errors
+
+
+async def _batch_links(
+    conn: AsyncConnection, principal: Principal, master_id: int,
+    member_ids: Sequence[int | None],
+) -> dict[int, Row[Any]]:
+    """The master's ACTIVE links to the named members, with the accounts locked."""
+    if len(member_ids) > MAX_BATCH:
+        raise DomainError(ErrorCode.INVALID_INPUT, f"At most {MAX_BATCH} members at once.",
+                          ["memberIds"])
+    await _managed_by_self(conn, principal, master_id, ["masterId"])
+    named = {member_id for member_id in member_ids if member_id is not None}
+    await _lock_accounts(conn, master_id, *named)
+    rows = (await conn.execute(
+        select(links).where(links.c.master_id == master_id, links.c.member_id.in_(named),
+                            links.c.status == "ACTIVE")
+    )).all()
+    return {row.member_id: row for row in rows}
+
+
+def _managed_invoices_link(
+    links_of: Mapping[int, Row[Any]], member_id: int | None, field: list[str]
+) -> Row[Any]:
+    """I2: an ACTIVE member of this master (else it does not exist here: NOT_FOUND) whose
+    link grants MANAGE_INVOICES (PERMISSION_NOT_GRANTED)."""
+    link = None if member_id is None else links_of.get(member_id)
+    if link is None:
+        raise NotFound(field, "member of this master")
+    if "MANAGE_INVOICES" not in link.permissions:
+        raise DomainError(ErrorCode.PERMISSION_NOT_GRANTED,
+                          "The member has not granted MANAGE_INVOICES.", field)
+    return link
+
+
+async def _references_master(conn: AsyncConnection, account_id: int) -> bool:
+    return await _any_link(conn, links.c.member_id == account_id, links.c.status == "ACTIVE",
+                           links.c.references_master_invoice_info)
+
+
+async def _mirror_to_members(conn: AsyncConnection, master_id: int) -> None:
+    """I3: copy the master's primary bill-to onto the primary bill-to of every member that
+    references it (nothing to copy while the master has none)."""
+    primary = (await conn.execute(
+        select(*(bill_tos.c[key] for key in BILL_TO_FIELDS))
+        .where(bill_tos.c.account_id == master_id, bill_tos.c.is_primary)
+    )).one_or_none()
+    if primary is None:
+        return
+    members = (await conn.execute(
+        select(links.c.member_id).where(links.c.master_id == master_id,
+                                        links.c.status == "ACTIVE",
+                                        links.c.references_master_invoice_info)
+        .order_by(links.c.member_id)
+    )).scalars().all()
+    for member_id in members:
+        await _write_primary(conn, member_id, dict(primary._mapping))
+
+
+async def _write_primary(conn: AsyncConnection, account_id: int, values: Mapping[str, Any]
+                         ) -> None:
+    """Update the account's primary bill-to, or create one named after the account."""
+    updated = (await conn.execute(
+        update(bill_tos).where(bill_tos.c.account_id == account_id, bill_tos.c.is_primary)
+        .values(**values).returning(bill_tos.c.id)
+    )).first() if values else await _primary_bill_to(conn, account_id)
+    if updated is None:
+        name = (await conn.execute(
+            select(accounts.c.name).where(accounts.c.id == account_id))).scalar_one()
+        await conn.execute(insert(bill_tos).values(
+            account_id=account_id, is_primary=True, **{"name": name[:MAX_TEXT], **values}))
 
 
 # ---------------------------------------------------------------- sites (H4)
@@ -449,6 +627,11 @@ async def trusteeship_link(conn: AsyncConnection, account_id: int) -> Row[Any] |
                                 links.c.type == "TRUSTEESHIP")
         )
     ).one_or_none()
+
+
+async def lock_accounts(conn: AsyncConnection, *account_ids: int) -> None:
+    """Row locks on accounts in ascending id order (the one order every service uses)."""
+    await _lock_accounts(conn, *account_ids)
 
 
 async def site_of(conn: AsyncConnection, site_id: int, account_id: int) -> bool:

@@ -16,6 +16,8 @@ import strawberry
 
 if TYPE_CHECKING:
     from accountgraph.alerts.types import Notification, NotificationChannels, QuotaAlert
+    from accountgraph.billing.types import Invoice, InvoiceMode
+    from accountgraph.billing.voucher_types import Coupon, Payment, PaymentMethod, Voucher
     from accountgraph.funds.types import Charge, FinancialState, Transfer, TransferDirection
     from accountgraph.sharing.types import Resource, ResourceGrant, ResourceType, UserGroup
 
@@ -24,6 +26,7 @@ from accountgraph.api import ids
 from accountgraph.api.connections import Connection, connection, page
 from accountgraph.api.lookahead import selects
 from accountgraph.api.node import Node
+from accountgraph.api.scalars import Money
 
 Row = Any
 
@@ -91,6 +94,7 @@ class BillTo(Node):
             id=strawberry.ID(ids.encode("BillTo", row.id)), row_id=row.id, name=row.name,
             address=row.address, email=row.email, invoice_title=row.invoice_title,
             tax_id=row.tax_id, is_primary=row.is_primary,
+            read_only=bool(getattr(row, "read_only", False)),
         )
 
 
@@ -299,6 +303,73 @@ class Account(Node):
 
         return await charges_of(info, self.row_id, first=first, after=after, since=since,
                                 until=until)
+
+    @strawberry.field(description="F8, B5: payments made on this account or paid by it, "
+                      "newest first.")
+    async def payments(
+        self, info: strawberry.Info[Any, Any], first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[Payment, strawberry.lazy("accountgraph.billing.voucher_types")]]:
+        from accountgraph.billing.voucher_types import payments_of
+
+        return await payments_of(info, self.row_id, first=first, after=after)
+
+    @strawberry.field(description="V3: this account's coupons.")
+    async def coupons(self, info: strawberry.Info[Any, Any]) -> list[
+        Annotated[Coupon, strawberry.lazy("accountgraph.billing.voucher_types")]
+    ]:
+        from accountgraph.billing.voucher_types import coupons_of
+
+        return await coupons_of(info, self.row_id)
+
+    @strawberry.field(description="V1: a master's vouchers, and the vouchers naming this "
+                      "account.")
+    async def vouchers(self, info: strawberry.Info[Any, Any]) -> list[
+        Annotated[Voucher, strawberry.lazy("accountgraph.billing.voucher_types")]
+    ]:
+        from accountgraph.billing.voucher_types import vouchers_of
+
+        return await vouchers_of(info, self.row_id)
+
+    @strawberry.field(description="V1: what is left of the voucher pool (granted - used); "
+                      "null for members and where the viewer may not see finances.")
+    async def voucher_pool(self, info: strawberry.Info[Any, Any]) -> Money | None:
+        from accountgraph.billing.voucher_types import voucher_pool_of
+
+        return await voucher_pool_of(info, self.row_id)
+
+    @strawberry.field(description="B5: this account's payment methods, managed ones included.")
+    async def payment_methods(self, info: strawberry.Info[Any, Any]) -> list[
+        Annotated[PaymentMethod, strawberry.lazy("accountgraph.billing.voucher_types")]
+    ]:
+        from accountgraph.billing.voucher_types import payment_methods_of
+
+        return await payment_methods_of(info, self.row_id)
+
+    @strawberry.field(description="B2-B4: invoices issued to this account, newest first.")
+    async def invoices(
+        self, info: strawberry.Info[Any, Any], first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[Invoice, strawberry.lazy("accountgraph.billing.types")]]:
+        from accountgraph.billing.types import invoices_of
+
+        return await invoices_of(info, self.row_id, first=first, after=after)
+
+    @strawberry.field(description="B2: how this account's bill cycles issue invoices "
+                      "(AGGREGATED unless set); null for a managed account (an ACTIVE "
+                      "trusteeship member, never invoiced itself) and where the viewer does "
+                      "not see the account's details.")
+    async def invoice_mode(self, info: strawberry.Info[Any, Any]) -> Annotated[
+        InvoiceMode, strawberry.lazy("accountgraph.billing.types")
+    ] | None:
+        from accountgraph.billing.types import invoice_mode_of
+
+        return await invoice_mode_of(info, self.row_id)
+
+    @strawberry.field(description="B3: the account-level discount in percent; null if none "
+                      "or where the viewer may not see finances.")
+    async def discount_percent(self, info: strawberry.Info[Any, Any]) -> Money | None:
+        from accountgraph.billing.types import discount_of
+
+        return await discount_of(info, self.row_id)
 
     @strawberry.field(description="A1: the low-quota alert, null if unset.")
     async def quota_alert(self, info: strawberry.Info[Any, Any]) -> Annotated[

@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from accountgraph.db import metadata
 
@@ -127,7 +128,11 @@ invoices = Table(
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
     # PER_MEMBER: the managed account this invoice is for (B2).
     Column("member_id", BigInteger, ForeignKey("accounts.id")),
-    Column("bill_to_id", BigInteger, ForeignKey("bill_tos.id", ondelete="SET NULL")),
+    # H4: the bill-to it was addressed to. No foreign key: an issued invoice is never
+    # edited (so it cannot be SET NULL), and the bill-to may be removed later; what the
+    # invoice said is kept in ``bill_to`` (name, address, email, invoiceTitle, taxId).
+    Column("bill_to_id", BigInteger),
+    Column("bill_to", JSONB),
     Column("period_start", Date, nullable=False),
     Column("period_end", Date, nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -141,7 +141,8 @@ charges = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("paid_by_master", MONEY, nullable=False, server_default=text("0")),
-    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
+    # V2: NULL when coupons and vouchers covered the whole charge (no balance moved).
+    Column("entry_id", BigInteger, ForeignKey("journal_entries.id")),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("paid_by_master >= 0 AND paid_by_master <= amount", name="paid_by_master"),
 )
@@ -157,9 +158,14 @@ payments = Table(
     Column("actor", String(300), nullable=False),
     Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # B5 (migration 0005): the method it was made with, and whose money it is (the
+    # responsible account for a managed payment method, else the account itself).
+    Column("payment_method_id", BigInteger, ForeignKey("payment_methods.id")),
+    Column("payer_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
     CheckConstraint("amount > 0", name="amount_positive"),
 )
 Index("ix_payments_account", payments.c.account_id, payments.c.id)
+Index("ix_payments_payer", payments.c.payer_id, payments.c.id)
 
 idempotency_keys = Table(
     "idempotency_keys",

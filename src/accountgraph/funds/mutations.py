@@ -13,7 +13,7 @@ from accountgraph.accounts.mutations import AccountPayload
 from accountgraph.accounts.queries import account_node
 from accountgraph.accounts.types import Account
 from accountgraph.api.auth import IsAuthenticated, IsOperator, principal_of
-from accountgraph.api.errors import UserError
+from accountgraph.api.errors import DomainError, UserError
 from accountgraph.api.mutations import perform, row_id
 from accountgraph.api.scalars import Money, amount
 from accountgraph.funds import idempotency, service
@@ -21,6 +21,7 @@ from accountgraph.funds.types import BalanceBucket, Charge, DisbursementMethod, 
 
 Info = strawberry.Info[Any, Any]
 Result = dict[str, Any]
+MONEY_FIELDS = {"amount", "limit"}
 
 
 @strawberry.input
@@ -60,6 +61,7 @@ class RecordChargeInput:
 class RecordPaymentInput:
     account_id: strawberry.ID
     amount: Money
+    payment_method_id: strawberry.ID | None = None
     idempotency_key: str | None = None
 
 
@@ -101,7 +103,7 @@ async def _money(info: Info, operation: str, input: object,
     """One money mutation: a transaction, F10 around the work, rule errors as data."""
     principal = principal_of(info)
     key = getattr(input, "idempotency_key", None)
-    fingerprint = {name: _plain(value) for name, value in vars(input).items()
+    fingerprint = {name: _plain(name, value) for name, value in vars(input).items()
                    if name != "idempotency_key"}
 
     async def run(conn: AsyncConnection) -> Result:
@@ -111,8 +113,14 @@ async def _money(info: Info, operation: str, input: object,
     return await perform(info, run)
 
 
-def _plain(value: object) -> object:
-    return getattr(value, "value", value)  # enums by name, everything else as sent
+def _plain(name: str, value: object) -> object:
+    """The input as compared for F10: enums by name, amounts by value ("10" is "10.00")."""
+    if name in MONEY_FIELDS:
+        try:
+            return str(amount(value, [name], allow_zero=True, allow_negative=True))
+        except DomainError:
+            return value  # the operation itself reports the bad amount
+    return getattr(value, "value", value)
 
 
 async def _account_payload(info: Info, result: Result | None, errors: list[UserError]
@@ -221,8 +229,11 @@ class FundsMutation:
 
         async def work(conn: AsyncConnection) -> Result:
             account_id = row_id(input.account_id, "Account", ["accountId"])
+            method_id = (None if input.payment_method_id is None else
+                         row_id(input.payment_method_id, "PaymentMethod", ["paymentMethodId"]))
             await service.record_payment(conn, principal, account_id=account_id,
-                                         amount=amount(input.amount, ["amount"]))
+                                         amount=amount(input.amount, ["amount"]),
+                                         payment_method_id=method_id)
             return {"account_id": account_id}
 
         return await _account_payload(info, *await _money(info, "PAYMENT", input, work))

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from accountgraph.accounts import service as accounts
 from accountgraph.api.auth import Principal
 from accountgraph.api.errors import DomainError, ErrorCode, NotFound
+from accountgraph.billing import credits, payment_methods
 from accountgraph.funds.ledger import ZERO, Ledger
 from accountgraph.funds.models import allocations, charges, payments, transfers
 
@@ -190,10 +191,20 @@ async def set_credit_limit(conn: AsyncConnection, principal: Principal, *, maste
 async def record_charge(conn: AsyncConnection, principal: Principal, *, account_id: int,
                         amount: Decimal, description: str, site_id: int | None,
                         occurred_at: datetime | None) -> int:
-    """F7 (operators): a fact from metering, never refused. Paid by transferred cash, then
-    own cash (not a trusteeship member's, U3), then credit; a trusteeship member's rest is
-    settled by its master's cash, then the master's credit (U4). U2: a charge dated before
-    the association is paid as if the member stood alone."""
+    """F7, V2 (operators): a fact from metering, never refused. Paid in this order:
+
+    1. the charged account's coupons valid at ``occurred_at`` — for a trusteeship member
+       only when the charge is dated before the association (U2) — earliest expiry first;
+    2. the vouchers naming the charged account valid then, earliest expiry first;
+    3. its transferred cash;
+    4. a trusteeship member's charge dated in the association: the rest is the part its
+       master settles (``paid_by_master``, U4): the master's coupons, then vouchers naming
+       the master, then the master's cash, then the master's credit (outstanding fees);
+       any other charge (standalone, financial member, U2): its own cash (a trusteeship
+       member's frozen cash only pays charges from before the association), then credit.
+
+    Coupons and vouchers move no balance (billing.credits); a charge they cover entirely
+    has no journal entry."""
     await accounts.account_access(conn, principal, account_id, ["accountId"])
     if site_id is not None and not await accounts.site_of(conn, site_id, account_id):
         raise NotFound(["siteId"], "site of this account")
@@ -208,7 +219,9 @@ async def record_charge(conn: AsyncConnection, principal: Principal, *, account_
     if (link_now is None) != (link is None):  # changed while waiting for the locks
         raise DomainError(ErrorCode.CONFLICT, "The account's link changed; try again.", None)
     account = ledger.before[account_id]
-    rest = amount
+    uses = await credits.consume(conn, account_id=account_id, at=when, amount=amount,
+                                 with_coupons=not master_pays)
+    rest = amount - credits.covered(uses)
     from_transferred = min(rest, account["TRANSFERRED_CASH"])
     ledger.move("CASH", account_id, None, from_transferred)
     ledger.move("TRANSFERRED_CASH", account_id, None, from_transferred)
@@ -216,34 +229,47 @@ async def record_charge(conn: AsyncConnection, principal: Principal, *, account_
     paid_by_master = ZERO
     if master_pays:
         assert link is not None
+        paid_by_master = rest
+        master_uses = await credits.consume(conn, account_id=link.master_id, at=when,
+                                            amount=rest)
+        uses += master_uses
+        rest -= credits.covered(master_uses)
         master = ledger.before[link.master_id]
         from_master_cash = min(rest, master["CASH"])
         ledger.move("CASH", link.master_id, None, from_master_cash)
         ledger.move("OUTSTANDING_FEES", None, link.master_id, rest - from_master_cash)
-        paid_by_master = rest
     else:
         own = min(rest, account["CASH"] - from_transferred)
         ledger.move("CASH", account_id, None, own)
         ledger.move("OUTSTANDING_FEES", None, account_id, rest - own)
-    entry_id = await ledger.commit("CHARGE", principal.actor, reason=description[:500])
+    entry_id = (await ledger.commit("CHARGE", principal.actor, reason=description[:500])
+                if ledger.lines else None)
     charge_id: int = (await conn.execute(insert(charges).values(
         account_id=account_id, site_id=site_id, amount=amount, description=description,
         occurred_at=when, paid_by_master=paid_by_master, entry_id=entry_id,
     ).returning(charges.c.id))).scalar_one()
+    await credits.record(conn, charge_id, uses)
     return charge_id
 
 
 async def record_payment(conn: AsyncConnection, principal: Principal, *, account_id: int,
-                         amount: Decimal) -> int:
-    """F8 (operators): settles outstanding fees first; the rest becomes cash."""
+                         amount: Decimal, payment_method_id: int | None = None) -> int:
+    """F8 (operators): settles outstanding fees first; the rest becomes cash. B5: made with
+    a managed payment method, it is the responsible account's money and goes to it (its
+    fees, then its cash); the payment stays recorded on the account it was made on."""
     await accounts.account_access(conn, principal, account_id, ["accountId"])
-    ledger = await Ledger.lock(conn, [account_id])
-    settles = min(amount, ledger.before[account_id]["OUTSTANDING_FEES"])
-    ledger.move("OUTSTANDING_FEES", account_id, None, settles)
-    ledger.move("CASH", None, account_id, amount - settles)
+    payer_id = await payment_methods.payer_of(conn, account_id, payment_method_id)
+    frozen = [account_id] if await accounts.trusteeship_link(conn, account_id) else []
+    ledger = await Ledger.lock(conn, [account_id, payer_id], frozen=frozen)
+    if await payment_methods.payer_of(conn, account_id, payment_method_id) != payer_id:
+        raise DomainError(ErrorCode.CONFLICT, "The payment method changed; try again.", None)
+    settles = min(amount, ledger.before[payer_id]["OUTSTANDING_FEES"])
+    ledger.move("OUTSTANDING_FEES", payer_id, None, settles)
+    ledger.move("CASH", None, payer_id, amount - settles)
     entry_id = await ledger.commit("PAYMENT", principal.actor)
     payment_id: int = (await conn.execute(insert(payments).values(
-        account_id=account_id, amount=amount, actor=principal.actor, entry_id=entry_id,
+        account_id=account_id, payer_id=payer_id, payment_method_id=payment_method_id,
+        amount=amount, actor=principal.actor, entry_id=entry_id,
     ).returning(payments.c.id))).scalar_one()
     return payment_id
 

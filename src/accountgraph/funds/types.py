@@ -64,12 +64,27 @@ class FinancialState:
     credit_line: Money | None = strawberry.field(
         description="Masters only: credit line and what of it is still available (F6).")
     available_credit: Money | None
+    account_id: strawberry.Private[int]
+
+    @strawberry.field(description="F1, V3: coupons usable now (something left, not expired).")
+    async def coupon_count(self, info: Info) -> int:
+        from accountgraph.billing.voucher_types import coupon_count_of
+
+        return await coupon_count_of(info, self.account_id)
+
+    @strawberry.field(description="F1, V1: vouchers usable now (something left, valid now) "
+                      "that the account created as a master or that name it.")
+    async def voucher_count(self, info: Info) -> int:
+        from accountgraph.billing.voucher_types import voucher_count_of
+
+        return await voucher_count_of(info, self.account_id)
 
     @classmethod
     def of(cls, finance: Finance) -> FinancialState:
         b = finance.balance
         master_side = not finance.is_member
         return cls(
+            account_id=b.account_id,
             cash_balance=b["CASH"], bankers_acceptance_bill=b["BANKERS_ACCEPTANCE_BILL"],
             credit_limit=b["CREDIT_LIMIT"], credit_refund=b["CREDIT_REFUND"],
             unsettled_amount=b["UNSETTLED_AMOUNT"], outstanding_fees=b["OUTSTANDING_FEES"],

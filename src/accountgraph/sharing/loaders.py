@@ -56,8 +56,11 @@ class SharingLoaders:
         return or_(sees_details(self.principal, resources.c.owner_id), usable)
 
     def _sees_group(self) -> Any:
-        mine = exists().where(user_group_members.c.group_id == user_groups.c.id,
-                              user_group_members.c.member_id == self.principal.account_id)
+        # An alias: the queries that use this also select from user_group_members, which
+        # the EXISTS would otherwise correlate away (leaving it no FROM at all).
+        membership = user_group_members.alias()
+        mine = exists().where(membership.c.group_id == user_groups.c.id,
+                              membership.c.member_id == self.principal.account_id)
         return or_(sees_details(self.principal, user_groups.c.master_id), mine)
 
     async def _resources_by_id(self, ids: Sequence[int]) -> list[Row | None]:

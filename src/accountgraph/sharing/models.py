@@ -98,12 +98,15 @@ resource_groups = Table(
 )
 Index("ix_resource_groups_group", resource_groups.c.group_id)
 
+# Derived data, rewritten only by the recalculation under the master's lock; accounts and
+# resources are never deleted. No foreign keys: checking them was 70% of a full
+# recalculation (58k rows: 730 ms with them, 250 ms without).
 sharing_grants = Table(
     "sharing_grants",
     metadata,
-    Column("master_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("resource_id", BigInteger, ForeignKey("resources.id"), nullable=False),
+    Column("master_id", BigInteger, nullable=False),
+    Column("account_id", BigInteger, nullable=False),
+    Column("resource_id", BigInteger, nullable=False),
     Column("reason", String(30), nullable=False),
     Column("since", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("master_id", "account_id", "resource_id"),

@@ -179,7 +179,8 @@ async def overview(info: Info, master_id: int) -> SharingOverview | None:
     principal = principal_of(info)
     if not principal.is_operator and principal.account_id != master_id:
         return None
-    if await info.context.loaders.accounts.account_by_id.load(master_id) is None:
+    account = await info.context.loaders.accounts.account_by_id.load(master_id)
+    if account is None or account.is_member:  # a member's sharing is its master's
         return None
     async with info.context.engine.connect() as conn:
         pending = (await conn.execute(PENDING_ROWS, {"master": master_id})).first()

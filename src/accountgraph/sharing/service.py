@@ -65,11 +65,16 @@ async def create_resource(
     if valid_from >= valid_until:
         raise DomainError(ErrorCode.INVALID_INPUT, "validFrom must be before validUntil.",
                           ["validUntil"])
+    master_id = await master_of(conn, owner_id)
+    await _lock_master(conn, master_id)
+    before = await _members_per_type(conn, master_id)
     resource_id: int = (await conn.execute(insert(resources).values(
         owner_id=owner_id, type=type, name=_name(name), capacity=capacity,
         valid_from=valid_from, valid_until=valid_until,
     ).returning(resources.c.id))).scalar_one()
-    await request_recalculation(conn, await master_of(conn, owner_id))
+    # S8: a master's first resource of a type may bring its sharing members past 100.
+    await _check_limit(conn, master_id, before, ["type"])
+    await request_recalculation(conn, master_id)
     return resource_id
 
 
@@ -227,10 +232,19 @@ async def recalculate(conn: AsyncConnection, master_id: int) -> None:
         DELETE FROM sharing_grants g WHERE g.master_id = :master AND NOT EXISTS (
           SELECT 1 FROM computed_grants c WHERE c.account_id = g.account_id
           AND c.resource_id = g.resource_id AND c.reason = g.reason)"""), {"master": master_id})
+    # Only the grants not stored yet (what is left of a pair after the DELETE has the
+    # same reason); re-inserting every row with ON CONFLICT DO NOTHING cost a speculative
+    # insertion each. Only this job writes the master's grants, under its lock: no
+    # conflict can arise (and one would be a bug to fail on, not to ignore).
     await conn.execute(text("""
         INSERT INTO sharing_grants (master_id, account_id, resource_id, reason)
-        SELECT :master, account_id, resource_id, reason FROM computed_grants
-        ON CONFLICT (master_id, account_id, resource_id) DO NOTHING"""), {"master": master_id})
+        SELECT :master, c.account_id, c.resource_id, c.reason FROM computed_grants c
+        WHERE NOT EXISTS (
+          SELECT 1 FROM sharing_grants g WHERE g.master_id = :master
+          AND g.account_id = c.account_id AND g.resource_id = c.resource_id)"""),
+        {"master": master_id})
+    # Dropped now, not only at commit: a transaction may recalculate more than once.
+    await conn.execute(text("DROP TABLE computed_grants"))
     await conn.execute(update(sharing_state).where(sharing_state.c.master_id == master_id)
                        .values(calculated_at=func.now()))
     if covered:  # rows another job is running right now are left to that job

@@ -77,9 +77,6 @@ def upgrade() -> None:
     sa.Column('reason', sa.String(length=30), nullable=False),
     sa.Column('since', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.CheckConstraint("reason IN ('OWNER', 'ACCOUNT_SETTING', 'USER_GROUP')", name=op.f('ck_sharing_grants_reason')),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_sharing_grants_account_id_accounts')),
-    sa.ForeignKeyConstraint(['master_id'], ['accounts.id'], name=op.f('fk_sharing_grants_master_id_accounts')),
-    sa.ForeignKeyConstraint(['resource_id'], ['resources.id'], name=op.f('fk_sharing_grants_resource_id_resources')),
     sa.PrimaryKeyConstraint('master_id', 'account_id', 'resource_id', name=op.f('pk_sharing_grants'))
     )
     op.create_index('ix_sharing_grants_account', 'sharing_grants', ['account_id', 'resource_id'], unique=False)

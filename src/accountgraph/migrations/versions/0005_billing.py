@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -97,6 +98,7 @@ def upgrade() -> None:
     sa.Column('account_id', sa.BigInteger(), nullable=False),
     sa.Column('member_id', sa.BigInteger(), nullable=True),
     sa.Column('bill_to_id', sa.BigInteger(), nullable=True),
+    sa.Column('bill_to', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('period_start', sa.Date(), nullable=False),
     sa.Column('period_end', sa.Date(), nullable=False),
     sa.Column('issued_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -106,7 +108,6 @@ def upgrade() -> None:
     sa.CheckConstraint('period_start <= period_end', name=op.f('ck_invoices_period')),
     sa.CheckConstraint('total = subtotal - discount_total', name=op.f('ck_invoices_total')),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_invoices_account_id_accounts')),
-    sa.ForeignKeyConstraint(['bill_to_id'], ['bill_tos.id'], name=op.f('fk_invoices_bill_to_id_bill_tos'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['member_id'], ['accounts.id'], name=op.f('fk_invoices_member_id_accounts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invoices'))
     )
@@ -159,6 +160,22 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('charge_id', name=op.f('pk_invoiced_charges'))
     )
 
+    # V2: a charge that coupons and vouchers cover entirely moves no balance: no entry.
+    op.alter_column('charges', 'entry_id', existing_type=sa.BigInteger(), nullable=True)
+    # B5: the payment method of a payment and whose money it is (payer). Rows made before
+    # this revision were the account's own money.
+    op.add_column('payments', sa.Column('payment_method_id', sa.BigInteger(), nullable=True))
+    op.add_column('payments', sa.Column('payer_id', sa.BigInteger(), nullable=True))
+    op.execute("ALTER TABLE payments DISABLE TRIGGER payments_immutable")
+    op.execute("UPDATE payments SET payer_id = account_id")
+    op.execute("ALTER TABLE payments ENABLE TRIGGER payments_immutable")
+    op.alter_column('payments', 'payer_id', existing_type=sa.BigInteger(), nullable=False)
+    op.create_foreign_key(op.f('fk_payments_payment_method_id_payment_methods'), 'payments',
+                          'payment_methods', ['payment_method_id'], ['id'])
+    op.create_foreign_key(op.f('fk_payments_payer_id_accounts'), 'payments', 'accounts',
+                          ['payer_id'], ['id'])
+    op.create_index('ix_payments_payer', 'payments', ['payer_id', 'id'], unique=False)
+
     # Issued invoices and the record of what paid a charge are never edited (B4, V2).
     for table in IMMUTABLE:
         op.execute(f"""
@@ -169,6 +186,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in IMMUTABLE:
         op.execute(f"DROP TRIGGER {table}_immutable ON {table}")
+    op.drop_index('ix_payments_payer', table_name='payments')
+    op.drop_constraint(op.f('fk_payments_payer_id_accounts'), 'payments', type_='foreignkey')
+    op.drop_constraint(op.f('fk_payments_payment_method_id_payment_methods'), 'payments',
+                       type_='foreignkey')
+    op.drop_column('payments', 'payer_id')
+    op.drop_column('payments', 'payment_method_id')
+    op.alter_column('charges', 'entry_id', existing_type=sa.BigInteger(), nullable=False)
     op.drop_table('invoiced_charges')
     op.drop_index('ix_charge_credits_charge', table_name='charge_credits')
     op.drop_table('charge_credits')

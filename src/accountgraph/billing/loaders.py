@@ -1,0 +1,116 @@
+"""Per-request batch loading of billing: discounts, invoice modes, invoices and their lines.
+
+Invoices and discounts are finances: every query is filtered by ``sees_finance`` of the
+account (P2: a member's need VIEW_FINANCE); an invoice mode by ``sees_details``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from strawberry.dataloader import DataLoader
+
+from accountgraph.accounts.models import accounts, links
+from accountgraph.accounts.visibility import sees_details, sees_finance
+from accountgraph.api import keyset
+from accountgraph.api.auth import Principal
+from accountgraph.api.batching import by_key, grouped
+from accountgraph.billing.models import discounts, invoice_lines, invoice_settings, invoices
+from accountgraph.billing.service import DEFAULT_MODE
+
+Row = Any
+
+
+@dataclass(frozen=True, slots=True)
+class InvoicesKey:
+    account_id: int
+    limit: int
+    after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Row]
+    total: int
+
+
+class BillingLoaders:
+    def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
+        self.engine = engine
+        self.principal = principal
+        self.discount_by_account = DataLoader(self._discount_by_account)
+        self.invoice_mode_by_account = DataLoader(self._invoice_mode_by_account)
+        self.invoices_by_account = DataLoader(self._invoices_by_account)
+        self.invoice_by_id = DataLoader(self._invoice_by_id)
+        self.lines_by_invoice = DataLoader(self._lines_by_invoice)
+
+    def clear(self) -> None:
+        for value in vars(self).values():
+            if isinstance(value, DataLoader):
+                value.clear_all()
+
+    async def _discount_by_account(self, ids: Sequence[int]) -> list[Decimal | None]:
+        query = select(discounts.c.account_id, discounts.c.percent).where(
+            discounts.c.account_id.in_(ids), sees_finance(self.principal, discounts.c.account_id))
+        found = by_key(ids, await self._all(query), lambda row: row.account_id)
+        return [None if row is None else row.percent for row in found]
+
+    async def _invoice_mode_by_account(self, ids: Sequence[int]) -> list[str | None]:
+        """B1: a managed account (ACTIVE trusteeship member) has none: it is never invoiced;
+        every other account has one, AGGREGATED unless set."""
+        managed = exists().where(links.c.member_id == accounts.c.id, links.c.status == "ACTIVE",
+                                 links.c.type == "TRUSTEESHIP")
+        query = (
+            select(accounts.c.id, func.coalesce(invoice_settings.c.mode, DEFAULT_MODE)
+                   .label("mode"))
+            .select_from(accounts.outerjoin(invoice_settings,
+                                            invoice_settings.c.account_id == accounts.c.id))
+            .where(accounts.c.id.in_(ids), ~managed, sees_details(self.principal, accounts.c.id))
+        )
+        found = by_key(ids, await self._all(query), lambda row: row.id)
+        return [None if row is None else row.mode for row in found]
+
+    async def _invoices_by_account(self, keys: Sequence[InvoicesKey]) -> list[Page]:
+        """Invoices of each account, newest first, one keyset query per page shape."""
+        groups: dict[tuple[int, int | None], list[InvoicesKey]] = defaultdict(list)
+        for key in keys:
+            groups[(key.limit, key.after)].append(key)
+        found: dict[InvoicesKey, Page] = {}
+        for (limit, after), group in groups.items():
+            parents = [key.account_id for key in group]
+            query = select(invoices, invoices.c.account_id.label("parent_id")).where(
+                invoices.c.account_id.in_(parents),
+                sees_finance(self.principal, invoices.c.account_id))
+            async with self.engine.connect() as conn:
+                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
+                                                  parents=parents, limit=limit, after=after,
+                                                  descending=True)
+            for key in group:
+                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
+        return [found[key] for key in keys]
+
+    async def _invoice_by_id(self, ids: Sequence[int]) -> list[Row | None]:
+        query = select(invoices).where(invoices.c.id.in_(ids),
+                                       sees_finance(self.principal, invoices.c.account_id))
+        return by_key(ids, await self._all(query), lambda row: row.id)
+
+    async def _lines_by_invoice(self, ids: Sequence[int]) -> list[list[Row]]:
+        query = (
+            select(invoice_lines)
+            .join(invoices, invoices.c.id == invoice_lines.c.invoice_id)
+            .where(invoice_lines.c.invoice_id.in_(ids),
+                   sees_finance(self.principal, invoices.c.account_id))
+            .order_by(invoice_lines.c.invoice_id, invoice_lines.c.id)
+        )
+        return grouped(ids, await self._all(query), lambda row: row.invoice_id)
+
+    async def _all(self, query: Select[Any]) -> Sequence[Row]:
+        async with self.engine.connect() as conn:
+            rows: Sequence[Row] = (await conn.execute(query)).all()
+            return rows

@@ -1,0 +1,168 @@
+"""B2-B4 in GraphQL: InvoiceMode, DocumentFormat, Invoice, InvoiceLine, their connection,
+and the billing fields of Account (discountPercent, invoiceMode, invoices)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from accountgraph.api import ids
+from accountgraph.api.auth import principal_of
+from accountgraph.api.connections import Connection, connection, page
+from accountgraph.api.node import Node
+from accountgraph.api.scalars import Money
+from accountgraph.billing import documents
+from accountgraph.billing.loaders import BillingLoaders, InvoicesKey
+from accountgraph.billing.service import invoice_number
+
+if TYPE_CHECKING:
+    from accountgraph.accounts.types import Account, BillTo, Site
+
+AccountRef = Annotated["Account", strawberry.lazy("accountgraph.accounts.types")]
+BillToRef = Annotated["BillTo", strawberry.lazy("accountgraph.accounts.types")]
+SiteRef = Annotated["Site", strawberry.lazy("accountgraph.accounts.types")]
+Info = strawberry.Info[Any, Any]
+Row = Any
+
+
+@strawberry.enum
+class InvoiceMode(enum.Enum):
+    AGGREGATED = "AGGREGATED"
+    PER_MEMBER = "PER_MEMBER"
+
+
+@strawberry.enum
+class DocumentFormat(enum.Enum):
+    PDF = "PDF"
+    HTML = "HTML"
+
+
+def loaders(info: Info) -> BillingLoaders:
+    found: BillingLoaders = info.context.loaders.billing
+    return found
+
+
+async def _account(info: Info, account_id: int | None) -> Account | None:
+    """Null where the viewer does not see the account (a dissociated member, P3/U5)."""
+    from accountgraph.accounts.queries import account_node
+
+    return None if account_id is None else await account_node(info, account_id)
+
+
+@strawberry.type
+class InvoiceLine:
+    description: str
+    amount: Money
+    discount_percent: Money
+    discount: Money
+    net: Money
+    member_id: strawberry.Private[int | None]
+    site_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The managed account the line is for; null for the "
+                      "invoiced account's own charges.")
+    async def member(self, info: Info) -> AccountRef | None:
+        return await _account(info, self.member_id)
+
+    @strawberry.field
+    async def site(self, info: Info) -> SiteRef | None:
+        from accountgraph.accounts.queries import site_node
+
+        return None if self.site_id is None else await site_node(info, self.site_id)
+
+    @classmethod
+    def from_row(cls, row: Row) -> InvoiceLine:
+        return cls(description=row.description, amount=row.amount,
+                   discount_percent=row.discount_percent, discount=row.discount, net=row.net,
+                   member_id=row.member_id, site_id=row.site_id)
+
+
+@strawberry.type(description="B4: an issued invoice; never edited.")
+class Invoice(Node):
+    id: strawberry.ID
+    number: str
+    period_start: date
+    period_end: date
+    issued_at: datetime
+    subtotal: Money
+    discount_total: Money
+    total: Money
+    row_id: strawberry.Private[int]
+    account_id: strawberry.Private[int]
+    member_id: strawberry.Private[int | None]
+    bill_to_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def account(self, info: Info) -> AccountRef:
+        found = await _account(info, self.account_id)
+        if found is None:  # pragma: no cover - who sees an invoice sees its account
+            raise LookupError("account not visible")
+        return found
+
+    @strawberry.field(description="managed account for PER_MEMBER invoices")
+    async def member(self, info: Info) -> AccountRef | None:
+        return await _account(info, self.member_id)
+
+    @strawberry.field(description="H4: where the invoice was addressed; null if none was, "
+                      "or that bill-to has since been removed.")
+    async def bill_to(self, info: Info) -> BillToRef | None:
+        from accountgraph.accounts.queries import bill_to_node
+
+        return None if self.bill_to_id is None else await bill_to_node(info, self.bill_to_id)
+
+    @strawberry.field
+    async def lines(self, info: Info) -> list[InvoiceLine]:
+        rows = await loaders(info).lines_by_invoice.load(self.row_id)
+        return [InvoiceLine.from_row(row) for row in rows]
+
+    @strawberry.field(description="A URL (same host) of the invoice document, served only "
+                      "to principals who may see it.")
+    def document_url(self, info: Info, format: DocumentFormat = DocumentFormat.PDF) -> str:
+        return documents.document_url(info.context.settings, principal_of(info), self.row_id,
+                                      format.value)
+
+    @classmethod
+    def from_row(cls, row: Row) -> Invoice:
+        return cls(
+            id=strawberry.ID(ids.encode("Invoice", row.id)), row_id=row.id,
+            number=invoice_number(row.id), account_id=row.account_id,
+            member_id=row.member_id, bill_to_id=row.bill_to_id, period_start=row.period_start,
+            period_end=row.period_end, issued_at=row.issued_at, subtotal=row.subtotal,
+            discount_total=row.discount_total, total=row.total,
+        )
+
+
+async def invoice_node(info: Info, row_id: int) -> Invoice | None:
+    row = await loaders(info).invoice_by_id.load(row_id)
+    return None if row is None else Invoice.from_row(row)
+
+
+async def invoice_nodes(info: Info, row_ids: list[int]) -> list[Invoice]:
+    rows = await loaders(info).invoice_by_id.load_many(row_ids)
+    return [Invoice.from_row(row) for row in rows if row is not None]
+
+
+async def invoices_of(info: Info, account_id: int, *, first: int | None, after: str | None
+                      ) -> Connection[Invoice]:
+    request = page(first, after)
+    found = await loaders(info).invoices_by_account.load(
+        InvoicesKey(account_id, request.limit, request.after))
+    nodes = [Invoice.from_row(row) for row in found.rows]
+    return connection(nodes, [row.id for row in found.rows], request, found.total)
+
+
+async def invoice_mode_of(info: Info, account_id: int) -> InvoiceMode | None:
+    mode = await loaders(info).invoice_mode_by_account.load(account_id)
+    return None if mode is None else InvoiceMode(mode)
+
+
+async def discount_of(info: Info, account_id: int) -> Decimal | None:
+    found: Decimal | None = await loaders(info).discount_by_account.load(account_id)
+    return found
+
+
+NODE_RESOLVERS = {"Invoice": invoice_node}

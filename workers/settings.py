@@ -100,11 +100,13 @@ def build_worker(
         queue_name=settings.queue_name,
         redis_pool=redis,
         burst=burst,
-        poll_delay=0.05 if burst else 0.2,
+        # A job waits up to one poll for a worker: 50 ms keeps a committed charge's alert
+        # (two jobs: evaluate, then publish) near 100 ms from the commit.
+        poll_delay=0.05,
         handle_signals=False,
         on_startup=startup,
         on_shutdown=shutdown,
-        max_jobs=20,
+        max_jobs=50,
         keep_result=60,
         job_timeout=JOB_TIMEOUT_S,
     )

@@ -39,7 +39,8 @@ MAX_BATCH = 500
 SWEEP_BATCH = 1_000
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[0-9 ()-]{5,31}$")
+# 5 to 15 digits (E.164), with spaces, dashes and parentheses between them.
+_PHONE = re.compile(r"^\+?(?:[ ()-]*[0-9]){5,15}[ ()-]*$")
 
 
 # ---------------------------------------------------------------- settings (A1, A4)
@@ -86,16 +87,22 @@ async def set_channels(
     email, phone, webhook_url = (_clean(v) for v in (email, phone, webhook_url))
     if email is not None and (len(email) > 320 or not _EMAIL.match(email)):
         raise DomainError(ErrorCode.INVALID_INPUT, "Not an email address.", ["email"])
-    if phone is not None and not _PHONE.match(phone):
+    if phone is not None and (len(phone) > 32 or not _PHONE.match(phone)):
         raise DomainError(ErrorCode.INVALID_INPUT, "Not a phone number.", ["phone"])
-    if webhook_url is not None:
-        parsed = urlparse(webhook_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or len(webhook_url) > 2000:
-            raise DomainError(ErrorCode.INVALID_INPUT, "An http(s) URL is needed.",
-                              ["webhookUrl"])
+    if webhook_url is not None and not _http_url(webhook_url):
+        raise DomainError(ErrorCode.INVALID_INPUT, "An http(s) URL is needed.", ["webhookUrl"])
     values = {"email": email, "phone": phone, "webhook_url": webhook_url}
     await conn.execute(pg_insert(notification_channels).values(account_id=account_id, **values)
                        .on_conflict_do_update(index_elements=["account_id"], set_=values))
+
+
+def _http_url(value: str) -> bool:
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018  (raises ValueError for a port out of range)
+    except ValueError:  # e.g. "http://[::1/": an unclosed IPv6 host
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname) and len(value) <= 2000
 
 
 def _clean(value: str | None) -> str | None:
@@ -119,6 +126,8 @@ async def evaluate(conn: AsyncConnection, account_id: int, *, overdue_entry: int
         return None
     quota = await balances.available_quota(conn, account_id)
     crossed = alert.armed and quota < alert.threshold
+    if crossed and overdue_entry is None and await _overdue_pending(conn, account_id):
+        return None  # that charge's job fires OVERDUE for this crossing, and disarms (A3)
     fired = None
     if overdue_entry is not None:
         fired = await _notify(conn, account_id, "OVERDUE", quota, alert.threshold,
@@ -134,6 +143,23 @@ async def evaluate(conn: AsyncConnection, account_id: int, *, overdue_entry: int
         await conn.execute(update(quota_alerts).where(quota_alerts.c.account_id == account_id)
                            .values(armed=True))
     return fired
+
+
+async def _overdue_pending(conn: AsyncConnection, account_id: int) -> bool:
+    """A3: whether a committed charge made the account overdue and its evaluation has not
+    run yet. Jobs of one account run in any order, so an earlier change's job may see the
+    quota that charge left: LOW_QUOTA must not fire for the crossing that OVERDUE reports."""
+    rows, payload = outbox.outbox, outbox.outbox.c.payload
+    # Not done = unsent, or sent and not done: each arm matches one partial index.
+    pending = ((rows.c.sent_at.is_(None) & rows.c.done_at.is_(None))
+               | (rows.c.sent_at.is_not(None) & rows.c.done_at.is_(None)))
+    found = (await conn.execute(select(rows.c.id).where(
+        pending, rows.c.topic == QUOTA_TOPIC,
+        payload["account_id"].as_string() == str(account_id),
+        payload["cause"].as_string() == "CHARGE",
+        payload["before"].as_numeric(20, 2) >= 0,
+        payload["after"].as_numeric(20, 2) < 0).limit(1))).first()
+    return found is not None
 
 
 async def _notify(conn: AsyncConnection, account_id: int, kind: str, quota: Decimal,

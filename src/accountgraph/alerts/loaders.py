@@ -3,7 +3,6 @@ P2, a member's alerts are its finances)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from accountgraph.alerts.models import (
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
 from accountgraph.api.batching import by_key, grouped
+from accountgraph.api.keyset import Page
 
 Row = Any
 
@@ -33,10 +33,6 @@ class NotificationsKey:
     after: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    rows: list[Row]
-    total: int
 
 
 class AlertLoaders:
@@ -71,23 +67,14 @@ class AlertLoaders:
         return by_key(ids, await self._all(query), lambda row: row.id)
 
     async def _notifications_by_account(self, keys: Sequence[NotificationsKey]) -> list[Page]:
-        """Newest first, one query per distinct page shape."""
-        groups: dict[tuple[int, int | None], list[NotificationsKey]] = defaultdict(list)
-        for key in keys:
-            groups[(key.limit, key.after)].append(key)
-        found: dict[NotificationsKey, Page] = {}
-        for (limit, after), group in groups.items():
-            parents = [key.account_id for key in group]
-            query = select(notifications, notifications.c.account_id.label("parent_id")).where(
+        """Newest first."""
+
+        def query(key: NotificationsKey, parents: list[int]) -> Select[Any]:
+            return select(notifications, notifications.c.account_id.label("parent_id")).where(
                 notifications.c.account_id.in_(parents),
                 sees_finance(self.principal, notifications.c.account_id))
-            async with self.engine.connect() as conn:
-                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
-                                                  parents=parents, limit=limit, after=after,
-                                                  descending=True)
-            for key in group:
-                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
-        return [found[key] for key in keys]
+
+        return await keyset.child_pages(self.engine, keys, query)
 
     async def _deliveries(self, ids: Sequence[int]) -> list[list[Row]]:
         query = (select(deliveries)

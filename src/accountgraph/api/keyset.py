@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, literal, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
 async def pages(
@@ -53,3 +54,51 @@ async def pages(
             parent_col)
         totals.update({row[0]: row[1] for row in (await conn.execute(count)).all()})
     return grouped, totals
+
+
+class PageKey(Protocol):
+    """A loader key asking for one page of one account's child rows."""
+
+    @property
+    def account_id(self) -> int: ...
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def after(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Any]
+    total: int
+
+
+K = TypeVar("K", bound=PageKey)
+
+
+async def child_pages(
+    engine: AsyncEngine,
+    keys: Sequence[K],
+    query: Callable[[K, list[int]], Select[Any]],
+    *,
+    descending: bool = True,
+) -> list[Page]:
+    """A DataLoader batch of pages: keys that differ only in their account share one
+    query (``query(key, accounts)`` selects their rows with a ``parent_id`` column)."""
+    groups: dict[Hashable, list[K]] = defaultdict(list)
+    for key in keys:
+        shape: Hashable = replace(key, account_id=0)  # type: ignore[type-var, assignment]
+        groups[shape].append(key)
+    found: dict[K, Page] = {}
+    async with engine.connect() as conn:
+        for group in groups.values():
+            first = group[0]
+            parents = [key.account_id for key in group]
+            rows, totals = await pages(conn, query(first, parents), parent="parent_id", key="id",
+                                       parents=parents, limit=first.limit, after=first.after,
+                                       descending=descending)
+            for key in group:
+                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
+    return [found[key] for key in keys]

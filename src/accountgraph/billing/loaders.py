@@ -6,7 +6,6 @@ account (P2: a member's need VIEW_FINANCE); an invoice mode by ``sees_details``.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,6 +20,7 @@ from accountgraph.accounts.visibility import sees_details, sees_finance
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
 from accountgraph.api.batching import by_key, grouped
+from accountgraph.api.keyset import Page
 from accountgraph.billing.models import discounts, invoice_lines, invoice_settings, invoices
 from accountgraph.billing.service import DEFAULT_MODE
 
@@ -34,10 +34,6 @@ class InvoicesKey:
     after: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    rows: list[Row]
-    total: int
 
 
 class BillingLoaders:
@@ -77,23 +73,14 @@ class BillingLoaders:
         return [None if row is None else row.mode for row in found]
 
     async def _invoices_by_account(self, keys: Sequence[InvoicesKey]) -> list[Page]:
-        """Invoices of each account, newest first, one keyset query per page shape."""
-        groups: dict[tuple[int, int | None], list[InvoicesKey]] = defaultdict(list)
-        for key in keys:
-            groups[(key.limit, key.after)].append(key)
-        found: dict[InvoicesKey, Page] = {}
-        for (limit, after), group in groups.items():
-            parents = [key.account_id for key in group]
-            query = select(invoices, invoices.c.account_id.label("parent_id")).where(
+        """Invoices of each account, newest first."""
+
+        def query(key: InvoicesKey, parents: list[int]) -> Select[Any]:
+            return select(invoices, invoices.c.account_id.label("parent_id")).where(
                 invoices.c.account_id.in_(parents),
                 sees_finance(self.principal, invoices.c.account_id))
-            async with self.engine.connect() as conn:
-                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
-                                                  parents=parents, limit=limit, after=after,
-                                                  descending=True)
-            for key in group:
-                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
-        return [found[key] for key in keys]
+
+        return await keyset.child_pages(self.engine, keys, query)
 
     async def _invoice_by_id(self, ids: Sequence[int]) -> list[Row | None]:
         query = select(invoices).where(invoices.c.id.in_(ids),

@@ -7,14 +7,13 @@ VIEW_FINANCE); payment methods are account details (``sees_details``).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
@@ -23,6 +22,7 @@ from accountgraph.accounts.visibility import sees_details, sees_finance, sees_na
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
 from accountgraph.api.batching import by_key, grouped
+from accountgraph.api.keyset import Page
 from accountgraph.billing.models import (
     coupons,
     payment_methods,
@@ -43,10 +43,6 @@ class PaymentsKey:
     after: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    rows: list[Row]
-    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,26 +186,17 @@ class VoucherLoaders:
 
     async def _payments_by_account(self, keys: Sequence[PaymentsKey]) -> list[Page]:
         """Payments made on the account or paid by it (B5), newest first."""
-        groups: dict[tuple[int, int | None], list[PaymentsKey]] = defaultdict(list)
-        for key in keys:
-            groups[(key.limit, key.after)].append(key)
-        found: dict[PaymentsKey, Page] = {}
-        for (limit, after), group in groups.items():
-            parents = [key.account_id for key in group]
+
+        def query(key: PaymentsKey, parents: list[int]) -> Select[Any]:
             book = select(payments, payments.c.account_id.label("parent_id")).where(
                 payments.c.account_id.in_(parents)
             ).union_all(select(payments, payments.c.payer_id.label("parent_id")).where(
                 payments.c.payer_id.in_(parents), payments.c.payer_id != payments.c.account_id,
             )).subquery()
-            query = select(book).where(sees_finance(self.principal, book.c.parent_id),
-                                       self._sees_both(book))
-            async with self.engine.connect() as conn:
-                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
-                                                  parents=parents, limit=limit, after=after,
-                                                  descending=True)
-            for key in group:
-                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
-        return [found[key] for key in keys]
+            return select(book).where(sees_finance(self.principal, book.c.parent_id),
+                                      self._sees_both(book))
+
+        return await keyset.child_pages(self.engine, keys, query)
 
     async def _payment_by_id(self, ids: Sequence[int]) -> list[Row | None]:
         query = select(payments).where(

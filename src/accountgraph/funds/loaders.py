@@ -3,13 +3,12 @@ by ``sees_finance`` (P2: a member's finances need VIEW_FINANCE)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, select
+from sqlalchemy import Select, and_, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
@@ -17,6 +16,7 @@ from accountgraph.accounts.models import accounts, links
 from accountgraph.accounts.visibility import sees_finance, sees_name
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
+from accountgraph.api.keyset import Page
 from accountgraph.funds.ledger import Balance, balance_of
 from accountgraph.funds.models import BUCKETS, balances, charges, transfers
 
@@ -49,10 +49,6 @@ class ChargesKey:
     after: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    rows: list[Row]
-    total: int
 
 
 class FundsLoaders:
@@ -89,13 +85,8 @@ class FundsLoaders:
 
     async def _transfers_by_account(self, keys: Sequence[TransfersKey]) -> list[Page]:
         """A master's book (as master) or a member's (as member), newest first."""
-        groups: dict[tuple[Any, ...], list[TransfersKey]] = defaultdict(list)
-        for key in keys:
-            groups[(key.member_id, key.direction, key.since, key.until, key.limit, key.after)
-                   ].append(key)
-        found: dict[TransfersKey, Page] = {}
-        for (member_id, direction, since, until, limit, after), group in groups.items():
-            parents = [key.account_id for key in group]
+
+        def query(key: TransfersKey, parents: list[int]) -> Select[Any]:
             book = select(transfers, transfers.c.master_id.label("parent_id")).where(
                 transfers.c.master_id.in_(parents)
             ).union_all(select(transfers, transfers.c.member_id.label("parent_id")).where(
@@ -103,48 +94,33 @@ class FundsLoaders:
             )).subquery()
             conditions = [sees_finance(self.principal, book.c.parent_id),
                           _sees_both_ends(self.principal, book)]
-            if member_id is not None:
-                conditions.append(book.c.member_id == member_id)
-            if direction is not None:
-                conditions.append(book.c.direction == direction)
-            if since is not None:
-                conditions.append(book.c.created_at >= since)
-            if until is not None:
-                conditions.append(book.c.created_at < until)
-            query = select(book).where(*conditions)
-            async with self.engine.connect() as conn:
-                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
-                                                  parents=parents, limit=limit, after=after,
-                                                  descending=True)
-            for key in group:
-                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
-        return [found[key] for key in keys]
+            if key.member_id is not None:
+                conditions.append(book.c.member_id == key.member_id)
+            if key.direction is not None:
+                conditions.append(book.c.direction == key.direction)
+            if key.since is not None:
+                conditions.append(book.c.created_at >= key.since)
+            if key.until is not None:
+                conditions.append(book.c.created_at < key.until)
+            return select(book).where(*conditions)
+
+        return await keyset.child_pages(self.engine, keys, query)
 
     async def _charges_by_account(self, keys: Sequence[ChargesKey]) -> list[Page]:
         """Charges newest first. U5: after dissociation a member no longer sees the costs
         generated during the association (its master settled them)."""
-        groups: dict[tuple[Any, ...], list[ChargesKey]] = defaultdict(list)
-        for key in keys:
-            groups[(key.since, key.until, key.limit, key.after)].append(key)
-        found: dict[ChargesKey, Page] = {}
-        for (since, until, limit, after), group in groups.items():
-            parents = [key.account_id for key in group]
+
+        def query(key: ChargesKey, parents: list[int]) -> Select[Any]:
             conditions = [charges.c.account_id.in_(parents),
                           sees_finance(self.principal, charges.c.account_id),
                           _not_hidden_by_dissociation(self.principal)]
-            if since is not None:
-                conditions.append(charges.c.occurred_at >= since)
-            if until is not None:
-                conditions.append(charges.c.occurred_at < until)
-            query = select(charges, charges.c.account_id.label("parent_id")).where(*conditions)
-            async with self.engine.connect() as conn:
-                rows, totals = await keyset.pages(conn, query, parent="parent_id", key="id",
-                                                  parents=parents, limit=limit, after=after,
-                                                  descending=True)
-            for key in group:
-                found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
-        return [found[key] for key in keys]
+            if key.since is not None:
+                conditions.append(charges.c.occurred_at >= key.since)
+            if key.until is not None:
+                conditions.append(charges.c.occurred_at < key.until)
+            return select(charges, charges.c.account_id.label("parent_id")).where(*conditions)
 
+        return await keyset.child_pages(self.engine, keys, query)
 
 def _not_hidden_by_dissociation(principal: Principal) -> Any:
     """U5: a member no longer sees the charges of a trusteeship association that ended."""

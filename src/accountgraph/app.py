@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from arq.connections import ArqRedis
-from cross_web import AsyncHTTPRequestAdapter
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -69,9 +70,13 @@ class GraphQLApp(GraphQL):
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         principal = None
         if isinstance(request, Request):
-            principal = await resolve_principal(
-                self.engine, self.settings, request.headers.get("authorization")
-            )
+            try:
+                principal = await resolve_principal(
+                    self.engine, self.settings, request.headers.get("authorization")
+                )
+            except (OSError, DBAPIError) as error:  # PostgreSQL down: a clean 503, no 500
+                log.warning("token lookup failed: %s", error)
+                raise HTTPException(503, "The database is unavailable; try again.") from None
         return Context(engine=self.engine, settings=self.settings, redis=self.redis,
                        principal=principal,
                        request=request, response=response)
@@ -182,7 +187,85 @@ def create_app(
             OnlyAllowedOriginsCORS, allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"], allow_headers=CORS_HEADERS, allow_credentials=True,
         ))
+    # Inside CORS, so that a browser can read the refusal.
+    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                                 timeout_s=settings.body_timeout_s))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+class _BodyRefused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class BodyLimit:
+    """Request bodies over ``max_bytes`` are refused with 413 (``BODY_TOO_LARGE``): by
+    their Content-Length before anything is read, or as soon as a streamed (chunked) body
+    passes the cap. A body still arriving ``timeout_s`` after the request began is refused
+    with 408 (``BODY_TIMEOUT``): a slow client cannot hold a request open. Nothing of a
+    refused request runs."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(scope, receive, send, self._too_large())
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        received = 0
+        complete = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # the body is in: later receives wait for a disconnect, unbounded
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+            except TimeoutError:
+                raise _BodyRefused(408, "BODY_TIMEOUT", "The request body took longer than "
+                                   f"{self.timeout_s:g} s to arrive.") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()
+                complete = not message.get("more_body", False)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyRefused as refused:
+            if started:
+                raise
+            await self._refuse(scope, receive, send, refused)
+
+    def _too_large(self) -> _BodyRefused:
+        return _BodyRefused(413, "BODY_TOO_LARGE",
+                            f"The request body is larger than {self.max_bytes} bytes.")
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, refused: _BodyRefused
+                      ) -> None:
+        log.info("request body refused: %s", refused.message)
+        response = JSONResponse(
+            {"data": None, "errors": [{"message": refused.message,
+                                       "extensions": {"code": refused.code}}]},
+            status_code=refused.status, headers={"Connection": "close"})
+        await response(scope, receive, send)
 
 
 class OnlyAllowedOriginsCORS(CORSMiddleware):
@@ -233,4 +316,4 @@ async def _checks(engine: AsyncEngine, redis: ArqRedis) -> dict[str, bool]:
     return results
 
 
-__all__ = ["GraphQLApp", "create_app"]
+__all__ = ["BodyLimit", "GraphQLApp", "create_app"]

@@ -88,8 +88,13 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool, worker: b
         in_process = settings.embedded if worker is None else worker
         background = [lambda: run_worker(found)] if in_process else []
         app = create_app(settings, found.engine, found.redis, background=background)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info",
-                                               ws="websockets-sansio"))
+        # Slow or greedy clients: idle keep-alive connections close after 5 s, request
+        # heads over 16 KiB are refused (h11's default), WebSocket messages are capped at
+        # the body limit; bodies themselves are bounded by app.BodyLimit (size, time).
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=host, port=port, log_level="info", ws="websockets-sansio",
+            timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024,
+            ws_max_size=settings.max_body_bytes))
         await server.serve()
 
 

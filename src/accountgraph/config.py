@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     document_secret: str | None = Field(default=None, alias="ACCOUNTGRAPH_DOCUMENT_SECRET")
     document_url_ttl_s: int = Field(default=900, alias="ACCOUNTGRAPH_DOCUMENT_URL_TTL_S",
                                     ge=10, le=86_400)
+    # Limits of the public API (api/limits.py; README "Limits").
+    max_query_cost: int = Field(default=50_000, alias="ACCOUNTGRAPH_MAX_QUERY_COST", ge=1)
+    # A token bucket per principal in Redis; 0 turns rate limiting off.
+    rate_limit_cost_per_minute: int = Field(
+        default=1_000_000, alias="ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE", ge=0)
+    introspection_enabled: bool = Field(default=True, alias="ACCOUNTGRAPH_INTROSPECTION")
+    max_body_bytes: int = Field(default=1_048_576, alias="ACCOUNTGRAPH_MAX_BODY_BYTES",
+                                ge=1_024)
+    body_timeout_s: float = Field(default=10.0, alias="ACCOUNTGRAPH_BODY_TIMEOUT_S", gt=0)
 
     # A4: notification channels.
     smtp_host: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMTP_HOST")

@@ -8,10 +8,10 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     ValidationCache,
 )
@@ -24,6 +24,12 @@ from accountgraph.alerts.mutations import AlertMutation, AlertSubscription
 from accountgraph.alerts.types import NODE_RESOLVERS as ALERT_NODES
 from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated
+from accountgraph.api.limits import (
+    CodedParserCache,
+    IntrospectionSwitch,
+    QueryCostLimiter,
+    with_code,
+)
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import SCALAR_MAP
 from accountgraph.billing.mutations import BillingMutation
@@ -47,6 +53,10 @@ MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
 CACHED_DOCUMENTS = 256  # bounded: clients sending ever-new documents cannot grow it
+# Built once: ValidationCache keys its entries by the rule classes.
+DEPTH_RULES = with_code(QueryDepthLimiter(max_depth=MAX_DEPTH), "QUERY_TOO_DEEP").validation_rules
+ALIAS_RULES = with_code(MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+                        "TOO_MANY_ALIASES").validation_rules
 
 
 @strawberry.type
@@ -76,17 +86,21 @@ schema = strawberry.Schema(
     mutation=Mutation,
     subscription=Subscription,
     config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
+    # Factories, not instances: an extension keeps per-request state (strawberry #4369).
+    # Limits refuse with extensions.code: QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS,
+    # INTROSPECTION_DISABLED (settings), QUERY_TOO_COSTLY and RATE_LIMITED (api/limits.py).
     extensions=[
-        # Instances are accepted at run time; strawberry's hint names only classes.
-        QueryDepthLimiter(max_depth=MAX_DEPTH),  # type: ignore[list-item]
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),  # type: ignore[list-item]
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),  # type: ignore[list-item]
-        ParserCache(maxsize=CACHED_DOCUMENTS),  # type: ignore[list-item]
-        ValidationCache(maxsize=CACHED_DOCUMENTS),  # type: ignore[list-item]
+        lambda: AddValidationRules(DEPTH_RULES),
+        lambda: AddValidationRules(ALIAS_RULES),
+        IntrospectionSwitch,
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: CodedParserCache(maxsize=CACHED_DOCUMENTS),  # both caches bounded
+        lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),
+        QueryCostLimiter,
         OperationMetrics,
         # Unexpected exceptions (SQL, bugs) reach clients as "Unexpected error." only; the
         # errors we raise on purpose are GraphQLErrors with a code and stay as they are.
-        MaskErrors(should_mask_error=lambda error: _unexpected(error)),  # type: ignore[list-item]
+        lambda: MaskErrors(should_mask_error=_unexpected),
     ],
 )
 

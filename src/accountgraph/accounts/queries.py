@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from sqlalchemy import func, or_, select
+from sqlalchemy import false, func, or_, select
 
 from accountgraph.accounts import service
 from accountgraph.accounts.models import accounts
@@ -95,7 +95,9 @@ class AccountQuery:
         request = page(first, after)
         account_loaders = loaders(info)
         conditions = [sees_details(principal, accounts.c.id)]
-        if search:
+        if search and "\x00" in search:
+            conditions.append(false())  # no name holds a NUL (PostgreSQL text cannot)
+        elif search:
             pattern = "%" + _escape_like(search.strip()[:MAX_SEARCH]) + "%"
             conditions.append(or_(accounts.c.name.ilike(pattern),
                                   accounts.c.display_name.ilike(pattern)))

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ATTEMPTS = 3
+# PostgreSQL text cannot hold NUL (22021 character_not_in_repertoire, 22P05 untranslatable):
+# whatever free-text input carried one is the client's mistake, not ours.
+TEXT_REFUSED = {"22021", "22P05"}
 
 
 async def perform(
@@ -37,6 +40,9 @@ async def perform(
                 if _retryable(error) and attempt < ATTEMPTS:
                     log.info("retrying a transaction (%s): %s", attempt, error.orig)
                     continue
+                if _sqlstate(error) in TEXT_REFUSED:
+                    return None, [UserError(code=ErrorCode.INVALID_INPUT, field=None,
+                                            message="Text must not contain NUL characters.")]
                 if isinstance(error, IntegrityError):
                     log.info("constraint refused a write: %s", error.orig)
                     return None, [UserError(code=ErrorCode.CONFLICT, field=None,
@@ -49,11 +55,15 @@ async def perform(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _sqlstate(error: DBAPIError) -> str | None:
+    code: str | None = getattr(error.orig, "sqlstate", None) or getattr(
+        getattr(error.orig, "__cause__", None), "sqlstate", None)
+    return code
+
+
 def _retryable(error: DBAPIError) -> bool:
     """SQLSTATE 40001 (serialization failure) and 40P01 (deadlock detected)."""
-    code = getattr(error.orig, "sqlstate", None) or getattr(
-        getattr(error.orig, "__cause__", None), "sqlstate", None)
-    return code in {"40001", "40P01"}
+    return _sqlstate(error) in {"40001", "40P01"}
 
 
 def row_id(global_id: str, type_name: str, field: list[str]) -> int:

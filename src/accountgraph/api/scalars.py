@@ -62,10 +62,10 @@ def amount(
         number = Decimal(text)
     except InvalidOperation:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount is not a number.", field) from None
+    if abs(number) >= MAX_AMOUNT:  # first: quantize() of 27+ digits raises InvalidOperation
+        raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount is too large.", field)
     if number != number.quantize(CENT):
         raise DomainError(ErrorCode.INVALID_AMOUNT, "At most 2 decimal places.", field)
-    if abs(number) >= MAX_AMOUNT:
-        raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount is too large.", field)
     if number < 0 and not allow_negative:
         raise DomainError(ErrorCode.INVALID_AMOUNT, "Amount must not be negative.", field)
     if number == 0 and not allow_zero:

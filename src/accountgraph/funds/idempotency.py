@@ -48,9 +48,10 @@ async def once(
     """Run ``work`` unless this caller already ran this key; returns the (first) result."""
     if key is None:
         return await work()
-    if not 0 < len(key) <= MAX_KEY:
+    if not 0 < len(key) <= MAX_KEY or "\x00" in key:  # PostgreSQL text cannot hold NUL
         raise DomainError(ErrorCode.INVALID_INPUT,
-                          f"An idempotency key has 1 to {MAX_KEY} characters.", ["idempotencyKey"])
+                          f"An idempotency key has 1 to {MAX_KEY} characters (no NUL).",
+                          ["idempotencyKey"])
     scope, digest = scope_of(principal), request_hash(operation, input)
     claimed = (await conn.execute(
         pg_insert(idempotency_keys).values(scope=scope, key=key, request_hash=digest)

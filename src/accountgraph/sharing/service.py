@@ -10,7 +10,7 @@ job also marks done the master's other pending rows it has covered (coalescing).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -62,6 +62,10 @@ async def create_resource(
 ) -> int:
     """S1 (operators): a resource owned by one account."""
     await accounts.account_access(conn, principal, owner_id, ["ownerId"])
+    # A time without a zone is UTC (as elsewhere); naive and aware cannot be compared.
+    valid_from, valid_until = (moment if moment.tzinfo is not None
+                               else moment.replace(tzinfo=UTC)
+                               for moment in (valid_from, valid_until))
     if valid_from >= valid_until:
         raise DomainError(ErrorCode.INVALID_INPUT, "validFrom must be before validUntil.",
                           ["validUntil"])

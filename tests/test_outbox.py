@@ -171,7 +171,8 @@ async def test_a5_row_committed_while_redis_is_down_runs_once_it_is_back(
             await outbox.relay_once(engine, pool, resend_after_s=60)
         assert (await row_state(engine, row_id)).sent_at is None  # waits, not lost
 
-        holder["server"] = embedded.start_redis(tmp_path / "redis", port=port)
+        # A fresh directory: the stopped server may not be reaped yet at the old socket.
+        holder["server"] = embedded.start_redis(tmp_path / "redis-again", port=port)
         assert await outbox.relay_once(engine, pool, resend_after_s=60) == 1
         await drain(settings, engine, pool)
         assert await effect_count(engine, "redis-down") == 1

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, literal, or_, select
+from sqlalchemy import func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
 from accountgraph.accounts.models import accounts, bill_tos, link_events, links, sites
 from accountgraph.accounts.visibility import sees_details, sees_finance, sees_link, sees_name
 from accountgraph.api.auth import Principal
-from accountgraph.api.batching import by_key, grouped
+from accountgraph.api.batching import AreaLoaders, by_key, grouped
 
 Row = Any
 
@@ -40,12 +40,11 @@ class MembersPage:
     total: int
 
 
-class AccountLoaders:
+class AccountLoaders(AreaLoaders):
     """The account graph's loaders for one request and one principal."""
 
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
-        self.engine = engine
-        self.principal = principal
+        super().__init__(engine, principal)
         self.account_by_id = DataLoader(self._accounts_by_id)
         self.members_by_master = DataLoader(self._members_by_master)
         self.link_by_id = DataLoader(self._links_by_id)
@@ -56,12 +55,6 @@ class AccountLoaders:
         self.bill_to_by_id = DataLoader(self._bill_to_by_id)
         self.sites_by_account = DataLoader(self._sites_by_account)
         self.site_by_id = DataLoader(self._site_by_id)
-
-    def clear(self) -> None:
-        """After a mutation: forget everything this request has loaded."""
-        for value in vars(self).values():
-            if isinstance(value, DataLoader):
-                value.clear_all()
 
     # ------------------------------------------------------------ accounts
 
@@ -217,11 +210,6 @@ class AccountLoaders:
             sites.c.id.in_(ids), sees_details(self.principal, sites.c.account_id)
         )
         return by_key(ids, await self._all(query), lambda row: row.id)
-
-    async def _all(self, query: Select[Any]) -> Sequence[Row]:
-        async with self.engine.connect() as conn:
-            rows: Sequence[Row] = (await conn.execute(query)).all()
-            return rows
 
 
 def _has_link(condition: Any) -> Any:

@@ -20,7 +20,7 @@ from accountgraph.alerts.models import (
 )
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
-from accountgraph.api.batching import by_key, grouped
+from accountgraph.api.batching import AreaLoaders, by_key, grouped
 from accountgraph.api.keyset import Page
 
 Row = Any
@@ -35,20 +35,14 @@ class NotificationsKey:
 
 
 
-class AlertLoaders:
+class AlertLoaders(AreaLoaders):
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
-        self.engine = engine
-        self.principal = principal
+        super().__init__(engine, principal)
         self.alert_by_account = DataLoader(self._alerts)
         self.channels_by_account = DataLoader(self._channels)
         self.notification_by_id = DataLoader(self._notifications_by_id)
         self.notifications_by_account = DataLoader(self._notifications_by_account)
         self.deliveries_by_notification = DataLoader(self._deliveries)
-
-    def clear(self) -> None:
-        for value in vars(self).values():
-            if isinstance(value, DataLoader):
-                value.clear_all()
 
     async def _alerts(self, ids: Sequence[int]) -> list[Row | None]:
         query = select(quota_alerts).where(quota_alerts.c.account_id.in_(ids),
@@ -84,7 +78,3 @@ class AlertLoaders:
                  .order_by(deliveries.c.notification_id, deliveries.c.channel))
         return grouped(ids, await self._all(query), lambda row: row.notification_id)
 
-    async def _all(self, query: Select[Any]) -> Sequence[Row]:
-        async with self.engine.connect() as conn:
-            rows: Sequence[Row] = (await conn.execute(query)).all()
-            return rows

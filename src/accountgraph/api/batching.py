@@ -6,6 +6,12 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import Executable
+from sqlalchemy.ext.asyncio import AsyncEngine
+from strawberry.dataloader import DataLoader
+
+from accountgraph.api.auth import Principal
+
 K = TypeVar("K", bound=Hashable)
 
 
@@ -19,3 +25,23 @@ def grouped(keys: Sequence[K], rows: Sequence[Any], key: Callable[[Any], K]) -> 
     for row in rows:
         groups[key(row)].append(row)
     return [groups.get(k, []) for k in keys]
+
+
+class AreaLoaders:
+    """The per-request loaders of one area: its DataLoaders are its attributes."""
+
+    def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
+        self.engine = engine
+        self.principal = principal
+
+    def clear(self) -> None:
+        """After a mutation: forget everything this request has loaded."""
+        for value in vars(self).values():
+            if isinstance(value, DataLoader):
+                value.clear_all()
+
+    async def _all(self, query: Executable) -> Sequence[Any]:
+        """One batch query on a connection of its own (loaders of one tick run at once)."""
+        async with self.engine.connect() as conn:
+            rows: Sequence[Any] = (await conn.execute(query)).all()
+            return rows

@@ -19,7 +19,7 @@ from accountgraph.accounts.models import accounts, links
 from accountgraph.accounts.visibility import sees_details, sees_finance
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
-from accountgraph.api.batching import by_key, grouped
+from accountgraph.api.batching import AreaLoaders, by_key, grouped
 from accountgraph.api.keyset import Page
 from accountgraph.billing.models import discounts, invoice_lines, invoice_settings, invoices
 from accountgraph.billing.service import DEFAULT_MODE
@@ -36,20 +36,14 @@ class InvoicesKey:
 
 
 
-class BillingLoaders:
+class BillingLoaders(AreaLoaders):
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
-        self.engine = engine
-        self.principal = principal
+        super().__init__(engine, principal)
         self.discount_by_account = DataLoader(self._discount_by_account)
         self.invoice_mode_by_account = DataLoader(self._invoice_mode_by_account)
         self.invoices_by_account = DataLoader(self._invoices_by_account)
         self.invoice_by_id = DataLoader(self._invoice_by_id)
         self.lines_by_invoice = DataLoader(self._lines_by_invoice)
-
-    def clear(self) -> None:
-        for value in vars(self).values():
-            if isinstance(value, DataLoader):
-                value.clear_all()
 
     async def _discount_by_account(self, ids: Sequence[int]) -> list[Decimal | None]:
         query = select(discounts.c.account_id, discounts.c.percent).where(
@@ -97,7 +91,3 @@ class BillingLoaders:
         )
         return grouped(ids, await self._all(query), lambda row: row.invoice_id)
 
-    async def _all(self, query: Select[Any]) -> Sequence[Row]:
-        async with self.engine.connect() as conn:
-            rows: Sequence[Row] = (await conn.execute(query)).all()
-            return rows

@@ -21,7 +21,7 @@ from accountgraph.accounts.models import accounts, links
 from accountgraph.accounts.visibility import sees_details, sees_finance, sees_name
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
-from accountgraph.api.batching import by_key, grouped
+from accountgraph.api.batching import AreaLoaders, by_key, grouped
 from accountgraph.api.keyset import Page
 from accountgraph.billing.models import (
     coupons,
@@ -53,10 +53,9 @@ class Counts:
     vouchers: int
 
 
-class VoucherLoaders:
+class VoucherLoaders(AreaLoaders):
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
-        self.engine = engine
-        self.principal = principal
+        super().__init__(engine, principal)
         self.pool_by_account = DataLoader(self._pool_by_account)
         self.vouchers_by_account = DataLoader(self._vouchers_by_account)
         self.voucher_by_id = DataLoader(self._voucher_by_id)
@@ -68,15 +67,6 @@ class VoucherLoaders:
         self.payment_method_by_id = DataLoader(self._payment_method_by_id)
         self.payments_by_account = DataLoader(self._payments_by_account)
         self.payment_by_id = DataLoader(self._payment_by_id)
-
-    def clear(self) -> None:
-        for value in vars(self).values():
-            if isinstance(value, DataLoader):
-                value.clear_all()
-
-    async def _all(self, query: Any) -> list[Row]:
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).all())
 
     # ------------------------------------------------------------ V1 pools and vouchers
 

@@ -16,6 +16,7 @@ from accountgraph.accounts.models import accounts, links
 from accountgraph.accounts.visibility import sees_finance, sees_name
 from accountgraph.api import keyset
 from accountgraph.api.auth import Principal
+from accountgraph.api.batching import AreaLoaders
 from accountgraph.api.keyset import Page
 from accountgraph.funds.ledger import Balance, balance_of
 from accountgraph.funds.models import BUCKETS, balances, charges, transfers
@@ -51,21 +52,15 @@ class ChargesKey:
 
 
 
-class FundsLoaders:
+class FundsLoaders(AreaLoaders):
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
-        self.engine = engine
-        self.principal = principal
+        super().__init__(engine, principal)
         self.finance_by_account = DataLoader(self._finance_by_account)
         self.transfers_by_account = DataLoader(self._transfers_by_account)
         self.charges_by_account = DataLoader(self._charges_by_account)
         by_id = FundsNodeLoaders(engine, principal)
         self.transfer_by_id = DataLoader(by_id.transfers)
         self.charge_by_id = DataLoader(by_id.charges)
-
-    def clear(self) -> None:
-        for value in vars(self).values():
-            if isinstance(value, DataLoader):
-                value.clear_all()
 
     async def _finance_by_account(self, ids: Sequence[int]) -> list[Finance | None]:
         """An account that never had money has all-zero balances (no row yet)."""

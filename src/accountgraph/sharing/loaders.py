@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
 from accountgraph.accounts.visibility import sees_details
 from accountgraph.api.auth import Principal
-from accountgraph.api.batching import by_key, grouped
+from accountgraph.api.batching import AreaLoaders, by_key, grouped
 from accountgraph.sharing.models import (
     accepted_resource_types,
     resource_groups,
@@ -29,10 +29,9 @@ from accountgraph.sharing.models import (
 Row = Any
 
 
-class SharingLoaders:
+class SharingLoaders(AreaLoaders):
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
-        self.engine = engine
-        self.principal = principal
+        super().__init__(engine, principal)
         self.resource_by_id = DataLoader(self._resources_by_id)
         self.resources_by_owner = DataLoader(self._resources_by_owner)
         self.grants_by_account = DataLoader(self._grants_by_account)
@@ -44,11 +43,6 @@ class SharingLoaders:
         self.groups_by_resource = DataLoader(self._groups_by_resource)
         self.accepted_types_by_account = DataLoader(self._accepted_types)
         self.shared_types_by_account = DataLoader(self._shared_types)
-
-    def clear(self) -> None:
-        for value in vars(self).values():
-            if isinstance(value, DataLoader):
-                value.clear_all()
 
     def _sees_resource(self) -> Any:
         usable = exists().where(sharing_grants.c.resource_id == resources.c.id,
@@ -139,7 +133,3 @@ class SharingLoaders:
         rows_by = grouped(ids, await self._all(query), lambda row: row.master_id)
         return [[row.type for row in rows] for rows in rows_by]
 
-    async def _all(self, query: Select[Any]) -> Sequence[Row]:
-        async with self.engine.connect() as conn:
-            rows: Sequence[Row] = (await conn.execute(query)).all()
-            return rows

@@ -31,6 +31,7 @@ class ErrorCode(enum.Enum):
     REFERENCED_READ_ONLY = "REFERENCED_READ_ONLY"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     CONFLICT = "CONFLICT"
+    COST_CENTER_DISABLED = "COST_CENTER_DISABLED"  # C1-C6 (cost center)
 
 
 class DomainError(Exception):

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
+import orjson
 from arq.connections import ArqRedis
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -32,7 +34,10 @@ from strawberry.http import GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from accountgraph.alerts.fanout import NotificationFanout
+from accountgraph.api.auth import Principal
 from accountgraph.billing.documents import invoice_document_route
 from accountgraph.config import Settings
 from accountgraph.context import Context, resolve_principal
@@ -41,10 +46,15 @@ from accountgraph.outbox import outbox
 from accountgraph.persisted import PersistedQueries, RefusedRequest
 from accountgraph.playground import STATIC_DIR, graphiql_html
 from accountgraph.schema import schema
+from accountgraph.security import SecurityHeaders, refusal_response
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0
+# The principal of the HTTP request being handled: get_context runs before parse_http_body
+# in the same task.
+REQUEST_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "request_principal", default=None)
 # What a browser client may send cross-origin besides the CORS-safelisted headers.
 CORS_HEADERS = ("Authorization", "Content-Type", "Accept", "apollographql-client-name",
                 "apollographql-client-version")
@@ -65,7 +75,10 @@ class GraphQLApp(GraphQL):
         self.settings = settings
         self.redis = redis
         self.persisted = PersistedQueries(redis, ttl_s=settings.apq_ttl_s,
-                                          max_entries=settings.apq_max_entries)
+                                          max_entries=settings.apq_max_entries,
+                                          anonymous_register=settings.apq_anonymous_register)
+        # One Redis pub/sub connection for all of this app's subscriptions, and their caps.
+        self.notifications = NotificationFanout(redis, settings)
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         principal = None
@@ -77,9 +90,36 @@ class GraphQLApp(GraphQL):
             except (OSError, DBAPIError) as error:  # PostgreSQL down: a clean 503, no 500
                 log.warning("token lookup failed: %s", error)
                 raise HTTPException(503, "The database is unavailable; try again.") from None
+            REQUEST_PRINCIPAL.set(principal)  # for parse_http_body (APQ registration)
         return Context(engine=self.engine, settings=self.settings, redis=self.redis,
-                       principal=principal,
+                       notifications=self.notifications, principal=principal,
                        request=request, response=response)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry's view, except that a refused HTTP request (malformed body, wrong
+        content type, database down) is answered as a GraphQL error in JSON, never as
+        plain text or a traceback."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as error:
+            response = refusal_response(error.status_code, error.reason)
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Bodies, GET parameters and WebSocket messages: orjson, which refuses invalid
+        UTF-8, lone surrogates, nesting deeper than 1,024 and numbers out of range (each a
+        400, not a 500); a request must be an object or a list of objects."""
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            raise HTTPException(400, f"The request is not valid JSON: {error}") from None
+        if not isinstance(value, dict) and not (
+                isinstance(value, list) and all(isinstance(item, dict) for item in value)):
+            raise HTTPException(400, "The request must be a JSON object (or a list of them).")
+        return value
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         """Not for a GET that carries a persisted query's hash and no text (``*/*``)."""
@@ -94,13 +134,17 @@ class GraphQLApp(GraphQL):
         """Strawberry's parsing, then the persisted query: the text looked up by its hash
         (or registered), or a ``RefusedRequest`` that ``execute_single`` answers."""
         data = await super().parse_http_body(request)
+        principal = REQUEST_PRINCIPAL.get()
         if isinstance(data, list):
-            return [await self.persisted.resolve(item) for item in data]
-        return await self.persisted.resolve(data)
+            return [await self.persisted.resolve(item, principal) for item in data]
+        return await self.persisted.resolve(data, principal)
 
     async def execute_single(self, request: Request, request_adapter: AsyncHTTPRequestAdapter,
                              sub_response: Response, context: Any, root_value: Any,
                              request_data: GraphQLRequestData) -> ExecutionResult:
+        if request.method == "GET":  # an answer for this token only: no shared cache
+            sub_response.headers["Cache-Control"] = "private"
+            sub_response.headers["Vary"] = "Authorization"
         if isinstance(request_data, RefusedRequest):
             refusal = request_data.refusal
             sub_response.status_code = refusal.status
@@ -112,10 +156,10 @@ class GraphQLApp(GraphQL):
     async def create_websocket_response(self, request: WebSocket, subprotocol: str | None
                                         ) -> WebSocket:
         """Only graphql-transport-ws (the legacy protocol had an auth bypass,
-        GHSA-vpwc-v33q-mq89): anything else is refused at the handshake (HTTP 403)."""
+        GHSA-vpwc-v33q-mq89): anything else is refused at the handshake (HTTP 403), by
+        strawberry's own close, so that the socket is closed once."""
         if subprotocol != GRAPHQL_TRANSPORT_WS_PROTOCOL:
-            await request.close(code=1002)
-            return request
+            return request  # strawberry refuses it (one close, 4406: HTTP 403 at handshake)
         return await super().create_websocket_response(request, subprotocol)
 
     async def on_ws_connect(self, context: Context) -> Any:  # type: ignore[override]
@@ -162,9 +206,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(run()) for run in background]
+        app.state.notifications = graphql.notifications
         try:
             yield
         finally:
+            await graphql.notifications.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -190,6 +236,10 @@ def create_app(
     # Inside CORS, so that a browser can read the refusal.
     middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes,
                                  timeout_s=settings.body_timeout_s))
+    middleware.append(Middleware(SecurityHeaders))
+    if settings.trusted_proxies:  # X-Forwarded-For/-Proto only from these peers
+        middleware.insert(0, Middleware(ProxyHeadersMiddleware,
+                                        trusted_hosts=settings.trusted_proxies))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

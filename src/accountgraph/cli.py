@@ -94,7 +94,10 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool, worker: b
         server = uvicorn.Server(uvicorn.Config(
             app, host=host, port=port, log_level="info", ws="websockets-sansio",
             timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024,
-            ws_max_size=settings.max_body_bytes))
+            ws_max_size=settings.max_body_bytes,
+            # Forwarded headers are the app's to judge (ACCOUNTGRAPH_TRUSTED_PROXIES), not
+            # uvicorn's: by default it believes 127.0.0.1.
+            proxy_headers=False))
         await server.serve()
 
 

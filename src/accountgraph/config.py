@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, alias="ACCOUNTGRAPH_MAX_BODY_BYTES",
                                 ge=1_024)
     body_timeout_s: float = Field(default=10.0, alias="ACCOUNTGRAPH_BODY_TIMEOUT_S", gt=0)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # addresses or networks, "*" for any); none by default, so a client cannot pick the
+    # address its rate limit is counted under.
+    trusted_proxies_csv: str = Field(default="", alias="ACCOUNTGRAPH_TRUSTED_PROXIES")
+    # Persisted queries registered by clients without a token (off: they run unstored).
+    apq_anonymous_register: bool = Field(default=False,
+                                         alias="ACCOUNTGRAPH_APQ_ANONYMOUS_REGISTER")
+    # Live subscriptions (alerts/fanout.py): per principal across this gateway process, and
+    # per WebSocket; over either: TOO_MANY_SUBSCRIPTIONS.
+    max_subscriptions_per_principal: int = Field(
+        default=20, alias="ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL", ge=1)
+    max_subscriptions_per_connection: int = Field(
+        default=10, alias="ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION", ge=1)
 
     # A4: notification channels.
     smtp_host: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMTP_HOST")
@@ -51,6 +64,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = Field(default=False, alias="ACCOUNTGRAPH_SMTP_STARTTLS")
     smtp_from: str = Field(default="accountgraph@localhost", alias="ACCOUNTGRAPH_SMTP_FROM")
     webhook_secret: str | None = Field(default=None, alias="ACCOUNTGRAPH_WEBHOOK_SECRET")
+    # Security finding 4: webhooks go to https URLs of public addresses only, unless these.
+    webhook_allow_http: bool = Field(default=False, alias="ACCOUNTGRAPH_WEBHOOK_ALLOW_HTTP")
+    webhook_allow_private: bool = Field(default=False, alias="ACCOUNTGRAPH_WEBHOOK_ALLOW_PRIVATE")
     sms_gateway_url: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMS_GATEWAY_URL")
     delivery_attempts: int = Field(default=5, alias="ACCOUNTGRAPH_DELIVERY_ATTEMPTS",
                                    ge=1, le=20)
@@ -62,6 +78,10 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.database_url is None and self.redis_url is None
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [peer.strip() for peer in self.trusted_proxies_csv.split(",") if peer.strip()]
 
     @property
     def cors_origins(self) -> list[str]:

@@ -44,6 +44,7 @@ class Context:
     settings: Settings
     principal: Principal | None
     redis: Any = None  # the arq pool: Redis pub/sub for subscriptions
+    notifications: Any = None  # the app's NotificationFanout (alerts/fanout.py)
     request: Any = None
     response: Any = None
     connection_params: Any = None  # graphql-transport-ws connection_init payload

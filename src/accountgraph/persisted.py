@@ -4,7 +4,9 @@ A client sends ``extensions.persistedQuery = {"version": 1, "sha256Hash": h}`` a
 query. A known ``h`` runs the document stored under it; an unknown one answers the error
 ``PersistedQueryNotFound`` (``extensions.code = PERSISTED_QUERY_NOT_FOUND``), and the
 client sends the hash again with the query, which must hash to ``h``, is stored and runs.
-Over GET (``?extensions={...}&variables={...}``) the URL stays short, so a CDN can cache it.
+Over GET (``?extensions={...}&variables={...}``) the URL stays short; the answer says
+``Cache-Control: private`` and ``Vary: Authorization`` (a shared cache must not hand one
+user's answer to another). Stores are per principal, and registering needs a token.
 
 Bound: every stored document expires ``ttl_s`` after it was last registered, an index
 (a sorted set by registration time) keeps at most ``max_entries`` and drops the oldest,
@@ -25,6 +27,9 @@ from dataclasses import dataclass, field, replace
 from arq.connections import ArqRedis
 from graphql import GraphQLError
 from strawberry.http import GraphQLRequestData
+
+from accountgraph.api.auth import Principal
+from accountgraph.metrics import name_operations
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +70,22 @@ class RefusedRequest(GraphQLRequestData):
 class PersistedQueries:
     """The APQ store on the app's Redis pool."""
 
-    def __init__(self, redis: ArqRedis, *, ttl_s: int, max_entries: int) -> None:
+    def __init__(self, redis: ArqRedis, *, ttl_s: int, max_entries: int,
+                 anonymous_register: bool = False) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.anonymous_register = anonymous_register
 
-    async def resolve(self, data: GraphQLRequestData) -> GraphQLRequestData:
+    async def resolve(self, data: GraphQLRequestData, principal: Principal | None = None
+                      ) -> GraphQLRequestData:
         """``data`` with its query filled in from (or registered in) the store, or a
-        ``RefusedRequest``. Requests without ``extensions.persistedQuery`` pass unchanged."""
+        ``RefusedRequest``. Requests without ``extensions.persistedQuery`` pass unchanged.
+
+        Each principal (an account's tokens, the operators, anonymous clients) has a store
+        of its own: nobody learns by a hash what documents others send. Without a token a
+        document is registered only when ``anonymous_register`` is set; otherwise it runs
+        unstored."""
         persisted = (data.extensions or {}).get("persistedQuery")
         if persisted is None:
             return data
@@ -85,14 +98,17 @@ class PersistedQueries:
         if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
             return _refused(data, Refusal("persistedQuery.sha256Hash must be 64 hexadecimal "
                                           "digits", "INVALID_INPUT"))
-        digest = digest.lower()
+        digest = scope_of(principal) + ":" + digest.lower()
         if data.query is None:
             query = await self._get(digest)
             return replace(data, query=query) if query is not None else _refused(data, NOT_FOUND)
-        if hashlib.sha256(data.query.encode()).hexdigest() != digest:
+        if hashlib.sha256(data.query.encode()).hexdigest() != digest.rpartition(":")[2]:
             return _refused(data, Refusal("provided sha does not match query", "INVALID_INPUT"))
-        if len(data.query.encode()) <= MAX_DOCUMENT_BYTES:
+        registers = principal is not None or self.anonymous_register
+        if registers and len(data.query.encode()) <= MAX_DOCUMENT_BYTES:
             await self._put(digest, data.query)
+            if principal is not None:
+                name_operations(data.query)
         return data
 
     async def _get(self, digest: str) -> str | None:
@@ -122,6 +138,13 @@ class PersistedQueries:
             dropped = await self.redis.zpopmin(INDEX_KEY, count - self.max_entries)
             if dropped:
                 await self.redis.delete(*(KEY_PREFIX + _text(member) for member, _ in dropped))
+
+
+def scope_of(principal: Principal | None) -> str:
+    """Whose store: ``operator``, ``account:<id>`` or ``anonymous``."""
+    if principal is None:
+        return "anonymous"
+    return "operator" if principal.is_operator else f"account:{principal.account_id}"
 
 
 def _refused(data: GraphQLRequestData, refusal: Refusal) -> RefusedRequest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,11 +12,10 @@ from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from accountgraph.accounts.mutations import AccountMutation
 from accountgraph.accounts.queries import NODE_RESOLVERS as ACCOUNT_NODES
@@ -24,12 +24,8 @@ from accountgraph.alerts.mutations import AlertMutation, AlertSubscription
 from accountgraph.alerts.types import NODE_RESOLVERS as ALERT_NODES
 from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated
-from accountgraph.api.limits import (
-    CodedParserCache,
-    IntrospectionSwitch,
-    QueryCostLimiter,
-    with_code,
-)
+from accountgraph.api.guard import DocumentGuard
+from accountgraph.api.limits import IntrospectionSwitch, QueryCostLimiter, with_code
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import SCALAR_MAP
 from accountgraph.billing.mutations import BillingMutation
@@ -43,6 +39,8 @@ from accountgraph.sharing.mutations import SharingMutation
 from accountgraph.sharing.queries import NODE_RESOLVERS as SHARING_NODES
 from accountgraph.sharing.queries import SharingQuery
 
+log = logging.getLogger(__name__)
+
 NodeResolver = Callable[[strawberry.Info[Any, Any], int], Awaitable[Node | None]]
 NODE_RESOLVERS: dict[str, NodeResolver] = {
     **ACCOUNT_NODES, **FUNDS_NODES, **SHARING_NODES, **ALERT_NODES, **VOUCHER_NODES,
@@ -52,8 +50,7 @@ NODE_RESOLVERS: dict[str, NodeResolver] = {
 MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
-CACHED_DOCUMENTS = 256  # bounded: clients sending ever-new documents cannot grow it
-# Built once: ValidationCache keys its entries by the rule classes.
+# Built once: the document cache (api/documents.py) keys validations by the rule classes.
 DEPTH_RULES = with_code(QueryDepthLimiter(max_depth=MAX_DEPTH), "QUERY_TOO_DEEP").validation_rules
 ALIAS_RULES = with_code(MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
                         "TOO_MANY_ALIASES").validation_rules
@@ -81,21 +78,37 @@ class Subscription(AlertSubscription):
     pass
 
 
-schema = strawberry.Schema(
+class Schema(strawberry.Schema):
+    """Strawberry's schema, logging only what is our fault at ERROR: a client's mistakes
+    (syntax, validation, limits) at DEBUG, so that a flood of bad documents cannot flood
+    the log; unexpected exceptions with their traceback as before."""
+
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: ExecutionContext | None = None) -> None:
+        unexpected = [error for error in errors if _unexpected(error)]
+        for error in errors:
+            if not _unexpected(error):
+                log.debug("refused: %s", error.message)
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+schema = Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
     config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALAR_MAP),
     # Factories, not instances: an extension keeps per-request state (strawberry #4369).
     # Limits refuse with extensions.code: QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS,
+    # DOCUMENT_TOO_COMPLEX,
     # INTROSPECTION_DISABLED (settings), QUERY_TOO_COSTLY and RATE_LIMITED (api/limits.py).
     extensions=[
         lambda: AddValidationRules(DEPTH_RULES),
         lambda: AddValidationRules(ALIAS_RULES),
         IntrospectionSwitch,
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: CodedParserCache(maxsize=CACHED_DOCUMENTS),  # both caches bounded
-        lambda: ValidationCache(maxsize=CACHED_DOCUMENTS),
+        # Parsing (token limit) and validation, cached by entries and bytes; documents too
+        # dear to validate refused first (DOCUMENT_TOO_COMPLEX); see api/documents.py.
+        lambda: DocumentGuard(max_tokens=MAX_TOKENS),
         QueryCostLimiter,
         OperationMetrics,
         # Unexpected exceptions (SQL, bugs) reach clients as "Unexpected error." only; the

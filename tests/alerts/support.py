@@ -232,17 +232,22 @@ async def subscribers(redis: ArqRedis) -> int:
 async def subscribed(api: Api, redis: ArqRedis, token: str, account: str | None
                      ) -> AsyncIterator[Subscription]:
     """A real WebSocket client subscribed to ``notifications(accountId)``; yields once the
-    gateway listens on Redis pub/sub (so nothing published afterwards can be missed)."""
-    before = await subscribers(redis)
+    gateway has read the subscribe message (a ping sent after it is answered) and its
+    one shared listener (alerts/fanout.py) is subscribed on Redis pub/sub, so nothing
+    published afterwards can be missed. (The listener stays subscribed between tests: the
+    count on the channel no longer grows with each subscription.)"""
     async with websockets.connect(ws_url(api), subprotocols=[Subprotocol(WS_PROTOCOL)]) as socket:
         await socket.send(json.dumps({"type": "connection_init",
                                       "payload": {"Authorization": f"Bearer {token}"}}))
         assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "connection_ack"
         await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
             "query": SUBSCRIBE, "variables": {"id": account}}}))
+        await socket.send(json.dumps({"type": "ping"}))
+        answer = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert answer["type"] == "pong", answer
 
         async def listening() -> bool:
-            return await subscribers(redis) > before
+            return await subscribers(redis) > 0
 
         await wait_for(listening)
         yield Subscription(socket)

@@ -191,6 +191,7 @@ def _worker_environment(settings: Settings, smtp_port: int) -> dict[str, str]:
             "ACCOUNTGRAPH_OUTBOX_POLL_S": "0.2", "ACCOUNTGRAPH_SMTP_HOST": "127.0.0.1",
             "ACCOUNTGRAPH_SMTP_PORT": str(smtp_port),
             "ACCOUNTGRAPH_WEBHOOK_SECRET": settings.webhook_secret or "",
+            "ACCOUNTGRAPH_WEBHOOK_ALLOW_HTTP": "true", "ACCOUNTGRAPH_WEBHOOK_ALLOW_PRIVATE": "true",
             "ACCOUNTGRAPH_DELIVERY_ATTEMPTS": "3", "ACCOUNTGRAPH_DELIVERY_BACKOFF_S": "0.01"}
 
 
@@ -264,9 +265,7 @@ async def test_a4_with_smtp_down_email_fails_after_the_retries_and_the_webhook_i
     [edge] = (await alert_view(api, account))["notifications"]["edges"]
     email, webhook = edge["node"]["deliveries"]
     assert (email["channel"], email["status"], email["attempts"]) == ("EMAIL", "FAILED", 3)
-    assert email["lastError"].startswith("SMTP: ")
-    if fault == "answers 451":
-        assert "451" in email["lastError"]
+    assert email["lastError"] == "could not deliver email"  # the detail is logged only
     assert webhook == {"channel": "WEBHOOK", "status": "SENT", "attempts": 1, "lastError": None}
     assert mailbox.messages == [] and len(hook.requests) == 1
 

@@ -545,7 +545,7 @@ async def test_a4_a_webhook_that_keeps_failing_is_retried_then_failed_with_one_i
     [delivery] = (await alert_view(api, account))["notifications"]["edges"][0]["node"][
         "deliveries"]
     assert delivery == {"channel": "WEBHOOK", "status": "FAILED", "attempts": 3,
-                        "lastError": "HTTP 503"}
+                        "lastError": "delivery failed (status 503)"}
     assert len(hook.requests) == 3
     assert len({headers["x-accountgraph-delivery"] for headers, _ in hook.requests}) == 1
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from accountgraph.accounts.mutations import AccountPayload, AccountsPayload
 from accountgraph.accounts.queries import account_node, account_nodes
 from accountgraph.alerts import service
+from accountgraph.alerts.fanout import Feed
 from accountgraph.alerts.types import Notification, loaders, notification_node
 from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated, principal_of
@@ -71,7 +71,8 @@ class AlertMutation:
             account_id = row_id(input.account_id, "Account", ["accountId"])
             await service.set_channels(conn, principal, account_id=account_id,
                                        email=input.email, phone=input.phone,
-                                       webhook_url=input.webhook_url)
+                                       webhook_url=input.webhook_url,
+                                       settings=info.context.settings)
             return account_id
 
         account_id, errors = await perform(info, work)
@@ -87,24 +88,29 @@ class AlertSubscription:
         "sees) as they are created.")
     async def notifications(self, info: Info, account_id: strawberry.ID | None = None
                             ) -> AsyncGenerator[Notification, None]:
+        # A coroutine that returns the stream, not a generator: the limits are checked (a
+        # slot taken) before it starts, so a refusal is graphql-transport-ws's ``error``.
         wanted = None if account_id is None else ids.decode_as(account_id, "Account") or -1
-        pubsub = info.context.redis.pubsub()
-        await pubsub.subscribe(service.PUBSUB_CHANNEL)
-        seen: deque[int] = deque(maxlen=SEEN)
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                event = json.loads(message["data"])
-                if wanted is not None and event["account_id"] != wanted:
-                    continue
-                if event["notification_id"] in seen:
-                    continue
-                seen.append(event["notification_id"])
-                loaders(info).clear()  # every event is read fresh, under the viewer's rights
-                found = await notification_node(info, event["notification_id"])
-                if found is not None:
-                    yield found
-        finally:
-            await pubsub.unsubscribe(service.PUBSUB_CHANNEL)
-            await pubsub.aclose()
+        principal = principal_of(info)
+        context = info.context
+        feed: Feed = context.notifications.open(  # the app's one Redis listener (alerts/fanout.py)
+            "operator" if principal.is_operator else f"account:{principal.account_id}",
+            context if context.request is None else context.request)  # per WebSocket
+
+        async def stream() -> AsyncGenerator[Notification, None]:
+            seen: deque[int] = deque(maxlen=SEEN)
+            try:
+                async for event in feed:
+                    if wanted is not None and event.account_id != wanted:
+                        continue
+                    if event.notification_id in seen:
+                        continue
+                    seen.append(event.notification_id)
+                    loaders(info).clear()  # every event is read fresh, under the viewer's rights
+                    found = await notification_node(info, event.notification_id)
+                    if found is not None:
+                        yield found
+            finally:
+                feed.close()  # the slot is given back however the subscription ends
+
+        return feed.bind(stream())

@@ -13,7 +13,6 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlparse
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph import outbox
 from accountgraph.accounts import service as accounts
+from accountgraph.alerts import webhook_guard
 from accountgraph.alerts.models import (
     deliveries,
     notification_channels,
@@ -29,6 +29,7 @@ from accountgraph.alerts.models import (
 )
 from accountgraph.api.auth import Principal
 from accountgraph.api.errors import DomainError, ErrorCode, NotFound
+from accountgraph.config import Settings
 from accountgraph.funds import balances
 from accountgraph.funds.ledger import QUOTA_TOPIC
 
@@ -80,29 +81,24 @@ async def set_quota_alerts(
 
 async def set_channels(
     conn: AsyncConnection, principal: Principal, *, account_id: int, email: str | None,
-    phone: str | None, webhook_url: str | None,
+    phone: str | None, webhook_url: str | None, settings: Settings,
 ) -> None:
-    """A4: where an account's notifications go; a null clears that channel."""
+    """A4: where an account's notifications go; a null clears that channel. A webhook URL
+    must pass ``webhook_guard`` (https, no user info, public addresses only; finding 4)."""
     await accounts.finance_access(conn, principal, account_id, ["accountId"])
     email, phone, webhook_url = (_clean(v) for v in (email, phone, webhook_url))
     if email is not None and (len(email) > 320 or not _EMAIL.match(email)):
         raise DomainError(ErrorCode.INVALID_INPUT, "Not an email address.", ["email"])
     if phone is not None and (len(phone) > 32 or not _PHONE.match(phone)):
         raise DomainError(ErrorCode.INVALID_INPUT, "Not a phone number.", ["phone"])
-    if webhook_url is not None and not _http_url(webhook_url):
-        raise DomainError(ErrorCode.INVALID_INPUT, "An http(s) URL is needed.", ["webhookUrl"])
+    if webhook_url is not None:
+        try:
+            await webhook_guard.validate_webhook_url(webhook_url, settings)
+        except webhook_guard.WebhookRefused as refused:
+            raise DomainError(ErrorCode.INVALID_INPUT, refused.message, ["webhookUrl"]) from None
     values = {"email": email, "phone": phone, "webhook_url": webhook_url}
     await conn.execute(pg_insert(notification_channels).values(account_id=account_id, **values)
                        .on_conflict_do_update(index_elements=["account_id"], set_=values))
-
-
-def _http_url(value: str) -> bool:
-    try:
-        parsed = urlparse(value)
-        parsed.port  # noqa: B018  (raises ValueError for a port out of range)
-    except ValueError:  # e.g. "http://[::1/": an unclosed IPv6 host
-        return False
-    return parsed.scheme in ("http", "https") and bool(parsed.hostname) and len(value) <= 2000
 
 
 def _clean(value: str | None) -> str | None:

@@ -53,11 +53,11 @@ from graphql import (
     is_list_type,
 )
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
-from graphql.utilities import get_operation_ast
+from graphql.utilities import get_operation_ast, value_from_ast_untyped
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from graphql.validation.validation_context import ValidationContext
 from starlette.requests import Request
-from strawberry.extensions import AddValidationRules, ParserCache, SchemaExtension
+from strawberry.extensions import AddValidationRules, SchemaExtension
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from accountgraph.api.connections import DEFAULT_PAGE, MAX_PAGE
@@ -69,8 +69,6 @@ LIST_SIZE = 10
 MUTATION_COST = 10
 REDIS_TIMEOUT_S = 0.5
 BUCKET_KEY = "accountgraph:cost:"
-# graphql-core's parser message when MaxTokensLimiter's ``max_tokens`` is passed.
-TOO_MANY_TOKENS_MESSAGE = "tokens. Parsing aborted."
 
 # -- error codes for strawberry's limiters ------------------------------------------------
 
@@ -108,22 +106,6 @@ def with_code(limiter: AddValidationRules, code: str) -> AddValidationRules:
     return limiter
 
 
-class CodedParserCache(ParserCache):
-    """Strawberry's bounded parser cache; the token limit's syntax error gets the code
-    ``TOO_MANY_TOKENS``."""
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        try:
-            context.graphql_document = self.cached_parse_document(
-                context.query, **context.parse_options)
-        except GraphQLError as error:
-            if TOO_MANY_TOKENS_MESSAGE not in error.message:
-                raise
-            raise GraphQLError(error.message, extensions={"code": "TOO_MANY_TOKENS"}) from None
-        yield
-
-
 INTROSPECTION_OFF_RULE = coded(NoSchemaIntrospectionCustomRule, "INTROSPECTION_DISABLED")
 
 
@@ -154,7 +136,12 @@ def query_cost(schema: GraphQLSchema, document: DocumentNode, operation_name: st
         return None
     fragments = {definition.name.value: definition for definition in document.definitions
                  if isinstance(definition, FragmentDefinitionNode)}
-    walk = _Walk(schema, fragments, dict(variables or {}))
+    # A variable the request leaves out counts with its declared default, as it runs.
+    values = {definition.variable.name.value: value_from_ast_untyped(definition.default_value)
+              for definition in operation.variable_definitions or ()
+              if definition.default_value is not None}
+    values.update(variables or {})
+    walk = _Walk(schema, fragments, values)
     cost = walk.selections(operation.selection_set, root, None)
     if operation.operation is OperationType.MUTATION:
         cost += MUTATION_COST * walk.fields_of(operation.selection_set, root)
@@ -266,7 +253,8 @@ class _Walk:
 # -- the per-principal budget in Redis ----------------------------------------------------
 
 # A token bucket per principal: holds up to ``capacity`` (the budget per minute), refills
-# at capacity / 60 per second, a request takes its cost or is refused taking nothing.
+# at capacity / 60 per second, a request takes its cost or is refused taking nothing (or,
+# with ``drain``, emptying the bucket: what a refused document costs).
 # Redis's clock, so every gateway replica agrees. Returns {allowed, tokens left}.
 BUCKET_SCRIPT = """
 local capacity = tonumber(ARGV[1])
@@ -282,6 +270,8 @@ local allowed = 0
 if tokens >= cost then
   tokens = tokens - cost
   allowed = 1
+elseif ARGV[4] == '1' then
+  tokens = 0
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
@@ -305,14 +295,16 @@ class Throttle:
         return max(1, math.ceil((cost - self.available) / self.per_second))
 
 
-async def take(redis: Any, principal_key: str, cost: int, per_minute: int) -> Throttle | None:
+async def take(redis: Any, principal_key: str, cost: int, per_minute: int, *,
+               drain: bool = False) -> Throttle | None:
     """Take ``cost`` from the principal's bucket; ``None`` when Redis does not answer in
     time (the caller lets the request through: fail open)."""
     per_second = per_minute / 60
     try:
         script = redis.register_script(BUCKET_SCRIPT)
         allowed, available = await asyncio.wait_for(
-            script(keys=[BUCKET_KEY + principal_key], args=[per_minute, per_second, cost]),
+            script(keys=[BUCKET_KEY + principal_key],
+                   args=[per_minute, per_second, cost, "1" if drain else "0"]),
             REDIS_TIMEOUT_S)
     except Exception as error:  # Redis down or slow: serve, unmetered
         log.warning("rate limit not checked (failing open): %s", error)
@@ -323,7 +315,8 @@ async def take(redis: Any, principal_key: str, cost: int, per_minute: int) -> Th
 
 def principal_key(context: Any) -> str:
     """Whose budget: the account (all its tokens share it), the operators, or an
-    anonymous client by address (behind a proxy, run uvicorn with ``--proxy-headers``)."""
+    anonymous client by address (the peer's, or from X-Forwarded-For only when the peer is
+    one of ``ACCOUNTGRAPH_TRUSTED_PROXIES``)."""
     principal = getattr(context, "principal", None)
     if principal is not None:
         return "operator" if principal.is_operator else f"account:{principal.account_id}"
@@ -377,7 +370,7 @@ class QueryCostLimiter(SchemaExtension):
         if throttle.allowed:
             return None
         retry = throttle.retry_after_s(cost)
-        _answer_status(context, 429, {"Retry-After": str(retry)})
+        answer_status(context, 429, {"Retry-After": str(retry)})
         return GraphQLError(
             f"Rate limited: this operation costs {cost}, {math.floor(throttle.available)} of "
             f"{per_minute} per minute is left; retry in {retry} s.",
@@ -390,7 +383,7 @@ class QueryCostLimiter(SchemaExtension):
         return {"cost": self.report}
 
 
-def _answer_status(context: Any, status: int, headers: dict[str, str]) -> None:
+def answer_status(context: Any, status: int, headers: dict[str, str]) -> None:
     response = getattr(context, "response", None)
     if response is not None and hasattr(response, "status_code"):
         response.status_code = status
@@ -398,6 +391,6 @@ def _answer_status(context: Any, status: int, headers: dict[str, str]) -> None:
 
 
 __all__: list[str] = [
-    "CodedParserCache", "IntrospectionSwitch", "QueryCostLimiter", "query_cost", "take",
-    "with_code",
+    "IntrospectionSwitch", "QueryCostLimiter", "answer_status", "principal_key", "query_cost",
+    "take", "with_code",
 ]

@@ -12,7 +12,7 @@ from accountgraph.accounts.mutations import AccountPayload, AccountsPayload
 from accountgraph.accounts.queries import account_node
 from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated, IsOperator, principal_of
-from accountgraph.api.errors import UserError
+from accountgraph.api.errors import DomainError, ErrorCode, UserError
 from accountgraph.api.mutations import perform, row_id
 from accountgraph.api.scalars import Money, amount
 from accountgraph.sharing import service
@@ -75,6 +75,8 @@ class UserGroupPayload:
 
 
 def _types(types: list[ResourceType]) -> list[str]:
+    if len(types) > service.MAX_BATCH:
+        raise DomainError(ErrorCode.INVALID_INPUT, "Too many resource types.", ["types"])
     return [t.value for t in types]
 
 

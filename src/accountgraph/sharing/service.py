@@ -194,6 +194,9 @@ async def share_resource_with_groups(
     group_ids: Sequence[int | None],
 ) -> None:
     """S5: the resource becomes usable only by members of these groups (none: S6 again)."""
+    if len(group_ids) > MAX_BATCH:
+        raise DomainError(ErrorCode.INVALID_INPUT, f"At most {MAX_BATCH} groups at once.",
+                          ["groupIds"])
     row = (await conn.execute(select(resources.c.owner_id)
                               .where(resources.c.id == resource_id))).one_or_none()
     if row is None:
@@ -202,14 +205,14 @@ async def share_resource_with_groups(
     if await accounts.is_member(conn, row.owner_id):
         raise DomainError(ErrorCode.INVALID_INPUT,
                           "Members' own resources are never shared (S1).", ["resourceId"])
-    groups: list[int] = []
+    wanted = {group_id for group_id in group_ids if group_id is not None}
+    owned = set((await conn.execute(
+        select(user_groups.c.id).where(user_groups.c.id.in_(wanted),
+                                       user_groups.c.master_id == row.owner_id))).scalars())
     for index, group_id in enumerate(group_ids):
-        found = None if group_id is None else (await conn.execute(
-            select(user_groups.c.id).where(user_groups.c.id == group_id,
-                                           user_groups.c.master_id == row.owner_id))).first()
-        if found is None:
+        if group_id not in owned:
             raise NotFound(["groupIds", str(index)], "user group of the resource's owner")
-        groups.append(int(found.id))
+    groups = [int(group_id) for group_id in group_ids if group_id is not None]
     await _lock_master(conn, row.owner_id)
     before = await _members_per_type(conn, row.owner_id)
     await conn.execute(delete(resource_groups).where(resource_groups.c.resource_id == resource_id))

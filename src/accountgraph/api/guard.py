@@ -1,0 +1,116 @@
+"""The extension that parses and validates every document (``api/documents.py``) and
+keeps refused documents from costing anything but the sender's budget:
+
+- parse: from the bounded cache, or parsed with the token limit (``TOO_MANY_TOKENS``);
+- validate: a document whose shape is too dear is refused (``DOCUMENT_TOO_COMPLEX``)
+  before graphql-core's rules run; one not seen before is first charged
+  ``VALIDATION_COST`` to the principal's (or anonymous address's) rate-limit bucket,
+  and a refused one ``REFUSED_COST`` more: a client whose bucket is empty is answered
+  ``RATE_LIMITED`` without being validated;
+- a subscription sent over HTTP is told to use the WebSocket
+  (``SUBSCRIPTION_NEEDS_WEBSOCKET``);
+- with introspection off, no error names the schema ("Did you mean …?"): validation runs
+  with ``hide_suggestions`` and errors raised later (variable coercion) are stripped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from starlette.requests import Request
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from accountgraph.api.documents import parsed, validated, without_suggestion
+from accountgraph.api.limits import answer_status, principal_key, take
+
+VALIDATION_COST = 10
+REFUSED_COST = 5_000
+
+
+class DocumentGuard(SchemaExtension):
+    def __init__(self, max_tokens: int) -> None:
+        super().__init__()
+        self.max_tokens = max_tokens
+        self.cached = False
+        self.checked: Any = None
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            self.checked, self.cached = parsed(context.query, self.max_tokens)
+            context.graphql_document = self.checked.document
+        yield
+
+    async def on_validate(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        if self.checked is None or context.pre_execution_errors is not None:
+            yield
+            return
+        hide = not _introspection_enabled(context.context)
+        rules = tuple(context.validation_rules)
+        fresh = not self.cached or (rules, hide) not in self.checked.validations
+        if fresh:
+            refused = await self._charge(VALIDATION_COST)
+            if refused is not None:
+                context.pre_execution_errors = [refused]
+                yield
+                return
+        errors: list[GraphQLError]
+        if self.checked.problem is not None:
+            errors = [self.checked.problem]
+        elif _subscription_over_http(context):
+            answer_status(context.context, 400, {})
+            errors = [GraphQLError(
+                "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql, "
+                "not over HTTP.", extensions={"code": "SUBSCRIPTION_NEEDS_WEBSOCKET"})]
+        else:
+            errors = validated(context.schema._schema, self.checked, rules,
+                               hide_suggestions=hide)
+        if errors and fresh:
+            await self._charge(REFUSED_COST, drain=True)
+        context.pre_execution_errors = errors
+        yield
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        context = self.execution_context
+        result = context.result
+        if result is not None and result.errors \
+                and not _introspection_enabled(context.context):
+            result.errors = [without_suggestion(error) for error in result.errors]
+
+    async def _charge(self, cost: int, *, drain: bool = False) -> GraphQLError | None:
+        """Take ``cost`` from the client's bucket (or all it has left, with ``drain``);
+        the refusal when there is not enough."""
+        context = self.execution_context.context
+        settings = getattr(context, "settings", None)
+        redis = getattr(context, "redis", None)
+        per_minute = getattr(settings, "rate_limit_cost_per_minute", 0)
+        if per_minute <= 0 or redis is None:
+            return None
+        throttle = await take(redis, principal_key(context), cost, per_minute, drain=drain)
+        if throttle is None or throttle.allowed:
+            return None
+        retry = throttle.retry_after_s(cost)
+        answer_status(context, 429, {"Retry-After": str(retry)})
+        return GraphQLError(f"Rate limited: retry in {retry} s.",
+                            extensions={"code": "RATE_LIMITED", "retryAfterSeconds": retry})
+
+
+def _subscription_over_http(execution: Any) -> bool:
+    try:
+        subscription = execution.operation_type is OperationType.SUBSCRIPTION
+    except RuntimeError:  # no such operation: validation says so
+        return False
+    return subscription and isinstance(getattr(execution.context, "request", None), Request)
+
+
+def _introspection_enabled(context: Any) -> bool:
+    settings = getattr(context, "settings", None)
+    return settings is None or bool(settings.introspection_enabled)
+
+
+__all__ = ["REFUSED_COST", "VALIDATION_COST", "DocumentGuard"]

@@ -37,10 +37,10 @@ from strawberry.types import ExecutionResult
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from accountgraph.alerts.fanout import NotificationFanout
-from accountgraph.api.auth import Principal
 from accountgraph.billing.documents import invoice_document_route
 from accountgraph.config import Settings
 from accountgraph.context import Context, resolve_principal
+from accountgraph.domain import Principal
 from accountgraph.metrics import OUTBOX_PENDING, QUEUE_DEPTH
 from accountgraph.outbox import outbox
 from accountgraph.persisted import PersistedQueries, RefusedRequest

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from accountgraph.accounts import service as accounts_service
 from accountgraph.accounts.loaders import AccountLoaders
 from accountgraph.alerts.loaders import AlertLoaders
-from accountgraph.api.auth import Principal
 from accountgraph.billing.loaders import BillingLoaders
 from accountgraph.billing.voucher_loaders import VoucherLoaders
 from accountgraph.config import Settings
+from accountgraph.domain import Principal
 from accountgraph.funds.loaders import FundsLoaders
 from accountgraph.sharing.loaders import SharingLoaders
 

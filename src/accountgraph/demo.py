@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from accountgraph.accounts import service
 from accountgraph.accounts.models import accounts
 from accountgraph.api import ids
-from accountgraph.api.auth import Principal, PrincipalKind
 from accountgraph.db import transaction
+from accountgraph.domain import Principal, PrincipalKind
 
 OPERATOR = Principal(PrincipalKind.OPERATOR, None, "operator:demo")
 ALL_PERMISSIONS = ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"]

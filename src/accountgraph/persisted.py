@@ -28,7 +28,7 @@ from arq.connections import ArqRedis
 from graphql import GraphQLError
 from strawberry.http import GraphQLRequestData
 
-from accountgraph.api.auth import Principal
+from accountgraph.domain import Principal
 from accountgraph.metrics import name_operations
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from strawberry.dataloader import DataLoader
 
 from accountgraph.accounts.models import accounts, bill_tos, link_events, links, sites
 from accountgraph.accounts.visibility import sees_details, sees_finance, sees_link, sees_name
-from accountgraph.api.auth import Principal
 from accountgraph.api.batching import AreaLoaders, by_key, grouped
+from accountgraph.domain import Principal
 
 Row = Any
 

@@ -29,8 +29,7 @@ from accountgraph.accounts.models import (
     sites,
 )
 from accountgraph.accounts.visibility import sees_details, sees_link
-from accountgraph.api.auth import Principal, PrincipalKind
-from accountgraph.api.errors import DomainError, ErrorCode, NotFound
+from accountgraph.domain import DomainError, ErrorCode, NotFound, Principal, PrincipalKind
 from accountgraph.funds import balances
 from accountgraph.sharing.models import user_group_members, user_groups
 

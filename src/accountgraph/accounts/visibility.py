@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, exists, literal, or_, select, true
 from sqlalchemy.sql.expression import FromClause
 
 from accountgraph.accounts.models import links
-from accountgraph.api.auth import Principal
+from accountgraph.domain import Principal
 
 # Named aliases of ``links``, so that an outer query on ``links`` itself (a link's member
 # or master) is correlated, not shadowed. Built once: a fresh alias per call cost a

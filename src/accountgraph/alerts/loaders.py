@@ -19,9 +19,9 @@ from accountgraph.alerts.models import (
     quota_alerts,
 )
 from accountgraph.api import keyset
-from accountgraph.api.auth import Principal
 from accountgraph.api.batching import AreaLoaders, by_key, grouped
 from accountgraph.api.keyset import Page
+from accountgraph.domain import Principal
 
 Row = Any
 

@@ -27,9 +27,8 @@ from accountgraph.alerts.models import (
     notifications,
     quota_alerts,
 )
-from accountgraph.api.auth import Principal
-from accountgraph.api.errors import DomainError, ErrorCode, NotFound
 from accountgraph.config import Settings
+from accountgraph.domain import DomainError, ErrorCode, NotFound, Principal
 from accountgraph.funds import balances
 from accountgraph.funds.ledger import QUOTA_TOPIC
 

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from typing import Any
 
 import strawberry
 from strawberry.permission import BasePermission
 
 from accountgraph.api.errors import top_level
+from accountgraph.domain import Principal, PrincipalKind
 
-
-@strawberry.enum
-class PrincipalKind(enum.Enum):
-    OPERATOR = "OPERATOR"
-    ACCOUNT_USER = "ACCOUNT_USER"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    kind: PrincipalKind
-    account_id: int | None
-    actor: str
-    """Who did it, as recorded in histories: ``operator:<token>`` or ``<account>:<token>``."""
-
-    @property
-    def is_operator(self) -> bool:
-        return self.kind is PrincipalKind.OPERATOR
+# Who acts (accountgraph.domain), with its kind as the schema's PrincipalKind enum.
+strawberry.enum(PrincipalKind)  # registers the class itself
 
 
 def principal_of(info: strawberry.Info[Any, Any]) -> Principal:
@@ -53,3 +37,6 @@ class IsOperator(BasePermission):
         if not principal_of(info).is_operator:
             raise top_level("Only platform operators may do this.", "FORBIDDEN")
         return True
+
+
+__all__ = ["IsAuthenticated", "IsOperator", "Principal", "PrincipalKind", "principal_of"]

@@ -2,11 +2,13 @@
 keeps refused documents from costing anything but the sender's budget:
 
 - parse: from the bounded cache, or parsed with the token limit (``TOO_MANY_TOKENS``);
+- a text the cache does not hold is first charged ``VALIDATION_COST`` to the
+  principal's (or anonymous address's) rate-limit bucket, before it is parsed;
 - validate: a document whose shape is too dear is refused (``DOCUMENT_TOO_COMPLEX``)
-  before graphql-core's rules run; one not seen before is first charged
-  ``VALIDATION_COST`` to the principal's (or anonymous address's) rate-limit bucket,
-  and a refused one ``REFUSED_COST`` more: a client whose bucket is empty is answered
-  ``RATE_LIMITED`` without being validated;
+  before graphql-core's rules run; a refused document (by shape or by validation) is
+  charged ``REFUSED_COST`` (or a 120th of the budget per minute, if more) even into
+  debt, so a client whose documents keep being refused is answered ``RATE_LIMITED``
+  without its next ones being parsed;
 - a subscription sent over HTTP is told to use the WebSocket
   (``SUBSCRIPTION_NEEDS_WEBSOCKET``);
 - with introspection off, no error names the schema ("Did you mean …?"): validation runs
@@ -23,11 +25,14 @@ from starlette.requests import Request
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from accountgraph.api.documents import parsed, validated, without_suggestion
+from accountgraph.api.documents import is_cached, parsed, validated, without_suggestion
 from accountgraph.api.limits import answer_status, principal_key, take
 
 VALIDATION_COST = 10
+# A refused document costs at least this, and at least 1/REFUSED_PER_MINUTE of the budget
+# per minute: a client may have about that many documents refused a minute.
 REFUSED_COST = 5_000
+REFUSED_PER_MINUTE = 120
 
 
 class DocumentGuard(SchemaExtension):
@@ -35,11 +40,19 @@ class DocumentGuard(SchemaExtension):
         super().__init__()
         self.max_tokens = max_tokens
         self.cached = False
+        self.charged = False
         self.checked: Any = None
 
-    def on_parse(self) -> Iterator[None]:
+    async def on_parse(self) -> AsyncIterator[None]:
+        """A text the cache does not hold is charged before it is parsed: a client whose
+        bucket is in debt (its documents were refused) is not even parsed."""
         context = self.execution_context
         if context.graphql_document is None and context.query:
+            if not is_cached(context.query):
+                refused = await self._charge(VALIDATION_COST)
+                if refused is not None:
+                    raise refused
+                self.charged = True
             self.checked, self.cached = parsed(context.query, self.max_tokens)
             context.graphql_document = self.checked.document
         yield
@@ -52,7 +65,7 @@ class DocumentGuard(SchemaExtension):
         hide = not _introspection_enabled(context.context)
         rules = tuple(context.validation_rules)
         fresh = not self.cached or (rules, hide) not in self.checked.validations
-        if fresh:
+        if fresh and not self.charged:
             refused = await self._charge(VALIDATION_COST)
             if refused is not None:
                 context.pre_execution_errors = [refused]
@@ -70,7 +83,8 @@ class DocumentGuard(SchemaExtension):
             errors = validated(context.schema._schema, self.checked, rules,
                                hide_suggestions=hide)
         if errors and fresh:
-            await self._charge(REFUSED_COST, drain=True)
+            await self._charge(max(REFUSED_COST, self._per_minute() // REFUSED_PER_MINUTE),
+                               debt=True)
         context.pre_execution_errors = errors
         yield
 
@@ -82,16 +96,20 @@ class DocumentGuard(SchemaExtension):
                 and not _introspection_enabled(context.context):
             result.errors = [without_suggestion(error) for error in result.errors]
 
-    async def _charge(self, cost: int, *, drain: bool = False) -> GraphQLError | None:
-        """Take ``cost`` from the client's bucket (or all it has left, with ``drain``);
-        the refusal when there is not enough."""
+    def _per_minute(self) -> int:
+        settings = getattr(self.execution_context.context, "settings", None)
+        return int(getattr(settings, "rate_limit_cost_per_minute", 0))
+
+    async def _charge(self, cost: int, *, debt: bool = False) -> GraphQLError | None:
+        """Take ``cost`` from the client's bucket (with ``debt`` even past empty); the
+        refusal when there is not enough."""
         context = self.execution_context.context
         settings = getattr(context, "settings", None)
         redis = getattr(context, "redis", None)
         per_minute = getattr(settings, "rate_limit_cost_per_minute", 0)
         if per_minute <= 0 or redis is None:
             return None
-        throttle = await take(redis, principal_key(context), cost, per_minute, drain=drain)
+        throttle = await take(redis, principal_key(context), cost, per_minute, debt=debt)
         if throttle is None or throttle.allowed:
             return None
         retry = throttle.retry_after_s(cost)

@@ -253,8 +253,9 @@ class _Walk:
 # -- the per-principal budget in Redis ----------------------------------------------------
 
 # A token bucket per principal: holds up to ``capacity`` (the budget per minute), refills
-# at capacity / 60 per second, a request takes its cost or is refused taking nothing (or,
-# with ``drain``, emptying the bucket: what a refused document costs).
+# at capacity / 60 per second, a request takes its cost or is refused taking nothing; with
+# ``debt`` (what a refused document costs) it is taken anyway, down to -capacity, and the
+# client waits until the bucket has refilled.
 # Redis's clock, so every gateway replica agrees. Returns {allowed, tokens left}.
 BUCKET_SCRIPT = """
 local capacity = tonumber(ARGV[1])
@@ -271,7 +272,7 @@ if tokens >= cost then
   tokens = tokens - cost
   allowed = 1
 elseif ARGV[4] == '1' then
-  tokens = 0
+  tokens = math.max(-capacity, tokens - cost)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
@@ -296,7 +297,7 @@ class Throttle:
 
 
 async def take(redis: Any, principal_key: str, cost: int, per_minute: int, *,
-               drain: bool = False) -> Throttle | None:
+               debt: bool = False) -> Throttle | None:
     """Take ``cost`` from the principal's bucket; ``None`` when Redis does not answer in
     time (the caller lets the request through: fail open)."""
     per_second = per_minute / 60
@@ -304,7 +305,7 @@ async def take(redis: Any, principal_key: str, cost: int, per_minute: int, *,
         script = redis.register_script(BUCKET_SCRIPT)
         allowed, available = await asyncio.wait_for(
             script(keys=[BUCKET_KEY + principal_key],
-                   args=[per_minute, per_second, cost, "1" if drain else "0"]),
+                   args=[per_minute, per_second, cost, "1" if debt else "0"]),
             REDIS_TIMEOUT_S)
     except Exception as error:  # Redis down or slow: serve, unmetered
         log.warning("rate limit not checked (failing open): %s", error)

@@ -18,8 +18,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.billing.models import charge_credits, coupons, voucher_members, vouchers
-
-ZERO = Decimal("0.00")
+from accountgraph.domain import ZERO
 
 
 @dataclass(frozen=True, slots=True)

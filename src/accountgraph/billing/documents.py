@@ -28,10 +28,10 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from accountgraph.api import ids
-from accountgraph.api.auth import Principal, PrincipalKind
 from accountgraph.billing import service
 from accountgraph.billing.service import InvoiceDocument
 from accountgraph.config import Settings
+from accountgraph.domain import Principal, PrincipalKind
 
 PATH = "/documents/invoices"
 FORMATS = {"PDF": "pdf", "HTML": "html"}

@@ -18,11 +18,11 @@ from strawberry.dataloader import DataLoader
 from accountgraph.accounts.models import accounts, links
 from accountgraph.accounts.visibility import sees_details, sees_finance
 from accountgraph.api import keyset
-from accountgraph.api.auth import Principal
 from accountgraph.api.batching import AreaLoaders, by_key, grouped
 from accountgraph.api.keyset import Page
 from accountgraph.billing.models import discounts, invoice_lines, invoice_settings, invoices
 from accountgraph.billing.service import DEFAULT_MODE
+from accountgraph.domain import Principal
 
 Row = Any
 

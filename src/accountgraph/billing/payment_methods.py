@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts import service as accounts
 from accountgraph.accounts.visibility import sees_details
-from accountgraph.api.auth import Principal
-from accountgraph.api.errors import DomainError, ErrorCode, NotFound
 from accountgraph.billing.models import payment_methods
+from accountgraph.domain import DomainError, ErrorCode, NotFound, Principal
 
 MAX_LABEL = 200
 

@@ -40,8 +40,6 @@ from accountgraph.accounts import service as accounts
 from accountgraph.accounts.models import accounts as account_rows
 from accountgraph.accounts.models import bill_tos, links, sites
 from accountgraph.accounts.visibility import sees_finance
-from accountgraph.api.auth import Principal
-from accountgraph.api.errors import DomainError, ErrorCode, NotFound
 from accountgraph.billing.models import (
     bill_cycles,
     discounts,
@@ -50,11 +48,11 @@ from accountgraph.billing.models import (
     invoiced_charges,
     invoices,
 )
+from accountgraph.domain import ZERO, DomainError, ErrorCode, NotFound, Principal
 from accountgraph.funds.models import charges
 
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
-ZERO = Decimal("0.00")
 MODES = ("AGGREGATED", "PER_MEMBER")
 DEFAULT_MODE = "AGGREGATED"
 ASSOCIATED = "No commercial discount or invoice setting for a member under a trusteeship " \

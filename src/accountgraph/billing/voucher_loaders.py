@@ -20,7 +20,6 @@ from strawberry.dataloader import DataLoader
 from accountgraph.accounts.models import accounts, links
 from accountgraph.accounts.visibility import sees_details, sees_finance, sees_name
 from accountgraph.api import keyset
-from accountgraph.api.auth import Principal
 from accountgraph.api.batching import AreaLoaders, by_key, grouped
 from accountgraph.api.keyset import Page
 from accountgraph.billing.models import (
@@ -30,10 +29,10 @@ from accountgraph.billing.models import (
     voucher_pools,
     vouchers,
 )
+from accountgraph.domain import ZERO, Principal
 from accountgraph.funds.models import payments
 
 Row = Any
-ZERO = Decimal("0.00")
 
 
 @dataclass(frozen=True, slots=True)

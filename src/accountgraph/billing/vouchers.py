@@ -18,11 +18,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts import service as accounts
-from accountgraph.api.auth import Principal
-from accountgraph.api.errors import DomainError, ErrorCode, NotFound
 from accountgraph.billing.models import coupons, voucher_members, voucher_pools, vouchers
+from accountgraph.domain import ZERO, DomainError, ErrorCode, NotFound, Principal
 
-ZERO = Decimal("0.00")
 MAX_VOUCHER_MEMBERS = 500
 
 

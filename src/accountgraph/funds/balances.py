@@ -9,9 +9,8 @@ from sqlalchemy import ColumnElement, case, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts.models import links
+from accountgraph.domain import ZERO
 from accountgraph.funds.models import balances
-
-ZERO = Decimal("0.00")
 
 
 async def outstanding_fees(conn: AsyncConnection, account_id: int) -> Decimal:

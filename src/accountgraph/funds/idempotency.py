@@ -18,8 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from accountgraph.api.auth import Principal
-from accountgraph.api.errors import DomainError, ErrorCode
+from accountgraph.domain import DomainError, ErrorCode, Principal
 from accountgraph.funds.models import idempotency_keys
 
 MAX_KEY = 200

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph import outbox
 from accountgraph.accounts.models import accounts
+from accountgraph.domain import ZERO
 from accountgraph.funds.models import BUCKETS, balances, journal_entries, postings
 
-ZERO = Decimal("0.00")
 QUOTA_TOPIC = "quota.changed"
 
 

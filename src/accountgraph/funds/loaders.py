@@ -15,9 +15,9 @@ from strawberry.dataloader import DataLoader
 from accountgraph.accounts.models import accounts, links
 from accountgraph.accounts.visibility import sees_finance, sees_name
 from accountgraph.api import keyset
-from accountgraph.api.auth import Principal
 from accountgraph.api.batching import AreaLoaders
 from accountgraph.api.keyset import Page
+from accountgraph.domain import Principal
 from accountgraph.funds.ledger import Balance, balance_of
 from accountgraph.funds.models import BUCKETS, balances, charges, transfers
 

@@ -12,10 +12,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts import service as accounts
-from accountgraph.api.auth import Principal
-from accountgraph.api.errors import DomainError, ErrorCode, NotFound
 from accountgraph.billing import credits, payment_methods
-from accountgraph.funds.ledger import ZERO, Ledger
+from accountgraph.domain import ZERO, DomainError, ErrorCode, NotFound, Principal
+from accountgraph.funds.ledger import Ledger
 from accountgraph.funds.models import allocations, charges, payments, transfers
 
 TRANSFER_PERMISSIONS = ("SYNC_CREDIT_CONTROL", "VIEW_FINANCE")

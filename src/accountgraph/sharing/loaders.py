@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
 from accountgraph.accounts.visibility import sees_details
-from accountgraph.api.auth import Principal
 from accountgraph.api.batching import AreaLoaders, by_key, grouped
+from accountgraph.domain import Principal
 from accountgraph.sharing.models import (
     accepted_resource_types,
     resource_groups,

@@ -21,8 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph import outbox
 from accountgraph.accounts import service as accounts
-from accountgraph.api.auth import Principal
-from accountgraph.api.errors import DomainError, ErrorCode, NotFound
+from accountgraph.domain import DomainError, ErrorCode, NotFound, Principal
 from accountgraph.sharing.compute import GRANTS, MEMBERS_PER_TYPE, SHARING_LIMIT
 from accountgraph.sharing.models import (
     accepted_resource_types,

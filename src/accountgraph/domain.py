@@ -68,5 +68,11 @@ class Principal:
     def is_operator(self) -> bool:
         return self.kind is PrincipalKind.OPERATOR
 
+    @property
+    def key(self) -> str:
+        """Whose budget, store and subscription slots: ``operator`` (all operators share
+        one) or ``account:<id>`` (all of an account's tokens)."""
+        return "operator" if self.is_operator else f"account:{self.account_id}"
+
 
 __all__ = ["ZERO", "DomainError", "ErrorCode", "NotFound", "Principal", "PrincipalKind"]

@@ -98,39 +98,40 @@ class PersistedQueries:
         if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
             return _refused(data, Refusal("persistedQuery.sha256Hash must be 64 hexadecimal "
                                           "digits", "INVALID_INPUT"))
-        digest = scope_of(principal) + ":" + digest.lower()
+        digest = digest.lower()
+        key = ("anonymous" if principal is None else principal.key) + ":" + digest
         if data.query is None:
-            query = await self._get(digest)
+            query = await self._get(key)
             return replace(data, query=query) if query is not None else _refused(data, NOT_FOUND)
-        if hashlib.sha256(data.query.encode()).hexdigest() != digest.rpartition(":")[2]:
+        if hashlib.sha256(data.query.encode()).hexdigest() != digest:
             return _refused(data, Refusal("provided sha does not match query", "INVALID_INPUT"))
         registers = principal is not None or self.anonymous_register
         if registers and len(data.query.encode()) <= MAX_DOCUMENT_BYTES:
-            await self._put(digest, data.query)
+            await self._put(key, data.query)
             if principal is not None:
                 name_operations(data.query)
         return data
 
-    async def _get(self, digest: str) -> str | None:
+    async def _get(self, key: str) -> str | None:
         try:
-            found = await asyncio.wait_for(self.redis.get(KEY_PREFIX + digest),
+            found = await asyncio.wait_for(self.redis.get(KEY_PREFIX + key),
                                            REDIS_TIMEOUT_S)
         except Exception as error:  # Redis down: the client sends the text next
             log.warning("persisted query lookup failed: %s", error)
             return None
         return found.decode() if isinstance(found, bytes) else found
 
-    async def _put(self, digest: str, query: str) -> None:
+    async def _put(self, key: str, query: str) -> None:
         try:
-            await asyncio.wait_for(self._store(digest, query), REDIS_TIMEOUT_S)
+            await asyncio.wait_for(self._store(key, query), REDIS_TIMEOUT_S)
         except Exception as error:  # Redis down: run the text without storing it
             log.warning("persisted query not stored: %s", error)
 
-    async def _store(self, digest: str, query: str) -> None:
+    async def _store(self, key: str, query: str) -> None:
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(KEY_PREFIX + digest, query, ex=self.ttl_s)
-            pipe.zadd(INDEX_KEY, {digest: now})
+            pipe.set(KEY_PREFIX + key, query, ex=self.ttl_s)
+            pipe.zadd(INDEX_KEY, {key: now})
             pipe.zremrangebyscore(INDEX_KEY, "-inf", now - self.ttl_s)  # expired keys
             pipe.zcard(INDEX_KEY)
             *_, count = await pipe.execute()
@@ -138,13 +139,6 @@ class PersistedQueries:
             dropped = await self.redis.zpopmin(INDEX_KEY, count - self.max_entries)
             if dropped:
                 await self.redis.delete(*(KEY_PREFIX + _text(member) for member, _ in dropped))
-
-
-def scope_of(principal: Principal | None) -> str:
-    """Whose store: ``operator``, ``account:<id>`` or ``anonymous``."""
-    if principal is None:
-        return "anonymous"
-    return "operator" if principal.is_operator else f"account:{principal.account_id}"
 
 
 def _refused(data: GraphQLRequestData, refusal: Refusal) -> RefusedRequest:

@@ -85,9 +85,11 @@ class Schema(strawberry.Schema):
 
     def process_errors(self, errors: list[GraphQLError],
                        execution_context: ExecutionContext | None = None) -> None:
-        unexpected = [error for error in errors if _unexpected(error)]
+        unexpected = []
         for error in errors:
-            if not _unexpected(error):
+            if _unexpected(error):
+                unexpected.append(error)
+            else:
                 log.debug("refused: %s", error.message)
         if unexpected:
             super().process_errors(unexpected, execution_context)

@@ -94,8 +94,7 @@ class AlertSubscription:
         principal = principal_of(info)
         context = info.context
         feed: Feed = context.notifications.open(  # the app's one Redis listener (alerts/fanout.py)
-            "operator" if principal.is_operator else f"account:{principal.account_id}",
-            context if context.request is None else context.request)  # per WebSocket
+            principal.key, context if context.request is None else context.request)
 
         async def stream() -> AsyncGenerator[Notification, None]:
             seen: deque[int] = deque(maxlen=SEEN)

@@ -184,6 +184,7 @@ class _Shape:
     sizes: dict[str, int] = field(default_factory=dict)
     top_fields: dict[str, list[FieldNode]] = field(default_factory=dict)
     weights: dict[int, int] = field(default_factory=dict)
+    set_fields: dict[int, list[FieldNode]] = field(default_factory=dict)
     expanding: set[str] = field(default_factory=set)
 
     def directives(self, directives: Sequence[DirectiveNode] | None) -> None:
@@ -209,7 +210,14 @@ class _Shape:
                 self.selection_set(selection.selection_set)
 
     def fields(self, selection_set: SelectionSetNode) -> list[FieldNode]:
-        """The fields at the top of ``selection_set`` once fragments are merged in."""
+        """The fields at the top of ``selection_set`` once fragments are merged in
+        (computed once per set: the counts and the weight both read them)."""
+        key = id(selection_set)
+        if key not in self.set_fields:
+            self.set_fields[key] = self._merged_fields(selection_set)
+        return self.set_fields[key]
+
+    def _merged_fields(self, selection_set: SelectionSetNode) -> list[FieldNode]:
         found: list[FieldNode] = []
         spreads = 0
         for selection in self._flattened(selection_set):

@@ -40,7 +40,6 @@ class DocumentGuard(SchemaExtension):
         super().__init__()
         self.max_tokens = max_tokens
         self.cached = False
-        self.charged = False
         self.checked: Any = None
 
     async def on_parse(self) -> AsyncIterator[None]:
@@ -52,7 +51,6 @@ class DocumentGuard(SchemaExtension):
                 refused = await self._charge(VALIDATION_COST)
                 if refused is not None:
                     raise refused
-                self.charged = True
             self.checked, self.cached = parsed(context.query, self.max_tokens)
             context.graphql_document = self.checked.document
         yield
@@ -65,12 +63,6 @@ class DocumentGuard(SchemaExtension):
         hide = not _introspection_enabled(context.context)
         rules = tuple(context.validation_rules)
         fresh = not self.cached or (rules, hide) not in self.checked.validations
-        if fresh and not self.charged:
-            refused = await self._charge(VALIDATION_COST)
-            if refused is not None:
-                context.pre_execution_errors = [refused]
-                yield
-                return
         errors: list[GraphQLError]
         if self.checked.problem is not None:
             errors = [self.checked.problem]

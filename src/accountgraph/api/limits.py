@@ -320,7 +320,7 @@ def principal_key(context: Any) -> str:
     one of ``ACCOUNTGRAPH_TRUSTED_PROXIES``)."""
     principal = getattr(context, "principal", None)
     if principal is not None:
-        return "operator" if principal.is_operator else f"account:{principal.account_id}"
+        return str(principal.key)
     request = getattr(context, "request", None)
     client = getattr(request, "client", None)
     return f"anonymous:{client.host if client is not None else 'unknown'}"

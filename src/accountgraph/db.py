@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import MetaData
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlmodel import SQLModel
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -20,7 +21,20 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-metadata = MetaData(naming_convention=NAMING)
+# The project's one MetaData is SQLModel's own: every table model (``SQLModel, table=True``)
+# lands in it, and Alembic and the tests read it as ``accountgraph.models.metadata``. The
+# naming convention is applied when a constraint is attached to its table, so it is set
+# here, before any model module (they all import this one) declares a table.
+SQLModel.metadata.naming_convention = NAMING
+metadata = SQLModel.metadata
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model: what the services' queries are written against."""
+    table = model.__table__  # type: ignore[attr-defined]
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -1,4 +1,8 @@
-"""Every table of every area, imported in one place for Alembic and the tests."""
+"""Every table of every area, imported in one place for Alembic and the tests.
+
+The tables are SQLModel table models; ``metadata`` is SQLModel's own MetaData, which
+``accountgraph.db`` gives the project's naming convention.
+"""
 
 from __future__ import annotations
 

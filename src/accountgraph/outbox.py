@@ -15,18 +15,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Column,
     DateTime,
     Identity,
     Index,
     Integer,
     String,
-    Table,
     func,
     select,
     text,
@@ -34,8 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import Field, SQLModel
 
-from accountgraph.db import metadata
+from accountgraph.db import table_of
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +45,42 @@ JOB_FUNCTION = "run_outbox_row"
 SHARING_RECALCULATE = "sharing.recalculate"
 RELAY_BATCH = 500
 
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("topic", String(100), nullable=False),
-    Column("payload", JSONB, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("sent_at", DateTime(timezone=True)),
-    Column("send_count", Integer, nullable=False, server_default=text("0")),
-    Column("done_at", DateTime(timezone=True)),
+
+class OutboxRow(SQLModel, table=True):
+    """One piece of background work, committed with the change that needs it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+        Index(
+            "ix_outbox_sent_not_done",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL AND done_at IS NULL"),
+        ),
+        # S11: "is a recalculation pending for this master?" on every sharing read
+        # (migration 0003).
+        Index(
+            "ix_outbox_pending_sharing",
+            text("((payload->>'master_id')::bigint)"),
+            postgresql_where=text(f"topic = '{SHARING_RECALCULATE}' AND done_at IS NULL"),
+        ),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    topic: str = Field(sa_type=String(100))
+    payload: dict[str, Any] = Field(sa_type=JSONB)
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+    sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    send_count: int = Field(sa_type=Integer, sa_column_kwargs={"server_default": text("0")})
+    done_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # Not to be run before this time (retries with backoff); NULL: at once.
-    Column("not_before", DateTime(timezone=True)),
-)
-Index("ix_outbox_unsent", outbox.c.id, postgresql_where=outbox.c.sent_at.is_(None))
-Index(
-    "ix_outbox_sent_not_done",
-    outbox.c.sent_at,
-    postgresql_where=outbox.c.sent_at.is_not(None) & outbox.c.done_at.is_(None),
-)
+    not_before: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+outbox = table_of(OutboxRow)
+
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
@@ -90,8 +106,9 @@ def handler(topic: str) -> Callable[[Handler], Handler]:
     return register
 
 
-async def add(conn: AsyncConnection, topic: str, payload: dict[str, Any], *,
-              delay_s: float | None = None) -> int:
+async def add(
+    conn: AsyncConnection, topic: str, payload: dict[str, Any], *, delay_s: float | None = None
+) -> int:
     """Record work to do after this transaction commits (not before ``delay_s`` seconds
     from now, if given); returns the row id."""
     values: dict[str, Any] = {"topic": topic, "payload": payload}
@@ -119,27 +136,31 @@ async def relay_once(engine: AsyncEngine, redis: Any, *, resend_after_s: float) 
         return 0
     async with engine.begin() as conn:
         rows = (
-            await conn.execute(
-                select(outbox.c.id)
-                .where(
-                    # Only topics this process can run: rows of a topic whose handler is
-                    # not deployed yet wait for it instead of failing.
-                    outbox.c.topic.in_(list(_handlers)),
-                    outbox.c.not_before.is_(None) | (outbox.c.not_before <= func.now()),
-                    (outbox.c.sent_at.is_(None))
-                    | (
-                        outbox.c.done_at.is_(None)
-                        & (
-                            outbox.c.sent_at
-                            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, resend_after_s)
-                        )
+            (
+                await conn.execute(
+                    select(outbox.c.id)
+                    .where(
+                        # Only topics this process can run: rows of a topic whose handler is
+                        # not deployed yet wait for it instead of failing.
+                        outbox.c.topic.in_(list(_handlers)),
+                        outbox.c.not_before.is_(None) | (outbox.c.not_before <= func.now()),
+                        (outbox.c.sent_at.is_(None))
+                        | (
+                            outbox.c.done_at.is_(None)
+                            & (
+                                outbox.c.sent_at
+                                < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, resend_after_s)
+                            )
+                        ),
                     )
+                    .order_by(outbox.c.id)
+                    .limit(RELAY_BATCH)
+                    .with_for_update(skip_locked=True)
                 )
-                .order_by(outbox.c.id)
-                .limit(RELAY_BATCH)
-                .with_for_update(skip_locked=True)
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         if not rows:
             return 0
         for row_id in rows:

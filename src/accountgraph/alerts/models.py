@@ -4,84 +4,108 @@
 (``<account>:LOW_QUOTA:<crossing>``) and one OVERDUE per charge that made the account
 overdue (``<account>:OVERDUE:<entry>``), so a retried or doubled job can never make a
 second notification for one event (A5), whatever the code above it does.
+
+Declared as SQLModel table models; the services query the Core tables (``quota_alerts``,
+``notifications``, ..., each model's ``__table__``).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Column,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Integer,
     Numeric,
-    PrimaryKeyConstraint,
     String,
-    Table,
     Text,
     func,
     text,
 )
+from sqlmodel import Field, SQLModel
 
-from accountgraph.db import metadata
+from accountgraph.db import table_of
 
 KINDS = ("LOW_QUOTA", "OVERDUE")
 CHANNELS = ("EMAIL", "SMS", "WEBHOOK")
 STATUSES = ("PENDING", "SENT", "FAILED")
 
-quota_alerts = Table(
-    "quota_alerts",
-    metadata,
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), primary_key=True),
-    Column("threshold", Numeric(20, 2), nullable=False),
-    Column("enabled", Boolean, nullable=False),
+
+class QuotaAlert(SQLModel, table=True):
+    __tablename__ = "quota_alerts"
+    __table_args__ = (
+        Index("ix_quota_alerts_enabled", "account_id", postgresql_where=text("enabled")),
+    )
+
+    account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    threshold: Decimal = Field(sa_type=Numeric(20, 2))
+    enabled: bool = Field(sa_type=Boolean)
     # A2: armed while the quota is at or above the threshold; a crossing disarms it.
-    Column("armed", Boolean, nullable=False, server_default=text("true")),
-    Column("crossings", Integer, nullable=False, server_default=text("0")),
-    Column("last_fired_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-Index("ix_quota_alerts_enabled", quota_alerts.c.account_id,
-      postgresql_where=quota_alerts.c.enabled)
+    armed: bool = Field(sa_type=Boolean, sa_column_kwargs={"server_default": text("true")})
+    crossings: int = Field(sa_type=Integer, sa_column_kwargs={"server_default": text("0")})
+    last_fired_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
 
-notification_channels = Table(
-    "notification_channels",
-    metadata,
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), primary_key=True),
-    Column("email", String(320)),
-    Column("phone", String(32)),
-    Column("webhook_url", String(2000)),
-)
 
-notifications = Table(
-    "notifications",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("kind", String(20), nullable=False),
-    Column("available_quota", Numeric(20, 2), nullable=False),
-    Column("threshold", Numeric(20, 2)),
-    Column("dedupe_key", String(100), nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint(f"kind IN ({', '.join(repr(k) for k in KINDS)})", name="kind"),
-)
-Index("ix_notifications_account", notifications.c.account_id, notifications.c.id)
+class NotificationChannels(SQLModel, table=True):
+    """Where one account's notifications go."""
 
-deliveries = Table(
-    "deliveries",
-    metadata,
-    Column("notification_id", BigInteger, ForeignKey("notifications.id"), nullable=False),
-    Column("channel", String(10), nullable=False),
-    Column("target", String(2000), nullable=False),
-    Column("status", String(10), nullable=False, server_default="PENDING"),
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("last_error", Text),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("notification_id", "channel"),
-    CheckConstraint(f"channel IN ({', '.join(repr(c) for c in CHANNELS)})", name="channel"),
-    CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="status"),
-)
+    __tablename__ = "notification_channels"
+
+    account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    email: str | None = Field(default=None, sa_type=String(320))
+    phone: str | None = Field(default=None, sa_type=String(32))
+    webhook_url: str | None = Field(default=None, sa_type=String(2000))
+
+
+class Notification(SQLModel, table=True):
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({', '.join(repr(k) for k in KINDS)})", name="kind"),
+        Index("ix_notifications_account", "account_id", "id"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    kind: str = Field(sa_type=String(20))
+    available_quota: Decimal = Field(sa_type=Numeric(20, 2))
+    threshold: Decimal | None = Field(default=None, sa_type=Numeric(20, 2))
+    dedupe_key: str = Field(sa_type=String(100), unique=True)
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class Delivery(SQLModel, table=True):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        CheckConstraint(f"channel IN ({', '.join(repr(c) for c in CHANNELS)})", name="channel"),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in STATUSES)})", name="status"),
+    )
+
+    notification_id: int = Field(
+        primary_key=True, sa_type=BigInteger, foreign_key="notifications.id"
+    )
+    channel: str = Field(primary_key=True, sa_type=String(10))
+    target: str = Field(sa_type=String(2000))
+    status: str = Field(sa_type=String(10), sa_column_kwargs={"server_default": "PENDING"})
+    attempts: int = Field(sa_type=Integer, sa_column_kwargs={"server_default": text("0")})
+    last_error: str | None = Field(default=None, sa_type=Text)
+    updated_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+# The Core tables, under the names the services' queries use.
+quota_alerts = table_of(QuotaAlert)
+notification_channels = table_of(NotificationChannels)
+notifications = table_of(Notification)
+deliveries = table_of(Delivery)

@@ -4,177 +4,221 @@ A charge is on at most one invoice line (``invoiced_charges`` keyed by the charg
 bill cycle run twice, or over overlapping periods, never invoices a charge twice (B2).
 Invoice totals are the sums of their lines (checked after every write, B4). Vouchers and
 coupons keep what is left of them; each use is a row of ``charge_credits`` (V2).
+
+Declared as SQLModel table models; the services query the Core tables (``invoices``,
+``vouchers``, ..., each model's ``__table__``).
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Column,
     Date,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Numeric,
-    PrimaryKeyConstraint,
     String,
-    Table,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
 
-from accountgraph.db import metadata
+from accountgraph.db import table_of
 
 MONEY = Numeric(20, 2)
 
-discounts = Table(
-    "discounts",
-    metadata,
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), primary_key=True),
-    Column("percent", Numeric(5, 2), nullable=False),
-    Column("set_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint("percent >= 0 AND percent <= 100", name="percent"),
-)
 
-invoice_settings = Table(
-    "invoice_settings",
-    metadata,
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), primary_key=True),
-    Column("mode", String(20), nullable=False),
-    CheckConstraint("mode IN ('AGGREGATED', 'PER_MEMBER')", name="mode"),
-)
+class Discount(SQLModel, table=True):
+    __tablename__ = "discounts"
+    __table_args__ = (CheckConstraint("percent >= 0 AND percent <= 100", name="percent"),)
 
-coupons = Table(
-    "coupons",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("amount", MONEY, nullable=False),
-    Column("remaining", MONEY, nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
-    Column("issued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint("amount > 0", name="amount_positive"),
-    CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
-)
-Index("ix_coupons_account", coupons.c.account_id, coupons.c.valid_until)
+    account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    percent: Decimal = Field(sa_type=Numeric(5, 2))
+    set_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
 
-voucher_pools = Table(
-    "voucher_pools",
-    metadata,
-    Column("master_id", BigInteger, ForeignKey("accounts.id"), primary_key=True),
-    Column("granted", MONEY, nullable=False, server_default=text("0")),
-    Column("used", MONEY, nullable=False, server_default=text("0")),
-    CheckConstraint("used >= 0 AND used <= granted", name="used_within_granted"),
-)
 
-vouchers = Table(
-    "vouchers",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("master_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("amount", MONEY, nullable=False),
-    Column("remaining", MONEY, nullable=False),
-    Column("valid_from", DateTime(timezone=True), nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint("amount > 0", name="amount_positive"),
-    CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
-    CheckConstraint("valid_from < valid_until", name="validity"),
-)
-Index("ix_vouchers_master", vouchers.c.master_id, vouchers.c.id)
+class InvoiceSettings(SQLModel, table=True):
+    """How one account's invoices are made."""
 
-voucher_members = Table(
-    "voucher_members",
-    metadata,
-    Column("voucher_id", BigInteger, ForeignKey("vouchers.id"), nullable=False),
-    Column("member_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    PrimaryKeyConstraint("voucher_id", "member_id"),
-)
-Index("ix_voucher_members_member", voucher_members.c.member_id)
+    __tablename__ = "invoice_settings"
+    __table_args__ = (CheckConstraint("mode IN ('AGGREGATED', 'PER_MEMBER')", name="mode"),)
 
-charge_credits = Table(
-    "charge_credits",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("charge_id", BigInteger, ForeignKey("charges.id"), nullable=False),
-    Column("coupon_id", BigInteger, ForeignKey("coupons.id")),
-    Column("voucher_id", BigInteger, ForeignKey("vouchers.id")),
-    Column("amount", MONEY, nullable=False),
-    CheckConstraint("amount > 0", name="amount_positive"),
-    CheckConstraint("(coupon_id IS NULL) <> (voucher_id IS NULL)", name="one_source"),
-)
-Index("ix_charge_credits_charge", charge_credits.c.charge_id)
+    account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    mode: str = Field(sa_type=String(20))
 
-payment_methods = Table(
-    "payment_methods",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("label", String(200), nullable=False),
+
+class Coupon(SQLModel, table=True):
+    __tablename__ = "coupons"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
+        Index("ix_coupons_account", "account_id", "valid_until"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    amount: Decimal = Field(sa_type=MONEY)
+    remaining: Decimal = Field(sa_type=MONEY)
+    valid_until: datetime = Field(sa_type=DateTime(timezone=True))
+    issued_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class VoucherPool(SQLModel, table=True):
+    __tablename__ = "voucher_pools"
+    __table_args__ = (CheckConstraint("used >= 0 AND used <= granted", name="used_within_granted"),)
+
+    master_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    granted: Decimal = Field(sa_type=MONEY, sa_column_kwargs={"server_default": text("0")})
+    used: Decimal = Field(sa_type=MONEY, sa_column_kwargs={"server_default": text("0")})
+
+
+class Voucher(SQLModel, table=True):
+    __tablename__ = "vouchers"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
+        CheckConstraint("valid_from < valid_until", name="validity"),
+        Index("ix_vouchers_master", "master_id", "id"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    master_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    amount: Decimal = Field(sa_type=MONEY)
+    remaining: Decimal = Field(sa_type=MONEY)
+    valid_from: datetime = Field(sa_type=DateTime(timezone=True))
+    valid_until: datetime = Field(sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class VoucherMember(SQLModel, table=True):
+    __tablename__ = "voucher_members"
+    __table_args__ = (Index("ix_voucher_members_member", "member_id"),)
+
+    voucher_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="vouchers.id")
+    member_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+
+
+class ChargeCredit(SQLModel, table=True):
+    __tablename__ = "charge_credits"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("(coupon_id IS NULL) <> (voucher_id IS NULL)", name="one_source"),
+        Index("ix_charge_credits_charge", "charge_id"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    charge_id: int = Field(sa_type=BigInteger, foreign_key="charges.id")
+    coupon_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="coupons.id")
+    voucher_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="vouchers.id")
+    amount: Decimal = Field(sa_type=MONEY)
+
+
+class PaymentMethod(SQLModel, table=True):
+    __tablename__ = "payment_methods"
+    __table_args__ = (Index("ix_payment_methods_account", "account_id", "id"),)
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    label: str = Field(sa_type=String(200))
     # B5: a managed payment method of a managed account points at the responsible
     # account's method it was made from; payments with it are the responsible's money.
-    Column("managed_from_id", BigInteger, ForeignKey("payment_methods.id")),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-Index("ix_payment_methods_account", payment_methods.c.account_id, payment_methods.c.id)
+    managed_from_id: int | None = Field(
+        default=None, sa_type=BigInteger, foreign_key="payment_methods.id"
+    )
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
 
-invoices = Table(
-    "invoices",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
+
+class Invoice(SQLModel, table=True):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint("period_start <= period_end", name="period"),
+        CheckConstraint("total = subtotal - discount_total", name="total"),
+        Index("ix_invoices_account", "account_id", "id"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
     # PER_MEMBER: the managed account this invoice is for (B2).
-    Column("member_id", BigInteger, ForeignKey("accounts.id")),
+    member_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="accounts.id")
     # H4: the bill-to it was addressed to. No foreign key: an issued invoice is never
     # edited (so it cannot be SET NULL), and the bill-to may be removed later; what the
     # invoice said is kept in ``bill_to`` (name, address, email, invoiceTitle, taxId).
-    Column("bill_to_id", BigInteger),
-    Column("bill_to", JSONB),
-    Column("period_start", Date, nullable=False),
-    Column("period_end", Date, nullable=False),
-    Column("issued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("subtotal", MONEY, nullable=False),
-    Column("discount_total", MONEY, nullable=False),
-    Column("total", MONEY, nullable=False),
-    CheckConstraint("period_start <= period_end", name="period"),
-    CheckConstraint("total = subtotal - discount_total", name="total"),
-)
-Index("ix_invoices_account", invoices.c.account_id, invoices.c.id)
+    bill_to_id: int | None = Field(default=None, sa_type=BigInteger)
+    bill_to: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    period_start: date = Field(sa_type=Date)
+    period_end: date = Field(sa_type=Date)
+    issued_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+    subtotal: Decimal = Field(sa_type=MONEY)
+    discount_total: Decimal = Field(sa_type=MONEY)
+    total: Decimal = Field(sa_type=MONEY)
 
-invoice_lines = Table(
-    "invoice_lines",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("invoice_id", BigInteger, ForeignKey("invoices.id"), nullable=False),
-    Column("member_id", BigInteger, ForeignKey("accounts.id")),
-    Column("site_id", BigInteger, ForeignKey("sites.id")),
-    Column("description", String(500), nullable=False),
-    Column("amount", MONEY, nullable=False),
-    Column("discount_percent", Numeric(5, 2), nullable=False),
-    Column("discount", MONEY, nullable=False),
-    Column("net", MONEY, nullable=False),
-    CheckConstraint("net = amount - discount", name="net"),
-    CheckConstraint("discount >= 0 AND discount <= amount", name="discount"),
-)
-Index("ix_invoice_lines_invoice", invoice_lines.c.invoice_id, invoice_lines.c.id)
 
-invoiced_charges = Table(
-    "invoiced_charges",
-    metadata,
-    Column("charge_id", BigInteger, ForeignKey("charges.id"), primary_key=True),
-    Column("line_id", BigInteger, ForeignKey("invoice_lines.id"), nullable=False),
-)
+class InvoiceLine(SQLModel, table=True):
+    __tablename__ = "invoice_lines"
+    __table_args__ = (
+        CheckConstraint("net = amount - discount", name="net"),
+        CheckConstraint("discount >= 0 AND discount <= amount", name="discount"),
+        Index("ix_invoice_lines_invoice", "invoice_id", "id"),
+    )
 
-bill_cycles = Table(
-    "bill_cycles",
-    metadata,
-    # B2: a cycle ran for this account and period; running it again issues nothing.
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("period_start", Date, nullable=False),
-    Column("period_end", Date, nullable=False),
-    Column("ran_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("account_id", "period_start", "period_end"),
-)
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    invoice_id: int = Field(sa_type=BigInteger, foreign_key="invoices.id")
+    member_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="accounts.id")
+    site_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="sites.id")
+    description: str = Field(sa_type=String(500))
+    amount: Decimal = Field(sa_type=MONEY)
+    discount_percent: Decimal = Field(sa_type=Numeric(5, 2))
+    discount: Decimal = Field(sa_type=MONEY)
+    net: Decimal = Field(sa_type=MONEY)
+
+
+class InvoicedCharge(SQLModel, table=True):
+    __tablename__ = "invoiced_charges"
+
+    charge_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="charges.id")
+    line_id: int = Field(sa_type=BigInteger, foreign_key="invoice_lines.id")
+
+
+class BillCycle(SQLModel, table=True):
+    """B2: a cycle ran for this account and period; running it again issues nothing."""
+
+    __tablename__ = "bill_cycles"
+
+    account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    period_start: date = Field(primary_key=True, sa_type=Date)
+    period_end: date = Field(primary_key=True, sa_type=Date)
+    ran_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+# The Core tables, under the names the services' queries use.
+discounts = table_of(Discount)
+invoice_settings = table_of(InvoiceSettings)
+coupons = table_of(Coupon)
+voucher_pools = table_of(VoucherPool)
+vouchers = table_of(Voucher)
+voucher_members = table_of(VoucherMember)
+charge_credits = table_of(ChargeCredit)
+payment_methods = table_of(PaymentMethod)
+invoices = table_of(Invoice)
+invoice_lines = table_of(InvoiceLine)
+invoiced_charges = table_of(InvoicedCharge)
+bill_cycles = table_of(BillCycle)

@@ -5,28 +5,32 @@ accounts and the EXTERNAL counterparty (``account_id IS NULL``); a deferred cons
 trigger (migration 0002) refuses a commit whose entry does not. Balances are materialised
 per account, updated in the same transaction, and must equal the sums of their postings
 (``accountgraph verify-ledger``). Records of money are never edited.
+
+Declared as SQLModel table models; the services query the Core tables (``balances``,
+``postings``, ..., each model's ``__table__``).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Column,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Numeric,
-    PrimaryKeyConstraint,
     String,
-    Table,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
 
-from accountgraph.db import metadata
+from accountgraph.db import table_of
 
 MONEY = Numeric(20, 2)
 
@@ -43,139 +47,201 @@ BUCKETS = {
     "NEGATIVE_BILL": "negative_bill",
     "OUTSTANDING_FEES": "outstanding_fees",
 }
-ENTRY_KINDS = ("ALLOCATE", "RECLAIM", "CREDIT_LINE", "CREDIT_LIMIT", "CHARGE", "PAYMENT",
-               "WITHDRAWAL", "ADJUSTMENT")
+ENTRY_KINDS = (
+    "ALLOCATE",
+    "RECLAIM",
+    "CREDIT_LINE",
+    "CREDIT_LIMIT",
+    "CHARGE",
+    "PAYMENT",
+    "WITHDRAWAL",
+    "ADJUSTMENT",
+)
 METHODS = ("CASH", "CREDIT")
 DIRECTIONS = ("ALLOCATE", "RECLAIM")
 
 
-def _zero(name: str) -> Column[object]:
-    return Column(name, MONEY, nullable=False, server_default=text("0"))
+def _zero() -> Any:
+    """A money column that starts at zero (NOT NULL, server default 0)."""
+    return Field(sa_type=MONEY, sa_column_kwargs={"server_default": text("0")})
 
 
 def _in(column: str, values: tuple[str, ...] | list[str]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-balances = Table(
-    "balances",
-    metadata,
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), primary_key=True),
-    *(_zero(column) for column in BUCKETS.values()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    *(CheckConstraint(f"{column} >= 0", name=f"{column}_not_negative")
-      for column in BUCKETS.values()),
-    # F3: allocated cash is part of cash; F6: a member's transferred credit is its limit.
-    CheckConstraint("transferred_cash <= cash_balance", name="transferred_cash_within_cash"),
-    CheckConstraint("transferred_credit <= credit_limit", name="transferred_credit_within_limit"),
-)
+class Balance(SQLModel, table=True):
+    """One account's money per bucket; a column per ``BUCKETS`` value, in that order."""
 
-journal_entries = Table(
-    "journal_entries",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("kind", String(20), nullable=False),
-    Column("actor", String(300), nullable=False),
-    Column("reason", String(500)),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint(_in("kind", ENTRY_KINDS), name="kind"),
-)
+    __tablename__ = "balances"
+    __table_args__ = (
+        *(
+            CheckConstraint(f"{column} >= 0", name=f"{column}_not_negative")
+            for column in BUCKETS.values()
+        ),
+        # F3: allocated cash is part of cash; F6: a member's transferred credit is its limit.
+        CheckConstraint("transferred_cash <= cash_balance", name="transferred_cash_within_cash"),
+        CheckConstraint(
+            "transferred_credit <= credit_limit", name="transferred_credit_within_limit"
+        ),
+    )
 
-postings = Table(
-    "postings",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
+    account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    cash_balance: Decimal = _zero()
+    transferred_cash: Decimal = _zero()
+    transferred_credit: Decimal = _zero()
+    credit_limit: Decimal = _zero()
+    credit_line: Decimal = _zero()
+    bankers_acceptance_bill: Decimal = _zero()
+    credit_refund: Decimal = _zero()
+    unsettled_amount: Decimal = _zero()
+    negative_bill: Decimal = _zero()
+    outstanding_fees: Decimal = _zero()
+    updated_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class JournalEntry(SQLModel, table=True):
+    __tablename__ = "journal_entries"
+    __table_args__ = (CheckConstraint(_in("kind", ENTRY_KINDS), name="kind"),)
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    kind: str = Field(sa_type=String(20))
+    actor: str = Field(sa_type=String(300))
+    reason: str | None = Field(default=None, sa_type=String(500))
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class Posting(SQLModel, table=True):
+    __tablename__ = "postings"
+    __table_args__ = (
+        CheckConstraint(_in("bucket", list(BUCKETS)), name="bucket"),
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        Index("ix_postings_entry", "entry_id"),
+        Index("ix_postings_account_bucket", "account_id", "bucket"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    entry_id: int = Field(sa_type=BigInteger, foreign_key="journal_entries.id")
     # NULL: the EXTERNAL counterparty (the world outside the platform's accounts).
-    Column("account_id", BigInteger, ForeignKey("accounts.id")),
-    Column("bucket", String(30), nullable=False),
-    Column("amount", MONEY, nullable=False),
-    CheckConstraint(_in("bucket", list(BUCKETS)), name="bucket"),
-    CheckConstraint("amount <> 0", name="amount_not_zero"),
-)
-Index("ix_postings_entry", postings.c.entry_id)
-Index("ix_postings_account_bucket", postings.c.account_id, postings.c.bucket)
+    account_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="accounts.id")
+    bucket: str = Field(sa_type=String(30))
+    amount: Decimal = Field(sa_type=MONEY)
 
-allocations = Table(
-    "allocations",
-    metadata,
-    Column("master_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("member_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("method", String(10), nullable=False),
-    _zero("allocated"),
-    _zero("reclaimed"),
-    PrimaryKeyConstraint("master_id", "member_id", "method"),
-    CheckConstraint(_in("method", METHODS), name="method"),
-    # F4: never more reclaimed than was allocated, per member and method.
-    CheckConstraint("reclaimed >= 0 AND reclaimed <= allocated", name="reclaimed_within"),
-)
 
-transfers = Table(
-    "transfers",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("master_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("member_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("method", String(10), nullable=False),
-    Column("direction", String(10), nullable=False),
-    Column("amount", MONEY, nullable=False),
-    Column("actor", String(300), nullable=False),
-    Column("idempotency_key", String(200)),
-    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint(_in("method", METHODS), name="method"),
-    CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
-    CheckConstraint("amount > 0", name="amount_positive"),
-)
-Index("ix_transfers_master", transfers.c.master_id, transfers.c.id)
-Index("ix_transfers_member", transfers.c.member_id, transfers.c.id)
+class Allocation(SQLModel, table=True):
+    __tablename__ = "allocations"
+    __table_args__ = (
+        CheckConstraint(_in("method", METHODS), name="method"),
+        # F4: never more reclaimed than was allocated, per member and method.
+        CheckConstraint("reclaimed >= 0 AND reclaimed <= allocated", name="reclaimed_within"),
+    )
 
-charges = Table(
-    "charges",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("site_id", BigInteger, ForeignKey("sites.id")),
-    Column("amount", MONEY, nullable=False),
-    Column("description", String(500), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("paid_by_master", MONEY, nullable=False, server_default=text("0")),
+    master_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    member_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    method: str = Field(primary_key=True, sa_type=String(10))
+    allocated: Decimal = _zero()
+    reclaimed: Decimal = _zero()
+
+
+class Transfer(SQLModel, table=True):
+    __tablename__ = "transfers"
+    __table_args__ = (
+        CheckConstraint(_in("method", METHODS), name="method"),
+        CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_transfers_master", "master_id", "id"),
+        Index("ix_transfers_member", "member_id", "id"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    master_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    member_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    method: str = Field(sa_type=String(10))
+    direction: str = Field(sa_type=String(10))
+    amount: Decimal = Field(sa_type=MONEY)
+    actor: str = Field(sa_type=String(300))
+    idempotency_key: str | None = Field(default=None, sa_type=String(200))
+    entry_id: int = Field(sa_type=BigInteger, foreign_key="journal_entries.id")
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class Charge(SQLModel, table=True):
+    __tablename__ = "charges"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("paid_by_master >= 0 AND paid_by_master <= amount", name="paid_by_master"),
+        Index("ix_charges_account", "account_id", "id"),
+        Index("ix_charges_account_occurred", "account_id", "occurred_at"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    site_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="sites.id")
+    amount: Decimal = Field(sa_type=MONEY)
+    description: str = Field(sa_type=String(500))
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    recorded_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+    paid_by_master: Decimal = _zero()
     # V2: NULL when coupons and vouchers covered the whole charge (no balance moved).
-    Column("entry_id", BigInteger, ForeignKey("journal_entries.id")),
-    CheckConstraint("amount > 0", name="amount_positive"),
-    CheckConstraint("paid_by_master >= 0 AND paid_by_master <= amount", name="paid_by_master"),
-)
-Index("ix_charges_account", charges.c.account_id, charges.c.id)
-Index("ix_charges_account_occurred", charges.c.account_id, charges.c.occurred_at)
+    entry_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="journal_entries.id")
 
-payments = Table(
-    "payments",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    Column("amount", MONEY, nullable=False),
-    Column("actor", String(300), nullable=False),
-    Column("entry_id", BigInteger, ForeignKey("journal_entries.id"), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+
+class Payment(SQLModel, table=True):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_payments_account", "account_id", "id"),
+        Index("ix_payments_payer", "payer_id", "id"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    amount: Decimal = Field(sa_type=MONEY)
+    actor: str = Field(sa_type=String(300))
+    entry_id: int = Field(sa_type=BigInteger, foreign_key="journal_entries.id")
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
     # B5 (migration 0005): the method it was made with, and whose money it is (the
     # responsible account for a managed payment method, else the account itself).
-    Column("payment_method_id", BigInteger, ForeignKey("payment_methods.id")),
-    Column("payer_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
-    CheckConstraint("amount > 0", name="amount_positive"),
-)
-Index("ix_payments_account", payments.c.account_id, payments.c.id)
-Index("ix_payments_payer", payments.c.payer_id, payments.c.id)
+    payment_method_id: int | None = Field(
+        default=None, sa_type=BigInteger, foreign_key="payment_methods.id"
+    )
+    payer_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
 
-idempotency_keys = Table(
-    "idempotency_keys",
-    metadata,
+
+class IdempotencyKey(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)
+
     # Whose key: "operator" or "account:<id>" (F10: keys are scoped to the caller).
-    Column("scope", String(100), nullable=False),
-    Column("key", String(200), nullable=False),
-    Column("request_hash", String(64), nullable=False),
-    Column("result", JSONB),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("scope", "key"),
-)
-Index("ix_idempotency_keys_created", idempotency_keys.c.created_at)
+    scope: str = Field(primary_key=True, sa_type=String(100))
+    key: str = Field(primary_key=True, sa_type=String(200))
+    request_hash: str = Field(sa_type=String(64))
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+# The Core tables, under the names the services' queries use.
+balances = table_of(Balance)
+journal_entries = table_of(JournalEntry)
+postings = table_of(Posting)
+allocations = table_of(Allocation)
+transfers = table_of(Transfer)
+charges = table_of(Charge)
+payments = table_of(Payment)
+idempotency_keys = table_of(IdempotencyKey)
+
+# A bucket is a balance column: BUCKETS and Balance must name the same ones.
+if [column.name for column in balances.c][1:-1] != list(BUCKETS.values()):
+    raise RuntimeError("Balance's money columns are not BUCKETS' values")

@@ -1,4 +1,8 @@
-"""Alembic environment: async engine over asyncpg, the project's one MetaData."""
+"""Alembic environment: async engine over asyncpg, the project's one MetaData.
+
+That MetaData is SQLModel's (``accountgraph.db``): every table model is imported by
+``accountgraph.models``.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,15 @@ target_metadata = metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    # Types and server defaults are compared too, so `alembic check` (and autogenerate)
+    # see a changed NUMERIC scale or default; tests/test_models_match_migrations.py runs
+    # the same comparison on a fresh database.
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        compare_server_default=True,
+    )
     with context.begin_transaction():
         # Several processes may start at once (N gateways): one migrates, the others wait.
         connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")

@@ -1,0 +1,206 @@
+"""The read compiler: a tree's subtree answered by one SQL statement that builds its JSON.
+
+graphql-core completes a result field by field in Python (~10 µs each); a 1,000-member
+tree is ~30,000 of them. Here, where execution is about to complete an object of a type
+that has an *entry* (``Account``), the whole selection below it — aliases, fragments,
+``@include``/``@skip`` and variables resolved by graphql-core's own field collection — is
+turned into one statement whose single value is that subtree's response JSON, and the
+JSON text goes into the response as it is (an ``orjson.Fragment``; ``view.py`` encodes
+responses with orjson). Visibility is in the SQL: each field's compiler uses the same
+predicates as its loader (``accounts/visibility.py``).
+
+Each area registers the compilers of the fields it defines, next to its types (``field``),
+and the kit only walks selections. A selection with any field that has no compiler, a
+deferred or streamed fragment, arguments the resolvers would refuse, or an object wider
+than ``sqljson.MAX_KEYS`` is completed by the resolvers as before (``NotCompiled``):
+the answer is the same either way, which ``tests/test_compiled_reads.py`` checks.
+
+Only objects outside lists are entries (a root field, ``viewer.account``, a mutation
+payload's ``account``): an object inside a list that fell back is completed by the
+resolvers with its loaders, never by one statement per item.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from graphql import GraphQLObjectType, GraphQLOutputType, GraphQLResolveInfo
+from graphql.execution.collect_fields import FieldDetails, collect_subfields
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path
+from graphql.type import get_named_type
+from prometheus_client import Counter
+from sqlalchemy import ColumnElement, Select, Text, cast
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from accountgraph.api import sqljson
+from accountgraph.domain import Principal
+
+log = logging.getLogger(__name__)
+
+COMPILED = Counter(
+    "accountgraph_compiled_reads_total",
+    "Subtrees answered by one compiled statement, or by the resolvers",
+    ["type", "outcome"],
+)
+
+FieldDetailsList = list[FieldDetails]
+
+
+class NotCompiled(Exception):
+    """This selection is the resolvers' to answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    """One field of a selection set, as its compiler sees it."""
+
+    key: str  # the response key (alias or name)
+    name: str
+    args: dict[str, Any]
+    details: FieldDetailsList
+    type: GraphQLOutputType
+
+
+FieldCompiler = Callable[["Compilation", Selected, Any], ColumnElement[Any]]
+EntryCompiler = Callable[["Compilation", FieldDetailsList, Any], Select[Any]]
+
+_FIELDS: dict[str, dict[str, FieldCompiler]] = {}
+_ENTRIES: dict[str, EntryCompiler] = {}
+
+
+def field(type_name: str, *names: str) -> Callable[[FieldCompiler], FieldCompiler]:
+    """Register the compiler of ``type_name``'s fields ``names`` (each area its own)."""
+
+    def register(compiler: FieldCompiler) -> FieldCompiler:
+        fields = _FIELDS.setdefault(type_name, {})
+        for name in names:
+            if name in fields:
+                raise ValueError(f"{type_name}.{name} compiled twice")
+            fields[name] = compiler
+        return compiler
+
+    return register
+
+
+def entry(type_name: str) -> Callable[[EntryCompiler], EntryCompiler]:
+    """Register how to start a statement at an object of ``type_name`` that execution
+    already resolved (its row id is on the object)."""
+
+    def register(compiler: EntryCompiler) -> EntryCompiler:
+        _ENTRIES[type_name] = compiler
+        return compiler
+
+    return register
+
+
+class Compilation:
+    """One subtree being compiled: the principal whose visibility the SQL applies, and
+    graphql-core's view of the operation (fragments, variables)."""
+
+    def __init__(self, executor: CompilingExecutionContext, principal: Principal) -> None:
+        self.executor = executor
+        self.principal = principal
+
+    def object(self, type_name: str, details: FieldDetailsList, source: Any) -> ColumnElement[Any]:
+        """The JSON object of ``details``' selection on ``type_name``, from ``source``."""
+        executor = self.executor
+        graphql_type = executor.schema.get_type(type_name)
+        if not isinstance(graphql_type, GraphQLObjectType):
+            raise NotCompiled(type_name)
+        collected = collect_subfields(
+            executor.schema,
+            executor.fragments,
+            executor.variable_values,
+            executor.operation,
+            graphql_type,
+            details,
+        )
+        if collected.new_defer_usages:
+            raise NotCompiled("@defer")
+        compilers = _FIELDS.get(type_name, {})
+        pairs: list[tuple[str, ColumnElement[Any]]] = []
+        for response_key, field_details in collected.grouped_field_set.items():
+            node = field_details[0].node
+            name = node.name.value
+            if name == "__typename":
+                pairs.append((response_key, sqljson.text(type_name)))
+                continue
+            compiler = compilers.get(name)
+            if compiler is None:
+                raise NotCompiled(f"{type_name}.{name}")
+            definition = graphql_type.fields[name]
+            args = get_argument_values(
+                definition,
+                node,
+                executor.variable_values,
+                field_details[0].fragment_variable_values,
+            )
+            selected = Selected(response_key, name, args, list(field_details), definition.type)
+            pairs.append((response_key, compiler(self, selected, source)))
+        try:
+            return sqljson.obj(pairs)
+        except sqljson.TooWide as wide:
+            raise NotCompiled(f"{type_name}: {wide} keys") from None
+
+    def child(self, selected: Selected, source: Any) -> ColumnElement[Any]:
+        """The JSON object of an object-typed field's own selection."""
+        return self.object(get_named_type(selected.type).name, selected.details, source)
+
+
+class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, answering entries outside lists with one statement."""
+
+    def complete_object_value(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        entry_compiler = _ENTRIES.get(return_type.name)
+        context = info.context
+        if (
+            entry_compiler is None
+            or not getattr(context, "compile_reads", False)
+            or _inside_list(path)
+        ):
+            return super().complete_object_value(
+                return_type, field_details_list, info, path, result, position_context
+            )
+        try:
+            statement = entry_compiler(
+                Compilation(self, context.principal), list(field_details_list), result
+            )
+        except NotCompiled as reason:
+            log.debug("resolvers answer %s: %s", return_type.name, reason)
+            COMPILED.labels(return_type.name, "fallback").inc()
+            return super().complete_object_value(
+                return_type, field_details_list, info, path, result, position_context
+            )
+        COMPILED.labels(return_type.name, "compiled").inc()
+        return self._run(context.engine, statement)
+
+    async def _run(self, engine: Any, statement: Select[Any]) -> Any:
+        async with engine.connect() as conn:
+            found = (await conn.execute(statement)).scalar_one()
+        return orjson.Fragment(found)
+
+
+def json_text(statement_value: ColumnElement[Any]) -> ColumnElement[str]:
+    """What an entry selects: the JSON as text, so the driver hands it over undecoded."""
+    return cast(statement_value, Text)
+
+
+def _inside_list(path: Path | None) -> bool:
+    while path is not None:
+        if isinstance(path.key, int):
+            return True
+        path = path.prev
+    return False

@@ -59,6 +59,7 @@ from accountgraph.app import create_app
 from accountgraph.config import Settings
 from accountgraph.db import make_engine
 from accountgraph.funds.verify import verify
+from accountgraph.runtime import redis_settings
 from bench.tree_query import (
     _asyncpg_dsn,
     _describe,
@@ -67,7 +68,7 @@ from bench.tree_query import (
     redis_server,
     serve,
 )
-from workers.settings import build_worker, redis_settings
+from workers.settings import build_worker
 
 CASH = "100.00"
 THRESHOLD = "50.00"
@@ -107,10 +108,15 @@ async def seed(dsn: str, accounts: int, *, crossing_every: int | None = None) ->
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
-            numbers: list[int] = [row["id"] for row in await conn.fetch(
-                "INSERT INTO accounts (name, display_name) "
-                "SELECT format('Alerted-%s', lpad(g::text, 6, '0')), format('Alerted %s', g) "
-                "FROM generate_series(1, $1::int) AS g ORDER BY g RETURNING id", accounts)]
+            numbers: list[int] = [
+                row["id"]
+                for row in await conn.fetch(
+                    "INSERT INTO accounts (name, display_name) "
+                    "SELECT format('Alerted-%s', lpad(g::text, 6, '0')), format('Alerted %s', g) "
+                    "FROM generate_series(1, $1::int) AS g ORDER BY g RETURNING id",
+                    accounts,
+                )
+            ]
             # One entry per account (the deferred F9 trigger checks a whole entry per
             # posting, so one entry of 100,000 postings would be quadratic).
             await conn.execute(
@@ -120,22 +126,31 @@ async def seed(dsn: str, accounts: int, *, crossing_every: int | None = None) ->
                 "INSERT INTO postings (entry_id, account_id, bucket, amount) "
                 "SELECT e.id, split_part(e.reason, ' ', 2)::bigint, 'CASH', $2::numeric FROM e "
                 "UNION ALL SELECT e.id, NULL, 'CASH', -$2::numeric FROM e",
-                numbers, CASH)
-            await conn.execute("INSERT INTO balances (account_id, cash_balance) "
-                               "SELECT id, $2::numeric FROM unnest($1::bigint[]) AS id",
-                               numbers, CASH)
+                numbers,
+                CASH,
+            )
+            await conn.execute(
+                "INSERT INTO balances (account_id, cash_balance) "
+                "SELECT id, $2::numeric FROM unnest($1::bigint[]) AS id",
+                numbers,
+                CASH,
+            )
             if crossing_every is None:
                 await conn.execute(
                     "INSERT INTO quota_alerts (account_id, threshold, enabled, armed) "
                     "SELECT id, $2::numeric, true, true FROM unnest($1::bigint[]) AS id",
-                    numbers, THRESHOLD)
+                    numbers,
+                    THRESHOLD,
+                )
             else:
                 await conn.execute(
                     "INSERT INTO quota_alerts (account_id, threshold, enabled, armed, crossings) "
                     "SELECT id, CASE WHEN n % $2 = 0 OR n % 10 = 1 THEN 150 ELSE 50 END, true, "
                     "       n % 10 <> 1, CASE WHEN n % 10 = 1 THEN 1 ELSE 0 END "
                     "FROM unnest($1::bigint[]) WITH ORDINALITY AS t(id, n)",
-                    numbers, crossing_every)
+                    numbers,
+                    crossing_every,
+                )
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -158,8 +173,11 @@ class Phase:
     schedule_s: float = 0.0
 
     def latencies_ms(self) -> list[float]:
-        return [(self.received[a] - self.committed[a]) * 1000
-                for a in self.received if a in self.committed]
+        return [
+            (self.received[a] - self.committed[a]) * 1000
+            for a in self.received
+            if a in self.committed
+        ]
 
     def round_trips_ms(self) -> list[float]:
         return [(self.committed[a] - self.sent[a]) * 1000 for a in self.committed]
@@ -196,12 +214,14 @@ async def listening(base_url: str, token: str, redis: ArqRedis) -> AsyncIterator
     url = base_url.replace("http://", "ws://") + "/graphql"
     protocols = [Subprotocol("graphql-transport-ws")]
     async with websockets.connect(url, subprotocols=protocols) as socket:
-        await socket.send(json.dumps({"type": "connection_init",
-                                      "payload": {"Authorization": f"Bearer {token}"}}))
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
         ack = json.loads(await asyncio.wait_for(socket.recv(), 10))
         _check(ack["type"] == "connection_ack", f"no ack: {ack}")
-        await socket.send(json.dumps({"id": "1", "type": "subscribe",
-                                      "payload": {"query": SUBSCRIBE}}))
+        await socket.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
+        )
         for _ in range(200):  # until the gateway listens on Redis pub/sub
             counts = dict(await redis.pubsub_numsub(service.PUBSUB_CHANNEL))
             if any(counts.values()):
@@ -228,13 +248,27 @@ async def drive(client: httpx.AsyncClient, phase: Phase, accounts: list[str]) ->
     async def one(account: str) -> None:
         async with slots:
             phase.sent[account] = time.perf_counter()
-            response = await client.post("/graphql", json={"query": CHARGE, "variables": {
-                "input": {"accountId": account, "amount": CHARGE_AMOUNT,
-                          "description": "bench"}}})
+            response = await client.post(
+                "/graphql",
+                json={
+                    "query": CHARGE,
+                    "variables": {
+                        "input": {
+                            "accountId": account,
+                            "amount": CHARGE_AMOUNT,
+                            "description": "bench",
+                        }
+                    },
+                },
+            )
             phase.committed[account] = time.perf_counter()
         body = response.json()
-        _check(response.status_code == 200 and not body.get("errors")
-               and not body["data"]["recordCharge"]["userErrors"], f"charge failed: {body}")
+        _check(
+            response.status_code == 200
+            and not body.get("errors")
+            and not body["data"]["recordCharge"]["userErrors"],
+            f"charge failed: {body}",
+        )
 
     started = time.perf_counter()
     tasks = []
@@ -250,8 +284,9 @@ async def drive(client: httpx.AsyncClient, phase: Phase, accounts: list[str]) ->
     await asyncio.sleep(0.3)  # a late duplicate would show here
 
 
-async def latency(args: argparse.Namespace, server_url: str, redis_url: str,
-                  rates: list[float]) -> list[str]:
+async def latency(
+    args: argparse.Namespace, server_url: str, redis_url: str, rates: list[float]
+) -> list[str]:
     async with contextlib.AsyncExitStack() as stack:
         database_url = await stack.enter_async_context(fresh_database(server_url))
         dsn = _asyncpg_dsn(database_url)
@@ -259,18 +294,26 @@ async def latency(args: argparse.Namespace, server_url: str, redis_url: str,
         numbers = await seed(dsn, WARMUP_CHARGES + sum(wanted))
         accounts = [ids.encode("Account", n) for n in numbers]
         token = "bench-" + secrets.token_urlsafe(24)
-        settings = Settings(DATABASE_URL=database_url, REDIS_URL=redis_url,
-                            ACCOUNTGRAPH_OPERATOR_TOKEN=token, ACCOUNTGRAPH_GRAPHIQL=False,
-                            ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{uuid.uuid4().hex[:8]}")
+        settings = Settings(
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_url,
+            ACCOUNTGRAPH_OPERATOR_TOKEN=token,
+            ACCOUNTGRAPH_GRAPHIQL=False,
+            ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{uuid.uuid4().hex[:8]}",
+        )
         app_engine = make_engine(database_url, pool_size=settings.db_pool_size)
         worker_engine = make_engine(database_url, pool_size=settings.db_pool_size)
         stack.push_async_callback(app_engine.dispose)
         stack.push_async_callback(worker_engine.dispose)
-        app_redis = await create_pool(redis_settings(redis_url),
-                                      default_queue_name=settings.queue_name)
+        app_redis = await create_pool(
+            redis_settings(redis_url), default_queue_name=settings.queue_name
+        )
         stack.push_async_callback(app_redis.aclose)
-        worker = build_worker(settings, worker_engine, await create_pool(
-            redis_settings(redis_url), default_queue_name=settings.queue_name))
+        worker = build_worker(
+            settings,
+            worker_engine,
+            await create_pool(redis_settings(redis_url), default_queue_name=settings.queue_name),
+        )
         worker_task = asyncio.create_task(worker.async_run())
 
         async def stop_worker() -> None:
@@ -282,13 +325,20 @@ async def latency(args: argparse.Namespace, server_url: str, redis_url: str,
                 await forget_jobs(app_redis, dsn, settings.queue_name)
 
         stack.push_async_callback(stop_worker)
-        base_url = await stack.enter_async_context(serve(create_app(settings, app_engine,
-                                                                    app_redis)))
-        client = await stack.enter_async_context(httpx.AsyncClient(
-            base_url=base_url, timeout=60, trust_env=False,
-            limits=httpx.Limits(max_connections=CLIENT_CONNECTIONS,
-                                max_keepalive_connections=CLIENT_CONNECTIONS),
-            headers={"Authorization": f"Bearer {token}"}))
+        base_url = await stack.enter_async_context(
+            serve(create_app(settings, app_engine, app_redis))
+        )
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=base_url,
+                timeout=60,
+                trust_env=False,
+                limits=httpx.Limits(
+                    max_connections=CLIENT_CONNECTIONS, max_keepalive_connections=CLIENT_CONNECTIONS
+                ),
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        )
         listener = await stack.enter_async_context(listening(base_url, token, app_redis))
 
         warmup = Phase(rate=5, seconds=1, expected=WARMUP_CHARGES)
@@ -300,7 +350,7 @@ async def latency(args: argparse.Namespace, server_url: str, redis_url: str,
         for rate, count in zip(rates, wanted, strict=True):
             phase = Phase(rate=rate, seconds=args.seconds, expected=count)
             listener.phase = phase
-            await drive(client, phase, accounts[offset:offset + count])
+            await drive(client, phase, accounts[offset : offset + count])
             offset += count
             lines.append(report_phase(phase, count))
         listener.phase = None
@@ -320,8 +370,14 @@ async def latency(args: argparse.Namespace, server_url: str, redis_url: str,
             f"  app, worker (arq poll {worker.poll_delay_s:.2f} s; outbox relay woken by "
             f"NOTIFY) and client in one process; one charge = one crossing",
         ]
-        return header + lines + [f"  verified: {notified} notifications for {offset} "
-                                 "charges (incl. warm-up), ledger sound"]
+        return (
+            header
+            + lines
+            + [
+                f"  verified: {notified} notifications for {offset} "
+                "charges (incl. warm-up), ledger sound"
+            ]
+        )
 
 
 async def forget_jobs(redis: ArqRedis, dsn: str, queue_name: str) -> None:
@@ -333,10 +389,13 @@ async def forget_jobs(redis: ArqRedis, dsn: str, queue_name: str) -> None:
         last = await raw.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
     finally:
         await raw.close()
-    keys = [f"arq:{kind}:{outbox.job_id(row)}" for row in range(1, last + 1)
-            for kind in ("result", "job", "retry", "in-progress")]
+    keys = [
+        f"arq:{kind}:{outbox.job_id(row)}"
+        for row in range(1, last + 1)
+        for kind in ("result", "job", "retry", "in-progress")
+    ]
     for start in range(0, len(keys), 1_000):
-        await redis.delete(*keys[start:start + 1_000])
+        await redis.delete(*keys[start : start + 1_000])
     await redis.delete(queue_name)
 
 
@@ -346,13 +405,15 @@ def report_phase(phase: Phase, count: int) -> str:
     span_s = max(phase.received.values(), default=0.0) - min(phase.sent.values(), default=0.0)
     if not latencies:
         return f"  {phase.rate:g}/s: no events received ({missing} missing)"
-    return (f"  {phase.rate:>5g}/s for {phase.seconds:g} s: {count} charges, all committed "
-            f"{phase.schedule_s:.1f} s after the first was sent, every event "
-            f"{span_s:.1f} s after\n"
-            f"         event p50 {statistics.median(latencies):8.1f} ms  p99 "
-            f"{percentile(latencies, 0.99):8.1f} ms  max {max(latencies):8.1f} ms; "
-            f"recordCharge p50 {statistics.median(phase.round_trips_ms()):6.1f} ms; "
-            f"missing {missing}, duplicates {phase.duplicates}")
+    return (
+        f"  {phase.rate:>5g}/s for {phase.seconds:g} s: {count} charges, all committed "
+        f"{phase.schedule_s:.1f} s after the first was sent, every event "
+        f"{span_s:.1f} s after\n"
+        f"         event p50 {statistics.median(latencies):8.1f} ms  p99 "
+        f"{percentile(latencies, 0.99):8.1f} ms  max {max(latencies):8.1f} ms; "
+        f"recordCharge p50 {statistics.median(phase.round_trips_ms()):6.1f} ms; "
+        f"missing {missing}, duplicates {phase.duplicates}"
+    )
 
 
 # ---------------------------------------------------------------- sweep
@@ -382,9 +443,11 @@ async def sweep_bench(args: argparse.Namespace, server_url: str) -> list[str]:
         async def reset() -> None:
             await raw.execute("DELETE FROM outbox")
             await raw.execute("DELETE FROM notifications")
-            await raw.execute("UPDATE quota_alerts SET armed = true, crossings = 0, "
-                              "last_fired_at = NULL WHERE account_id = ANY($1::bigint[])",
-                              [row["account_id"] for row in expected])
+            await raw.execute(
+                "UPDATE quota_alerts SET armed = true, crossings = 0, "
+                "last_fired_at = NULL WHERE account_id = ANY($1::bigint[])",
+                [row["account_id"] for row in expected],
+            )
             await raw.execute("VACUUM ANALYZE quota_alerts")
 
         for _ in range(2):
@@ -438,8 +501,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.alert_latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.alert_latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="per rate")
     parser.add_argument("--rates", default="1,200", help="charges per second, comma-separated")
     parser.add_argument("--alerts", type=int, default=100_000)

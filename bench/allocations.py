@@ -46,14 +46,14 @@ import httpx
 from arq import create_pool
 from sqlalchemy.engine import make_url
 
-from accountgraph.accounts.service import TOKEN_PREFIX, hash_token
+from accountgraph.accounts.tokens import TOKEN_PREFIX, hash_token
 from accountgraph.api import ids
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from accountgraph.db import make_engine, to_async_url
 from accountgraph.funds.verify import verify
+from accountgraph.runtime import redis_settings
 from bench.tree_query import fresh_database, postgres_server, redis_server, serve
-from workers.settings import redis_settings
 
 MEMBERS = 16
 OPENING_CASH = Decimal("10000000.00")
@@ -67,12 +67,13 @@ mutation Allocate($input: TransferFundsInput!) {
 """
 
 # The baseline's statements (asyncpg prepares and caches each one per connection).
-LOCK = ("SELECT id FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id "
-        "FOR NO KEY UPDATE")
+LOCK = "SELECT id FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE"
 MASTER_CASH = "SELECT cash_balance FROM balances WHERE account_id = $1"
 DEBIT = "UPDATE balances SET cash_balance = cash_balance - $2 WHERE account_id = $1"
-CREDIT = ("UPDATE balances SET cash_balance = cash_balance + $2, "
-          "transferred_cash = transferred_cash + $2 WHERE account_id = $1")
+CREDIT = (
+    "UPDATE balances SET cash_balance = cash_balance + $2, "
+    "transferred_cash = transferred_cash + $2 WHERE account_id = $1"
+)
 ENTRY = "INSERT INTO journal_entries (kind, actor) VALUES ('ALLOCATE', $1) RETURNING id"
 POSTINGS = """
 INSERT INTO postings (entry_id, account_id, bucket, amount) VALUES
@@ -91,8 +92,11 @@ VALUES ($1, $2, 'CASH', 'ALLOCATE', $3, $4, $5) RETURNING id
 
 
 def _asyncpg_dsn(url: str) -> str:
-    return make_url(to_async_url(url)).set(drivername="postgresql").render_as_string(
-        hide_password=False)
+    return (
+        make_url(to_async_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
 
 def _describe(url: str) -> str:
@@ -125,9 +129,12 @@ async def seed(dsn: str) -> Seeded:
             master_id: int = await conn.fetchval(
                 "INSERT INTO accounts (name, display_name, branch, terms, salesperson) "
                 "VALUES ('Bench Master', 'Bench Master Holdings', 'HQ', 'NET30', 'Alice') "
-                "RETURNING id")
-            member_ids: list[int] = [row["id"] for row in await conn.fetch(
-                """
+                "RETURNING id"
+            )
+            member_ids: list[int] = [
+                row["id"]
+                for row in await conn.fetch(
+                    """
                 WITH m AS (
                   INSERT INTO accounts (name, display_name, branch, terms, salesperson)
                   SELECT format('Member-%s', g), format('Member %s Ltd', g), 'HQ', 'NET30',
@@ -144,26 +151,46 @@ async def seed(dsn: str) -> Seeded:
                   SELECT id, status, permissions, 'operator:bench' FROM l
                 )
                 SELECT member_id AS id FROM l ORDER BY member_id
-                """, master_id, MEMBERS, PERMISSIONS)]
+                """,
+                    master_id,
+                    MEMBERS,
+                    PERMISSIONS,
+                )
+            ]
             await conn.execute(
                 "INSERT INTO balances (account_id) SELECT unnest($1::bigint[])",
-                [master_id, *member_ids])
+                [master_id, *member_ids],
+            )
             entry_id = await conn.fetchval(
                 "INSERT INTO journal_entries (kind, actor) VALUES ('PAYMENT', 'operator:bench') "
-                "RETURNING id")
+                "RETURNING id"
+            )
             await conn.execute(
                 "INSERT INTO postings (entry_id, account_id, bucket, amount) VALUES "
                 "($1, NULL, 'CASH', -$3::numeric), ($1, $2, 'CASH', $3::numeric)",
-                entry_id, master_id, OPENING_CASH)
-            await conn.execute("UPDATE balances SET cash_balance = $2 WHERE account_id = $1",
-                               master_id, OPENING_CASH)
+                entry_id,
+                master_id,
+                OPENING_CASH,
+            )
+            await conn.execute(
+                "UPDATE balances SET cash_balance = $2 WHERE account_id = $1",
+                master_id,
+                OPENING_CASH,
+            )
             await conn.execute(
                 "INSERT INTO payments (account_id, payer_id, amount, actor, entry_id) "
-                "VALUES ($1, $1, $2, 'operator:bench', $3)", master_id, OPENING_CASH, entry_id)
+                "VALUES ($1, $1, $2, 'operator:bench', $3)",
+                master_id,
+                OPENING_CASH,
+                entry_id,
+            )
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
             await conn.execute(
                 "INSERT INTO api_tokens (account_id, name, token_hash, created_by) "
-                "VALUES ($1, 'bench', $2, 'operator:bench')", master_id, hash_token(token))
+                "VALUES ($1, 'bench', $2, 'operator:bench')",
+                master_id,
+                hash_token(token),
+            )
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -190,8 +217,9 @@ class Run:
         return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] * 1000
 
 
-async def drive(clients: int, seconds: float, once: Callable[[int, int], Awaitable[None]],
-                run: Run | None) -> None:
+async def drive(
+    clients: int, seconds: float, once: Callable[[int, int], Awaitable[None]], run: Run | None
+) -> None:
     """``clients`` loops calling ``once(client, n)`` until ``seconds`` have passed; with a
     ``run``, each call's latency and the wall time are recorded."""
     deadline = time.perf_counter() + seconds
@@ -230,15 +258,18 @@ async def run(args: argparse.Namespace) -> int:
 
             suffix = uuid.uuid4().hex[:8]
             settings = Settings(
-                DATABASE_URL=database_url, REDIS_URL=redis_url,
-                ACCOUNTGRAPH_OPERATOR_TOKEN=None, ACCOUNTGRAPH_GRAPHIQL=False,
+                DATABASE_URL=database_url,
+                REDIS_URL=redis_url,
+                ACCOUNTGRAPH_OPERATOR_TOKEN=None,
+                ACCOUNTGRAPH_GRAPHIQL=False,
                 ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{suffix}",
             )
             # As many connections as the baseline gets at the highest level.
             engine = make_engine(database_url, pool_size=top)
             stack.push_async_callback(engine.dispose)
-            redis = await create_pool(redis_settings(redis_url),
-                                      default_queue_name=settings.queue_name)
+            redis = await create_pool(
+                redis_settings(redis_url), default_queue_name=settings.queue_name
+            )
 
             async def close_redis() -> None:
                 with contextlib.suppress(Exception):
@@ -246,12 +277,16 @@ async def run(args: argparse.Namespace) -> int:
                 await redis.aclose()
 
             stack.push_async_callback(close_redis)
-            base_url = await stack.enter_async_context(
-                serve(create_app(settings, engine, redis)))
-            client = await stack.enter_async_context(httpx.AsyncClient(
-                base_url=base_url, timeout=60, trust_env=False,
-                limits=httpx.Limits(max_connections=top, max_keepalive_connections=top),
-                headers={"Authorization": f"Bearer {seeded.token}"}))
+            base_url = await stack.enter_async_context(serve(create_app(settings, engine, redis)))
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    timeout=60,
+                    trust_env=False,
+                    limits=httpx.Limits(max_connections=top, max_keepalive_connections=top),
+                    headers={"Authorization": f"Bearer {seeded.token}"},
+                )
+            )
             pool = await asyncpg.create_pool(dsn, min_size=top, max_size=top)
             stack.push_async_callback(pool.close)
             server_version = await pool.fetchval("SHOW server_version")
@@ -261,15 +296,30 @@ async def run(args: argparse.Namespace) -> int:
 
             async def app_once(client_number: int, n: int) -> None:
                 member = member_for(seeded, client_number, n)
-                response = await client.post("/graphql", json={"query": ALLOCATE, "variables": {
-                    "input": {"masterId": master_gid, "memberId": member_gids[member],
-                              "amount": str(AMOUNT), "method": "CASH"}}})
+                response = await client.post(
+                    "/graphql",
+                    json={
+                        "query": ALLOCATE,
+                        "variables": {
+                            "input": {
+                                "masterId": master_gid,
+                                "memberId": member_gids[member],
+                                "amount": str(AMOUNT),
+                                "method": "CASH",
+                            }
+                        },
+                    },
+                )
                 _check(response.status_code == 200, f"HTTP {response.status_code}")
                 body = json.loads(response.content)
                 payload = (body.get("data") or {}).get("allocateFunds")
-                _check(not body.get("errors") and payload is not None
-                       and payload["userErrors"] == [] and payload["transfer"] is not None,
-                       f"allocation failed: {body}")
+                _check(
+                    not body.get("errors")
+                    and payload is not None
+                    and payload["userErrors"] == []
+                    and payload["transfer"] is not None,
+                    f"allocation failed: {body}",
+                )
                 counted["app"] += 1
 
             async def sql_once(client_number: int, n: int) -> None:
@@ -284,8 +334,7 @@ async def run(args: argparse.Namespace) -> int:
                     entry_id = await conn.fetchval(ENTRY, "bench:sql")
                     await conn.execute(POSTINGS, entry_id, master, member, AMOUNT)
                     await conn.execute(TOTAL, master, member, AMOUNT)
-                    await conn.fetchval(TRANSFER, master, member, AMOUNT, "bench:sql",
-                                        entry_id)
+                    await conn.fetchval(TRANSFER, master, member, AMOUNT, "bench:sql", entry_id)
                 counted["sql"] += 1
 
             results: list[tuple[Run, Run]] = []
@@ -303,8 +352,9 @@ async def run(args: argparse.Namespace) -> int:
                 differences = await verify(conn)
             total = counted["app"] + counted["sql"]
             rows = await pool.fetchval("SELECT count(*) FROM transfers")
-            cash = await pool.fetchval("SELECT cash_balance FROM balances WHERE account_id = $1",
-                                       seeded.master_id)
+            cash = await pool.fetchval(
+                "SELECT cash_balance FROM balances WHERE account_id = $1", seeded.master_id
+            )
             _check(differences == [], f"ledger differences: {differences[:5]}")
             _check(rows == total, f"{rows} transfer rows for {total} allocations")
             _check(cash == OPENING_CASH - AMOUNT * total, f"master cash {cash}")
@@ -324,22 +374,28 @@ async def run(args: argparse.Namespace) -> int:
                     f"  {sql_run.clients:7d} | {sql_run.rate:17,.0f} "
                     f"{sql_run.percentile_ms(0.5):7.2f} {sql_run.percentile_ms(0.99):7.2f} | "
                     f"{app_run.rate:17,.0f} {app_run.percentile_ms(0.5):7.2f} "
-                    f"{app_run.percentile_ms(0.99):7.2f} | {sql_run.rate / app_run.rate:10.1f}x")
+                    f"{app_run.percentile_ms(0.99):7.2f} | {sql_run.rate / app_run.rate:10.1f}x"
+                )
             lines.append(
                 f"  verified: {total:,} allocations ({counted['app']:,} app + "
                 f"{counted['sql']:,} SQL) = {rows:,} transfer rows; master cash = opening - "
-                f"{AMOUNT} x {total:,}; verify(): 0 differences")
+                f"{AMOUNT} x {total:,}; verify(): 0 differences"
+            )
             print("\n".join(lines), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.allocations", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.allocations",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per run")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured time per run")
-    parser.add_argument("--clients", default="1,8,32",
-                        help="comma-separated concurrency levels (default 1,8,32)")
+    parser.add_argument(
+        "--clients", default="1,8,32", help="comma-separated concurrency levels (default 1,8,32)"
+    )
     args = parser.parse_args(argv)
     try:
         levels = [int(part) for part in args.clients.split(",")]

@@ -43,11 +43,12 @@ import asyncpg
 import httpx
 from arq import create_pool
 
-from accountgraph.accounts.service import TOKEN_PREFIX, hash_token
+from accountgraph.accounts.tokens import TOKEN_PREFIX, hash_token
 from accountgraph.api import ids
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from accountgraph.db import make_engine
+from accountgraph.runtime import redis_settings
 from bench.tree_query import (
     SqlMeter,
     _asyncpg_dsn,
@@ -57,7 +58,6 @@ from bench.tree_query import (
     redis_server,
     serve,
 )
-from workers.settings import redis_settings
 
 MEMBERS = 2_000
 CHARGES_PER_MEMBER = 50
@@ -131,10 +131,13 @@ async def seed(dsn: str, periods: list[date]) -> Seeded:
         async with conn.transaction():
             master_id: int = await conn.fetchval(
                 "INSERT INTO accounts (name, display_name) VALUES ('Bench Master', "
-                "'Bench Master Holdings') RETURNING id")
+                "'Bench Master Holdings') RETURNING id"
+            )
             await conn.execute(
                 "INSERT INTO bill_tos (account_id, name, invoice_title, is_primary) "
-                "VALUES ($1, 'Bench Master AP', 'Bench Master Holdings', true)", master_id)
+                "VALUES ($1, 'Bench Master AP', 'Bench Master Holdings', true)",
+                master_id,
+            )
             await conn.execute(
                 """
                 WITH m AS (
@@ -147,44 +150,55 @@ async def seed(dsn: str, periods: list[date]) -> Seeded:
                 SELECT $1, m.id, 'TRUSTEESHIP', 'ACTIVE',
                        ARRAY['SYNC_CREDIT_CONTROL','VIEW_FINANCE','MANAGE_INVOICES'],
                        '2020-01-01', '2020-01-01' FROM m ORDER BY m.id
-                """, master_id, MEMBERS)
+                """,
+                master_id,
+                MEMBERS,
+            )
             await conn.execute(
                 """
                 INSERT INTO bill_tos (account_id, name, is_primary)
                 SELECT member_id, 'AP', true FROM links WHERE master_id = $1 ORDER BY member_id
-                """, master_id)
+                """,
+                master_id,
+            )
             await conn.execute(
                 """
                 INSERT INTO sites (account_id, name, bill_to_id)
                 SELECT b.account_id, format('Site %s', k), b.id
                 FROM bill_tos b CROSS JOIN generate_series(1, $2::int) AS k
                 WHERE b.account_id <> $1 ORDER BY b.account_id, k
-                """, master_id, SITES_PER_MEMBER)
+                """,
+                master_id,
+                SITES_PER_MEMBER,
+            )
             # B3: every third member has its own discount, 0.5 % to 20 % in quarter steps.
             await conn.execute(
                 """
                 INSERT INTO discounts (account_id, percent)
                 SELECT member_id, 0.5 + (member_id % 79) * 0.25 FROM links
                 WHERE master_id = $1 AND member_id % 3 = 0
-                """, master_id)
+                """,
+                master_id,
+            )
             entry_id: int = await conn.fetchval(
-                "INSERT INTO journal_entries (kind, actor) VALUES ('CHARGE', 'bench') "
-                "RETURNING id")
+                "INSERT INTO journal_entries (kind, actor) VALUES ('CHARGE', 'bench') RETURNING id"
+            )
             for start in periods:
                 await _charges(conn, master_id, entry_id, start)
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
             await conn.execute(
                 "INSERT INTO api_tokens (account_id, name, token_hash, created_by) "
-                "VALUES ($1, 'bench', $2, 'operator:bench')", master_id, hash_token(token))
+                "VALUES ($1, 'bench', $2, 'operator:bench')",
+                master_id,
+                hash_token(token),
+            )
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
-    return Seeded(master_id, ids.encode("Account", master_id), token,
-                  time.perf_counter() - started)
+    return Seeded(master_id, ids.encode("Account", master_id), token, time.perf_counter() - started)
 
 
-async def _charges(conn: asyncpg.Connection, master_id: int, entry_id: int, start: date
-                   ) -> None:
+async def _charges(conn: asyncpg.Connection, master_id: int, entry_id: int, start: date) -> None:
     """50 charges per member in the 28 days from ``start``: amounts 0.01-99.99, at one of
     the member's sites or none (every third)."""
     await conn.execute(
@@ -199,14 +213,22 @@ async def _charges(conn: asyncpg.Connection, master_id: int, entry_id: int, star
                $3::timestamptz + ((l.member_id * 31 + k * 17) % 2419200) * interval '1 s', $4
         FROM links l CROSS JOIN generate_series(1, $2::int) AS k
         WHERE l.master_id = $1
-        """, master_id, CHARGES_PER_MEMBER, datetime.combine(start, datetime.min.time(), UTC),
-        entry_id)
+        """,
+        master_id,
+        CHARGES_PER_MEMBER,
+        datetime.combine(start, datetime.min.time(), UTC),
+        entry_id,
+    )
 
 
 def _bounds(start: date) -> tuple[date, date, datetime, datetime]:
     end = start + timedelta(days=27)
-    return (start, end, datetime.combine(start, datetime.min.time(), UTC),
-            datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC))
+    return (
+        start,
+        end,
+        datetime.combine(start, datetime.min.time(), UTC),
+        datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC),
+    )
 
 
 def _check(condition: bool, message: str) -> None:
@@ -236,29 +258,37 @@ async def run(args: argparse.Namespace) -> int:
             dsn = _asyncpg_dsn(database_url)
             seeded = await seed(dsn, periods)
             settings = Settings(
-                DATABASE_URL=database_url, REDIS_URL=redis_url,
-                ACCOUNTGRAPH_OPERATOR_TOKEN=None, ACCOUNTGRAPH_GRAPHIQL=False,
+                DATABASE_URL=database_url,
+                REDIS_URL=redis_url,
+                ACCOUNTGRAPH_OPERATOR_TOKEN=None,
+                ACCOUNTGRAPH_GRAPHIQL=False,
                 ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{uuid.uuid4().hex[:8]}",
             )
             engine = make_engine(database_url, pool_size=settings.db_pool_size)
             stack.push_async_callback(engine.dispose)
             meter = SqlMeter()
             meter.attach(engine)
-            redis = await create_pool(redis_settings(redis_url),
-                                      default_queue_name=settings.queue_name)
+            redis = await create_pool(
+                redis_settings(redis_url), default_queue_name=settings.queue_name
+            )
             stack.push_async_callback(redis.aclose)
-            base_url = await stack.enter_async_context(
-                serve(create_app(settings, engine, redis)))
-            client = await stack.enter_async_context(httpx.AsyncClient(
-                base_url=base_url, timeout=600, trust_env=False,
-                headers={"Authorization": f"Bearer {seeded.token}"}))
+            base_url = await stack.enter_async_context(serve(create_app(settings, engine, redis)))
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    timeout=600,
+                    trust_env=False,
+                    headers={"Authorization": f"Bearer {seeded.token}"},
+                )
+            )
             raw = await asyncpg.connect(dsn)
             stack.push_async_callback(raw.close)
             server_version = await raw.fetchval("SHOW server_version")
 
             async def post(query: str, variables: dict[str, Any]) -> dict[str, Any]:
-                response = await client.post("/graphql",
-                                             json={"query": query, "variables": variables})
+                response = await client.post(
+                    "/graphql", json={"query": query, "variables": variables}
+                )
                 _check(response.status_code == 200, f"HTTP {response.status_code}")
                 body: dict[str, Any] = response.json()
                 _check(not body.get("errors"), f"GraphQL errors: {body.get('errors')}")
@@ -267,8 +297,9 @@ async def run(args: argparse.Namespace) -> int:
             cycles: list[Cycle] = []
             for number, start in enumerate(periods):
                 mode = "PER_MEMBER" if number == len(periods) - 1 else "AGGREGATED"
-                payload = await post(MODE, {"input": {"accountId": seeded.master_gid,
-                                                      "mode": mode}})
+                payload = await post(
+                    MODE, {"input": {"accountId": seeded.master_gid, "mode": mode}}
+                )
                 _check(payload["setInvoiceMode"]["userErrors"] == [], "setInvoiceMode")
                 cycles.append(await _one(args, raw, post, meter, seeded, mode, start))
 
@@ -288,21 +319,33 @@ async def run(args: argparse.Namespace) -> int:
                     f"{cycle.in_sql_ms:.0f} ms)   "
                     f"floor {cycle.floor_ms:7.1f} ms   "
                     f"ratio {cycle.seconds * 1000 / cycle.floor_ms:5.1f}x"
-                    f"   second run (B2: nothing) {cycle.again_ms:6.1f} ms")
+                    f"   second run (B2: nothing) {cycle.again_ms:6.1f} ms"
+                )
             aggregated = [c for c in cycles if c.mode == "AGGREGATED"]
             median_cycle = statistics.median(c.seconds * 1000 for c in aggregated)
             median_floor = statistics.median(c.floor_ms for c in aggregated)
-            lines.append(f"  AGGREGATED medians: cycle {median_cycle:.1f} ms, floor "
-                         f"{median_floor:.1f} ms, ratio cycle/floor "
-                         f"{median_cycle / median_floor:.1f}x")
-            lines.append("  verified: every cycle's subtotal, discount total, total and line "
-                         "count == the floor's; every charge of the period invoiced once")
+            lines.append(
+                f"  AGGREGATED medians: cycle {median_cycle:.1f} ms, floor "
+                f"{median_floor:.1f} ms, ratio cycle/floor "
+                f"{median_cycle / median_floor:.1f}x"
+            )
+            lines.append(
+                "  verified: every cycle's subtotal, discount total, total and line "
+                "count == the floor's; every charge of the period invoiced once"
+            )
             print("\n".join(lines), flush=True)
     return 0
 
 
-async def _one(args: argparse.Namespace, raw: asyncpg.Connection, post: Any, meter: SqlMeter,
-               seeded: Seeded, mode: str, start: date) -> Cycle:
+async def _one(
+    args: argparse.Namespace,
+    raw: asyncpg.Connection,
+    post: Any,
+    meter: SqlMeter,
+    seeded: Seeded,
+    mode: str,
+    start: date,
+) -> Cycle:
     period_start, period_end, since, until = _bounds(start)
     floors: list[float] = []
     floor: Any = None
@@ -310,9 +353,13 @@ async def _one(args: argparse.Namespace, raw: asyncpg.Connection, post: Any, met
         started = time.perf_counter()
         floor = await raw.fetchrow(FLOOR_SQL, seeded.master_id, since, until)
         floors.append(time.perf_counter() - started)
-    variables = {"input": {"accountId": seeded.master_gid,
-                           "periodStart": period_start.isoformat(),
-                           "periodEnd": period_end.isoformat()}}
+    variables = {
+        "input": {
+            "accountId": seeded.master_gid,
+            "periodStart": period_start.isoformat(),
+            "periodEnd": period_end.isoformat(),
+        }
+    }
     meter.reset()
     started = time.perf_counter()
     payload = (await post(RUN, variables))["runBillCycle"]
@@ -322,31 +369,54 @@ async def _one(args: argparse.Namespace, raw: asyncpg.Connection, post: Any, met
     invoices = payload["invoices"]
     expected = MEMBERS if mode == "PER_MEMBER" else 1
     _check(len(invoices) == expected, f"{len(invoices)} invoices, expected {expected}")
-    for name, key in (("subtotal", "subtotal"), ("discount_total", "discountTotal"),
-                      ("total", "total")):
+    for name, key in (
+        ("subtotal", "subtotal"),
+        ("discount_total", "discountTotal"),
+        ("total", "total"),
+    ):
         got = sum((Decimal(i[key]) for i in invoices), Decimal(0))
         _check(got == floor[name], f"{name}: cycle {got} != floor {floor[name]}")
     line_count, charge_count = await raw.fetchrow(
         "SELECT count(DISTINCT l.id), count(*) FROM invoice_lines l "
         "JOIN invoiced_charges i ON i.line_id = l.id JOIN invoices v ON v.id = l.invoice_id "
-        "WHERE v.period_start = $1", period_start)
+        "WHERE v.period_start = $1",
+        period_start,
+    )
     _check(line_count == floor["lines"], f"lines: {line_count} != {floor['lines']}")
     _check(charge_count == MEMBERS * CHARGES_PER_MEMBER, f"charges invoiced: {charge_count}")
     started = time.perf_counter()
     again = (await post(RUN, variables))["runBillCycle"]
     again_ms = (time.perf_counter() - started) * 1000
     _check(again == {"invoices": [], "userErrors": []}, f"second run: {again}")
-    return Cycle(mode, seconds, statistics.median(floors) * 1000, len(invoices), statements,
-                 in_sql_ms, again_ms)
+    return Cycle(
+        mode,
+        seconds,
+        statistics.median(floors) * 1000,
+        len(invoices),
+        statements,
+        in_sql_ms,
+        again_ms,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bill_cycle", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--periods", type=int, default=3,
-                        help=f"AGGREGATED periods to time (1-{MAX_PERIODS}), then 1 PER_MEMBER")
-    parser.add_argument("--floor-runs", type=int, default=5,
-                        help=f"floor query runs per period (1-{MAX_FLOOR_RUNS})")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bill_cycle",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--periods",
+        type=int,
+        default=3,
+        help=f"AGGREGATED periods to time (1-{MAX_PERIODS}), then 1 PER_MEMBER",
+    )
+    parser.add_argument(
+        "--floor-runs",
+        type=int,
+        default=5,
+        help=f"floor query runs per period (1-{MAX_FLOOR_RUNS})",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.periods <= MAX_PERIODS:
         parser.error(f"--periods must be 1-{MAX_PERIODS}")

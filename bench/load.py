@@ -105,21 +105,29 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_workers(database_url: str, redis_url: str, workers: int, pool_size: int,
-                          log: Path) -> Any:
+async def uvicorn_workers(
+    database_url: str, redis_url: str, workers: int, pool_size: int, log: Path
+) -> Any:
     """``uvicorn.run("accountgraph.asgi:app", factory=True, workers=N)`` in a child."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "ACCOUNTGRAPH_QUEUE": f"accountgraph:load:{uuid.uuid4().hex[:8]}",
-           "ACCOUNTGRAPH_GRAPHIQL": "false", "ACCOUNTGRAPH_DB_POOL_SIZE": str(pool_size),
-           "ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE": "0"}
-    code = ("import uvicorn; uvicorn.run('accountgraph.asgi:app', factory=True, "
-            f"host='127.0.0.1', port={port}, workers={workers}, log_level='warning', "
-            "access_log=False)")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ACCOUNTGRAPH_QUEUE": f"accountgraph:load:{uuid.uuid4().hex[:8]}",
+        "ACCOUNTGRAPH_GRAPHIQL": "false",
+        "ACCOUNTGRAPH_DB_POOL_SIZE": str(pool_size),
+        "ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE": "0",
+    }
+    code = (
+        "import uvicorn; uvicorn.run('accountgraph.asgi:app', factory=True, "
+        f"host='127.0.0.1', port={port}, workers={workers}, log_level='warning', "
+        "access_log=False)"
+    )
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
-            [sys.executable, "-c", code], env=env, stdout=out,
-            stderr=subprocess.STDOUT)
+            [sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=2, trust_env=False) as probe:
@@ -142,21 +150,42 @@ async def uvicorn_workers(database_url: str, redis_url: str, workers: int, pool_
             await asyncio.to_thread(process.wait, 10)
 
 
-async def run_level(base: str, token: str, master: str, members: list[str], level: Level,
-                    seconds: float, money: float, ledger: Ledger) -> None:
+async def run_level(
+    base: str,
+    token: str,
+    master: str,
+    members: list[str],
+    level: Level,
+    seconds: float,
+    money: float,
+    ledger: Ledger,
+) -> None:
     deadline = time.perf_counter() + seconds
 
     async def client(number: int) -> None:
         rng = random.Random(number)
-        async with httpx.AsyncClient(base_url=base, timeout=REQUEST_TIMEOUT_S, trust_env=False,
-                                     headers={"Authorization": f"Bearer {token}"}) as http:
+        async with httpx.AsyncClient(
+            base_url=base,
+            timeout=REQUEST_TIMEOUT_S,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http:
             while time.perf_counter() < deadline:
                 allocate = rng.random() < money
                 key = uuid.uuid4().hex
                 if allocate:
-                    body: dict[str, Any] = {"query": ALLOCATE, "variables": {"input": {
-                        "masterId": master, "memberId": rng.choice(members),
-                        "amount": str(AMOUNT), "method": "CASH", "idempotencyKey": key}}}
+                    body: dict[str, Any] = {
+                        "query": ALLOCATE,
+                        "variables": {
+                            "input": {
+                                "masterId": master,
+                                "memberId": rng.choice(members),
+                                "amount": str(AMOUNT),
+                                "method": "CASH",
+                                "idempotencyKey": key,
+                            }
+                        },
+                    }
                 else:
                     body = {"query": TREE}
                 started = time.perf_counter()
@@ -207,21 +236,25 @@ async def run(args: argparse.Namespace) -> int:
             ledger = Ledger()
             # Connections: every worker's pool (and its overflow) within the server's 100.
             pool_size = max(2, min(10, 80 // (2 * args.workers)))
-            async with uvicorn_workers(database_url, redis_url, args.workers, pool_size,
-                                       tmp / "uvicorn.log") as base:
+            async with uvicorn_workers(
+                database_url, redis_url, args.workers, pool_size, tmp / "uvicorn.log"
+            ) as base:
                 for level in levels:
-                    await run_level(base, seeded.token, master, members, level, args.seconds,
-                                    args.money, ledger)
+                    await run_level(
+                        base, seeded.token, master, members, level, args.seconds, args.money, ledger
+                    )
 
             # The server is stopped: everything it committed is in the database.
             conn = await asyncpg.connect(dsn)
             try:
-                keys = {row["idempotency_key"] for row in await conn.fetch(
-                    "SELECT idempotency_key FROM transfers")}
+                keys = {
+                    row["idempotency_key"]
+                    for row in await conn.fetch("SELECT idempotency_key FROM transfers")
+                }
                 rows = await conn.fetchval("SELECT count(*) FROM transfers")
                 cash = await conn.fetchval(
-                    "SELECT cash_balance FROM balances WHERE account_id = $1",
-                    seeded.master_id)
+                    "SELECT cash_balance FROM balances WHERE account_id = $1", seeded.master_id
+                )
                 server_version = await conn.fetchval("SHOW server_version")
             finally:
                 await conn.close()
@@ -243,37 +276,46 @@ async def run(args: argparse.Namespace) -> int:
         "  clients | requests/s | allocations/s |  p50 ms |  p99 ms | requests | errors",
     ]
     for level in levels:
-        count = len(level.latencies) + sum(v for k, v in level.errors.items()
-                                           if k.endswith("Error") or k.endswith("Timeout"))
+        count = len(level.latencies) + sum(
+            v for k, v in level.errors.items() if k.endswith("Error") or k.endswith("Timeout")
+        )
         errors = sum(level.errors.values())
-        detail = (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(level.errors.items())) + ")"
-                  if errors else "")
+        detail = (
+            " (" + ", ".join(f"{k}: {v}" for k, v in sorted(level.errors.items())) + ")"
+            if errors
+            else ""
+        )
         lines.append(
             f"  {level.clients:7d} | {len(level.latencies) / level.seconds:10,.0f} | "
             f"{level.allocations / level.seconds:13,.0f} | {level.percentile_ms(0.5):7.1f} | "
-            f"{level.percentile_ms(0.99):7.1f} | {count:8,d} | {errors:6d}{detail}")
+            f"{level.percentile_ms(0.99):7.1f} | {count:8,d} | {errors:6d}{detail}"
+        )
     expected_cash = OPENING_CASH - AMOUNT * rows
-    ok = (not differences and not lost and surplus <= ledger.unknown
-          and cash == expected_cash)
+    ok = not differences and not lost and surplus <= ledger.unknown and cash == expected_cash
     lines.append(
         f"  ledger: verify() {len(differences)} differences; {rows:,} transfer rows = "
         f"{len(ledger.succeeded):,} successful allocations + {len(surplus)} whose answer was "
         f"lost; lost {len(lost)}, doubled {rows - len(keys)}; master cash "
         f"{Decimal(cash):,} = opening - {AMOUNT} x {rows:,}: "
-        f"{'yes' if cash == expected_cash else 'NO'}")
+        f"{'yes' if cash == expected_cash else 'NO'}"
+    )
     lines.append(f"  verdict: {'OK, zero lost or doubled money' if ok else 'FAILED'}")
     print("\n".join(lines), flush=True)
     return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per level")
     parser.add_argument("--clients", default="1,16,64", help="concurrency levels")
     parser.add_argument("--workers", type=int, default=4, help="uvicorn worker processes")
-    parser.add_argument("--money", type=float, default=0.3,
-                        help="share of requests that are allocateFunds")
+    parser.add_argument(
+        "--money", type=float, default=0.3, help="share of requests that are allocateFunds"
+    )
     args = parser.parse_args(argv)
     try:
         [int(part) for part in args.clients.split(",")]

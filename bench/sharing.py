@@ -10,10 +10,10 @@ STORAGE_CAPACITY_UNIT. S8 keeps 100 members per type, so most members are LIMIT_
 
 Measured, each over ``--iterations`` runs (median, p95):
 
-* full: ``service.recalculate`` in one transaction (commit included), the grants table
+* full: ``recalculation.recalculate`` in one transaction (commit included), the grants table
   emptied before (TRUNCATE, untimed);
 * change: one member moves between an idle and a busy group through
-  ``service.set_user_group_members`` (its S8 check included), then the recalculation;
+  ``groups.set_user_group_members`` (its S8 check included), then the recalculation;
 * floor: one statement computing the same grant set without writing it
   (``SELECT count(*)`` over compute.GRANTS), and fetching it all.
 
@@ -50,7 +50,8 @@ from accountgraph import outbox
 from accountgraph.api.auth import Principal, PrincipalKind
 from accountgraph.config import Settings
 from accountgraph.db import make_engine
-from accountgraph.sharing import service
+from accountgraph.runtime import redis_settings
+from accountgraph.sharing import groups, recalculation
 from accountgraph.sharing.compute import GRANTS, MEMBERS_PER_TYPE, SHARING_LIMIT
 from bench.tree_query import (
     _asyncpg_dsn,
@@ -60,11 +61,11 @@ from bench.tree_query import (
     postgres_server,
     redis_server,
 )
-from workers.settings import build_worker, redis_settings
+from workers.settings import build_worker
 
 MEMBERS = 2_000
 GROUPS = 100
-BUSY_GROUPS = 75          # groups 1-75 have resources shared with them, 76-100 none
+BUSY_GROUPS = 75  # groups 1-75 have resources shared with them, 76-100 none
 RESOURCES = 5_000
 TYPES = ("RESERVED_INSTANCE", "SAVINGS_PLAN", "STORAGE_CAPACITY_UNIT")
 OPERATOR = Principal(PrincipalKind.OPERATOR, None, "operator:bench")
@@ -80,7 +81,8 @@ async def seed(dsn: str) -> tuple[int, float]:
         async with conn.transaction():
             master: int = await conn.fetchval(
                 "INSERT INTO accounts (name, display_name) "
-                "VALUES ('Bench Master', 'Bench Master Holdings') RETURNING id")
+                "VALUES ('Bench Master', 'Bench Master Holdings') RETURNING id"
+            )
             await conn.execute(
                 """
                 WITH m AS (
@@ -92,11 +94,17 @@ async def seed(dsn: str) -> tuple[int, float]:
                 SELECT $1, m.id, 'TRUSTEESHIP', 'ACTIVE',
                        ARRAY['SYNC_CREDIT_CONTROL', 'VIEW_FINANCE'], now(), now()
                 FROM m ORDER BY m.id
-                """, master, MEMBERS)
+                """,
+                master,
+                MEMBERS,
+            )
             await conn.execute(
                 "INSERT INTO user_groups (master_id, name) "
                 "SELECT $1, format('Group-%s', lpad(g::text, 3, '0')) "
-                "FROM generate_series(1, $2::int) AS g ORDER BY g", master, GROUPS)
+                "FROM generate_series(1, $2::int) AS g ORDER BY g",
+                master,
+                GROUPS,
+            )
             # n: the member's position by account id (1-based); every 10th is ungrouped,
             # the others go round-robin to the groups (18 each).
             await conn.execute(
@@ -111,14 +119,21 @@ async def seed(dsn: str) -> tuple[int, float]:
                 SELECT g.id, n.member_id FROM n
                 JOIN g ON g.k = ((n.n - 1 - (n.n - 1) / 10) % $2) + 1
                 WHERE n.n % 10 <> 0
-                """, master, GROUPS)
+                """,
+                master,
+                GROUPS,
+            )
             await conn.execute(
                 """
                 INSERT INTO resources (owner_id, type, name, capacity, valid_from, valid_until)
                 SELECT $1, ($3::text[])[k % 3 + 1], format('R-%s', lpad(k::text, 5, '0')),
                        10, now() - interval '1 day', now() + interval '365 days'
                 FROM generate_series(1, $2::int) AS k ORDER BY k
-                """, master, RESOURCES, list(TYPES))
+                """,
+                master,
+                RESOURCES,
+                list(TYPES),
+            )
             await conn.execute(
                 """
                 WITH r AS (
@@ -132,10 +147,14 @@ async def seed(dsn: str) -> tuple[int, float]:
                 UNION
                 SELECT r.id, g.id FROM r JOIN g ON g.k = (r.k / 25) % 50 + 26
                 WHERE r.k % 25 = 0
-                """, master)
+                """,
+                master,
+            )
             await conn.execute(
                 "INSERT INTO shared_resource_types (master_id, type) "
-                "VALUES ($1, 'RESERVED_INSTANCE'), ($1, 'SAVINGS_PLAN')", master)
+                "VALUES ($1, 'RESERVED_INSTANCE'), ($1, 'SAVINGS_PLAN')",
+                master,
+            )
             await conn.execute(
                 """
                 WITH n AS (
@@ -145,9 +164,10 @@ async def seed(dsn: str) -> tuple[int, float]:
                 SELECT member_id, 'RESERVED_INSTANCE' FROM n
                 UNION ALL SELECT member_id, 'SAVINGS_PLAN' FROM n WHERE n % 2 = 1
                 UNION ALL SELECT member_id, 'STORAGE_CAPACITY_UNIT' FROM n WHERE n % 3 = 0
-                """, master)
-            await conn.execute(
-                "INSERT INTO sharing_state (master_id) VALUES ($1)", master)
+                """,
+                master,
+            )
+            await conn.execute("INSERT INTO sharing_state (master_id) VALUES ($1)", master)
         await conn.execute("ANALYZE")
         counts = await conn.fetchrow(
             """SELECT (SELECT count(*) FROM links WHERE master_id = $1) AS members,
@@ -155,7 +175,9 @@ async def seed(dsn: str) -> tuple[int, float]:
                       (SELECT count(DISTINCT group_id) FROM resource_groups) AS busy,
                       (SELECT count(*) FROM resources) AS resources,
                       (SELECT count(DISTINCT resource_id) FROM resource_groups) AS restricted
-            """, master)
+            """,
+            master,
+        )
     finally:
         await conn.close()
     _check(counts["members"] == MEMBERS, f"seeded {counts['members']} members")
@@ -187,17 +209,29 @@ def line(label: str, values: list[float]) -> str:
 
 async def grant_summary(engine: AsyncEngine, master: int) -> dict[str, int]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT reason, count(*) AS n FROM sharing_grants WHERE master_id = :m "
-            "GROUP BY reason ORDER BY reason"), {"m": master})).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT reason, count(*) AS n FROM sharing_grants WHERE master_id = :m "
+                    "GROUP BY reason ORDER BY reason"
+                ),
+                {"m": master},
+            )
+        ).all()
     return {row.reason: int(row.n) for row in rows}
 
 
 async def stored(engine: AsyncEngine, master: int) -> set[tuple[int, int, str]]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT account_id, resource_id, reason FROM sharing_grants "
-            "WHERE master_id = :m"), {"m": master})).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT account_id, resource_id, reason FROM sharing_grants "
+                    "WHERE master_id = :m"
+                ),
+                {"m": master},
+            )
+        ).all()
     return {(row.account_id, row.resource_id, row.reason) for row in rows}
 
 
@@ -205,7 +239,9 @@ async def verify(engine: AsyncEngine, master: int) -> int:
     """The stored grants are exactly the GRANTS statement's set; S8 holds per type."""
     async with engine.connect() as conn:
         params = {"master": master, "limit": SHARING_LIMIT}
-        differ = (await conn.execute(text(f"""
+        differ = (
+            await conn.execute(
+                text(f"""
             SELECT count(*) FROM (
               (SELECT account_id, resource_id, reason FROM sharing_grants
                WHERE master_id = :master
@@ -213,16 +249,25 @@ async def verify(engine: AsyncEngine, master: int) -> int:
               UNION ALL
               (SELECT account_id, resource_id, reason FROM ({GRANTS_SQL}) c
                EXCEPT SELECT account_id, resource_id, reason FROM sharing_grants
-               WHERE master_id = :master)) d"""), params)).scalar_one()
+               WHERE master_id = :master)) d"""),
+                params,
+            )
+        ).scalar_one()
         _check(differ == 0, f"{differ} stored grants differ from the GRANTS statement")
-        over = (await conn.execute(text("""
+        over = (
+            await conn.execute(
+                text("""
             SELECT max(n) FROM (SELECT r.type, count(DISTINCT g.account_id) AS n
             FROM sharing_grants g JOIN resources r ON r.id = g.resource_id
             WHERE g.master_id = :master AND g.reason <> 'OWNER' GROUP BY r.type) t"""),
-            params)).scalar_one()
+                params,
+            )
+        ).scalar_one()
         _check(over is not None and over <= SHARING_LIMIT, f"{over} members share a type")
-        total: int = (await conn.execute(text(
-            "SELECT count(*) FROM sharing_grants WHERE master_id = :master"), params)
+        total: int = (
+            await conn.execute(
+                text("SELECT count(*) FROM sharing_grants WHERE master_id = :master"), params
+            )
         ).scalar_one()
     return total
 
@@ -233,18 +278,32 @@ async def mover(engine: AsyncEngine) -> tuple[int, int, int, list[int], list[int
     every type's count (the data is past S8's limit: a move that added a member to a type
     would be refused). Returns (member, its group, the other, members of each)."""
     async with engine.connect() as conn:
-        member, home = (await conn.execute(text("""
+        member, home = (
+            await conn.execute(
+                text("""
             SELECT gm.member_id, gm.group_id FROM user_group_members gm
             WHERE gm.group_id IN (SELECT group_id FROM resource_groups)
-            ORDER BY gm.member_id LIMIT 1"""))).one()
-        other = (await conn.execute(text(
-            "SELECT min(group_id) FROM resource_groups WHERE group_id > :g"),
-            {"g": home})).scalar_one()
+            ORDER BY gm.member_id LIMIT 1""")
+            )
+        ).one()
+        other = (
+            await conn.execute(
+                text("SELECT min(group_id) FROM resource_groups WHERE group_id > :g"), {"g": home}
+            )
+        ).scalar_one()
 
         async def members(group: int) -> list[int]:
-            return list((await conn.execute(text(
-                "SELECT member_id FROM user_group_members WHERE group_id = :g "
-                "ORDER BY member_id"), {"g": group})).scalars())
+            return list(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT member_id FROM user_group_members WHERE group_id = :g "
+                            "ORDER BY member_id"
+                        ),
+                        {"g": group},
+                    )
+                ).scalars()
+            )
 
         return member, home, other, await members(home), await members(other)
 
@@ -252,16 +311,24 @@ async def mover(engine: AsyncEngine) -> tuple[int, int, int, list[int], list[int
 async def candidates(engine: AsyncEngine, master: int) -> dict[str, int]:
     """S8: how many members would share each type without the limit."""
     async with engine.connect() as conn:
-        rows = (await conn.execute(MEMBERS_PER_TYPE,
-                                   {"master": master, "limit": SHARING_LIMIT})).all()
+        rows = (
+            await conn.execute(MEMBERS_PER_TYPE, {"master": master, "limit": SHARING_LIMIT})
+        ).all()
     return {row.type: int(row.members) for row in rows}
 
 
 async def explain(engine: AsyncEngine, master: int) -> None:
     params = {"master": master, "limit": SHARING_LIMIT}
     async with engine.connect() as conn:
-        plan = (await conn.execute(text(
-            f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {GRANTS_SQL}"), params)).scalars().all()
+        plan = (
+            (
+                await conn.execute(
+                    text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {GRANTS_SQL}"), params
+                )
+            )
+            .scalars()
+            .all()
+        )
     print("\nEXPLAIN ANALYZE of compute.GRANTS:")
     print("\n".join(plan))
 
@@ -276,13 +343,17 @@ async def run(args: argparse.Namespace) -> int:
             dsn = _asyncpg_dsn(database_url)
             master, seeded_s = await seed(dsn)
 
-            settings = Settings(DATABASE_URL=database_url, REDIS_URL=redis_url,
-                                ACCOUNTGRAPH_OPERATOR_TOKEN=None,
-                                ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{uuid.uuid4().hex[:8]}")
+            settings = Settings(
+                DATABASE_URL=database_url,
+                REDIS_URL=redis_url,
+                ACCOUNTGRAPH_OPERATOR_TOKEN=None,
+                ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{uuid.uuid4().hex[:8]}",
+            )
             engine = make_engine(database_url, pool_size=4)
             stack.push_async_callback(engine.dispose)
-            redis = await create_pool(redis_settings(redis_url),
-                                      default_queue_name=settings.queue_name)
+            redis = await create_pool(
+                redis_settings(redis_url), default_queue_name=settings.queue_name
+            )
 
             async def close_redis() -> None:
                 with contextlib.suppress(Exception):
@@ -296,7 +367,7 @@ async def run(args: argparse.Namespace) -> int:
 
             async def recalculate() -> None:
                 async with engine.begin() as conn:
-                    await service.recalculate(conn, master)
+                    await recalculation.recalculate(conn, master)
 
             async def clear() -> None:
                 # The bench database holds this one master: its grants are the table.
@@ -306,13 +377,17 @@ async def run(args: argparse.Namespace) -> int:
             async def floor_count() -> int:
                 found: int = await raw.fetchval(
                     FLOOR_COUNT.replace(":master", "$1").replace(":limit", "$2"),
-                    master, SHARING_LIMIT)
+                    master,
+                    SHARING_LIMIT,
+                )
                 return found
 
             async def floor_fetch() -> int:
                 rows = await raw.fetch(
                     GRANTS_SQL.replace(":master", "$1").replace(":limit", "$2"),
-                    master, SHARING_LIMIT)
+                    master,
+                    SHARING_LIMIT,
+                )
                 return len(rows)
 
             # Warm-up (untimed): one full recalculation, checked.
@@ -345,11 +420,11 @@ async def run(args: argparse.Namespace) -> int:
             for iteration in range(args.iterations * 2):
                 target, target_members = positions[iteration % 2]
 
-                async def move(group: int = target, members: list[int] = target_members
-                               ) -> None:
+                async def move(group: int = target, members: list[int] = target_members) -> None:
                     async with engine.begin() as conn:
-                        await service.set_user_group_members(
-                            conn, OPERATOR, group_id=group, member_ids=list(members))
+                        await groups.set_user_group_members(
+                            conn, OPERATOR, group_id=group, member_ids=list(members)
+                        )
 
                 before = await stored(engine, master)
                 elapsed, _ = await timed(move)
@@ -360,14 +435,15 @@ async def run(args: argparse.Namespace) -> int:
                 changed_grants.append(len(before ^ await stored(engine, master)))
             # The job the last move wrote is covered: nothing pending.
             async with engine.connect() as conn:
-                left = (await conn.execute(service.PENDING_ROWS, {"master": master})).all()
+                left = (await conn.execute(recalculation.PENDING_ROWS, {"master": master})).all()
             _check(not left, f"{len(left)} recalculation rows still pending")
 
             # Once through the real path: outbox row -> relay -> Redis -> arq worker.
             target, target_members = positions[0]
             async with engine.begin() as conn:
-                await service.set_user_group_members(
-                    conn, OPERATOR, group_id=target, member_ids=target_members)
+                await groups.set_user_group_members(
+                    conn, OPERATOR, group_id=target, member_ids=target_members
+                )
 
             async def through_worker() -> None:
                 while await outbox.relay_once(engine, redis, resend_after_s=60):
@@ -376,7 +452,7 @@ async def run(args: argparse.Namespace) -> int:
 
             worker_s, _ = await timed(through_worker)
             async with engine.connect() as conn:
-                left = (await conn.execute(service.PENDING_ROWS, {"master": master})).all()
+                left = (await conn.execute(recalculation.PENDING_ROWS, {"master": master})).all()
             _check(not left, "the worker left the recalculation pending")
             await verify(engine, master)
 
@@ -415,11 +491,17 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.sharing", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sharing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--iterations", type=int, default=5)
-    parser.add_argument("--explain", action="store_true",
-                        help="after the report, EXPLAIN ANALYZE the GRANTS statement")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="after the report, EXPLAIN ANALYZE the GRANTS statement",
+    )
     args = parser.parse_args(argv)
     if args.iterations < 1:
         parser.error("--iterations must be >= 1")

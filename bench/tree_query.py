@@ -44,12 +44,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accountgraph import embedded
-from accountgraph.accounts.service import TOKEN_PREFIX, hash_token
+from accountgraph.accounts.tokens import TOKEN_PREFIX, hash_token
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from accountgraph.db import make_engine, to_async_url
 from accountgraph.migrations import upgrade_async
-from workers.settings import redis_settings
+from accountgraph.runtime import redis_settings
 
 MEMBERS = 1_000
 PAGE = 500
@@ -88,8 +88,10 @@ SMALL_QUERY = "query Small { viewer { account { id name } } }"
 
 def _gid(type_name: str, column: str) -> str:
     """SQL for ``ids.encode``: base64url of ``"<Type>:<id>"`` without padding."""
-    return (f"rtrim(translate(encode(convert_to('{type_name}:' || {column}, 'UTF8'), "
-            f"'base64'), '+/', '-_'), '=')")
+    return (
+        f"rtrim(translate(encode(convert_to('{type_name}:' || {column}, 'UTF8'), "
+        f"'base64'), '+/', '-_'), '=')"
+    )
 
 
 # The floor: one statement building every member's subtree as JSON, in the app's order
@@ -102,7 +104,7 @@ SELECT json_build_object(
   'totalCount', (SELECT count(*) FROM mem),
   'members', coalesce((
     SELECT json_agg(json_build_object(
-      'id', {_gid('Account', 'a.id')},
+      'id', {_gid("Account", "a.id")},
       'name', a.name,
       'displayName', a.display_name,
       'role', CASE  -- hashed subplans: a correlated EXISTS on master_id seq-scans links
@@ -114,18 +116,18 @@ SELECT json_build_object(
                ORDER BY k.id DESC LIMIT 1),
       'sites', coalesce((
         SELECT json_agg(json_build_object(
-          'id', {_gid('Site', 's.id')}, 'name', s.name, 'address', s.address,
-          'billTo', json_build_object('id', {_gid('BillTo', 'sb.id')}, 'name', sb.name)
+          'id', {_gid("Site", "s.id")}, 'name', s.name, 'address', s.address,
+          'billTo', json_build_object('id', {_gid("BillTo", "sb.id")}, 'name', sb.name)
         ) ORDER BY s.id)
         FROM sites s JOIN bill_tos sb ON sb.id = s.bill_to_id
         WHERE s.account_id = a.id), '[]'::json),
       'billTos', coalesce((
         SELECT json_agg(json_build_object(
-          'id', {_gid('BillTo', 'b.id')}, 'name', b.name, 'isPrimary', b.is_primary,
+          'id', {_gid("BillTo", "b.id")}, 'name', b.name, 'isPrimary', b.is_primary,
           'invoiceTitle', b.invoice_title
         ) ORDER BY b.id)
         FROM bill_tos b WHERE b.account_id = a.id), '[]'::json),
-      'primaryBillTo', (SELECT json_build_object('id', {_gid('BillTo', 'p.id')}, 'name', p.name)
+      'primaryBillTo', (SELECT json_build_object('id', {_gid("BillTo", "p.id")}, 'name', p.name)
                         FROM bill_tos p WHERE p.account_id = a.id AND p.is_primary)
     ) ORDER BY a.id)
     FROM mem JOIN accounts a ON a.id = mem.member_id), '[]'::json)
@@ -156,8 +158,11 @@ def _require_local_redis(url: str) -> None:
 
 def _asyncpg_dsn(url: str) -> str:
     """A plain ``postgresql://`` DSN for raw asyncpg (unix-socket ``?host=`` kept)."""
-    return make_url(to_async_url(url)).set(drivername="postgresql").render_as_string(
-        hide_password=False)
+    return (
+        make_url(to_async_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
 
 def _describe(url: str) -> str:
@@ -236,11 +241,14 @@ async def seed(dsn: str, members: int) -> Seeded:
             master_id: int = await conn.fetchval(
                 "INSERT INTO accounts (name, display_name, branch, terms, salesperson) "
                 "VALUES ('Bench Master', 'Bench Master Holdings', 'HQ', 'NET30', 'Alice') "
-                "RETURNING id")
+                "RETURNING id"
+            )
             await conn.execute(
                 "INSERT INTO bill_tos (account_id, name, address, email, invoice_title, "
                 "tax_id, is_primary) VALUES ($1, 'Bench Master AP', '1 Master Road', "
-                "'ap@master.example', 'Bench Master Holdings', 'TAX-M', true)", master_id)
+                "'ap@master.example', 'Bench Master Holdings', 'TAX-M', true)",
+                master_id,
+            )
             # Members and their ACTIVE links (H1: activated_at set), with H2's history row.
             await conn.execute(
                 """
@@ -264,7 +272,11 @@ async def seed(dsn: str, members: int) -> Seeded:
                 )
                 INSERT INTO link_events (link_id, status, permissions, actor)
                 SELECT id, status, permissions, 'operator:bench' FROM l
-                """, master_id, members, PERMISSIONS)
+                """,
+                master_id,
+                members,
+                PERMISSIONS,
+            )
             # H3: exactly one primary bill-to per member (the first).
             await conn.execute(
                 """
@@ -279,7 +291,10 @@ async def seed(dsn: str, members: int) -> Seeded:
                 CROSS JOIN generate_series(1, $2::int) AS k
                 WHERE l.master_id = $1 AND l.status = 'ACTIVE'
                 ORDER BY a.id, k
-                """, master_id, BILL_TOS_PER_MEMBER)
+                """,
+                master_id,
+                BILL_TOS_PER_MEMBER,
+            )
             # H4: every site points at a bill-to of its own account (site k -> bill-to k).
             await conn.execute(
                 """
@@ -295,22 +310,31 @@ async def seed(dsn: str, members: int) -> Seeded:
                 ) b
                 WHERE b.n <= $2
                 ORDER BY b.account_id, b.id
-                """, master_id, SITES_PER_MEMBER)
+                """,
+                master_id,
+                SITES_PER_MEMBER,
+            )
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
             await conn.execute(
                 "INSERT INTO api_tokens (account_id, name, token_hash, created_by) "
-                "VALUES ($1, 'bench', $2, 'operator:bench')", master_id, hash_token(token))
+                "VALUES ($1, 'bench', $2, 'operator:bench')",
+                master_id,
+                hash_token(token),
+            )
         await conn.execute("ANALYZE")
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM links WHERE master_id = $1 AND status = 'ACTIVE') "
             "AS members, (SELECT count(*) FROM sites) AS sites, "
-            "(SELECT count(*) FROM bill_tos WHERE account_id <> $1) AS bill_tos", master_id)
+            "(SELECT count(*) FROM bill_tos WHERE account_id <> $1) AS bill_tos",
+            master_id,
+        )
     finally:
         await conn.close()
     _check(counts["members"] == members, f"seeded {counts['members']} members")
     _check(counts["sites"] == members * SITES_PER_MEMBER, f"seeded {counts['sites']} sites")
-    _check(counts["bill_tos"] == members * BILL_TOS_PER_MEMBER,
-           f"seeded {counts['bill_tos']} bill-tos")
+    _check(
+        counts["bill_tos"] == members * BILL_TOS_PER_MEMBER, f"seeded {counts['bill_tos']} bill-tos"
+    )
     return Seeded(master_id, token, time.perf_counter() - started)
 
 
@@ -357,9 +381,11 @@ async def serve(app: Any) -> AsyncIterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False,
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
@@ -399,17 +425,26 @@ def verify(pages: list[dict[str, Any]], baseline: dict[str, Any]) -> int:
     _check(len({node["id"] for node in nodes}) == MEMBERS, "duplicate members across pages")
     for node in nodes:
         _check(len(node["sites"]) == SITES_PER_MEMBER, f"{node['name']}: sites {node['sites']}")
-        _check(len(node["billTos"]) == BILL_TOS_PER_MEMBER,
-               f"{node['name']}: bill-tos {node['billTos']}")
+        _check(
+            len(node["billTos"]) == BILL_TOS_PER_MEMBER,
+            f"{node['name']}: bill-tos {node['billTos']}",
+        )
         own = {bill_to["id"] for bill_to in node["billTos"]}
-        _check(all(site["billTo"]["id"] in own for site in node["sites"]),
-               f"{node['name']}: a site's bill-to is not the member's")
+        _check(
+            all(site["billTo"]["id"] in own for site in node["sites"]),
+            f"{node['name']}: a site's bill-to is not the member's",
+        )
         primary = [bill_to for bill_to in node["billTos"] if bill_to["isPrimary"]]
-        _check(len(primary) == 1 and node["primaryBillTo"] is not None
-               and node["primaryBillTo"]["id"] == primary[0]["id"],
-               f"{node['name']}: primary bill-to {node['primaryBillTo']}")
-        _check(node["role"] == "MEMBER" and node["link"]["status"] == "ACTIVE",
-               f"{node['name']}: role {node['role']}, link {node['link']}")
+        _check(
+            len(primary) == 1
+            and node["primaryBillTo"] is not None
+            and node["primaryBillTo"]["id"] == primary[0]["id"],
+            f"{node['name']}: primary bill-to {node['primaryBillTo']}",
+        )
+        _check(
+            node["role"] == "MEMBER" and node["link"]["status"] == "ACTIVE",
+            f"{node['name']}: role {node['role']}, link {node['link']}",
+        )
     _check(baseline["totalCount"] == MEMBERS, f"SQL totalCount {baseline['totalCount']}")
     _check(nodes == baseline["members"], "the app's members differ from the SQL's")
     return len(nodes)
@@ -451,16 +486,19 @@ async def run(args: argparse.Namespace) -> int:
 
             suffix = uuid.uuid4().hex[:8]
             settings = Settings(
-                DATABASE_URL=database_url, REDIS_URL=redis_url,
-                ACCOUNTGRAPH_OPERATOR_TOKEN=None, ACCOUNTGRAPH_GRAPHIQL=False,
+                DATABASE_URL=database_url,
+                REDIS_URL=redis_url,
+                ACCOUNTGRAPH_OPERATOR_TOKEN=None,
+                ACCOUNTGRAPH_GRAPHIQL=False,
                 ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{suffix}",
             )
             engine = make_engine(database_url, pool_size=settings.db_pool_size)
             stack.push_async_callback(engine.dispose)
             meter = SqlMeter()
             meter.attach(engine)
-            redis = await create_pool(redis_settings(redis_url),
-                                      default_queue_name=settings.queue_name)
+            redis = await create_pool(
+                redis_settings(redis_url), default_queue_name=settings.queue_name
+            )
 
             async def close_redis() -> None:
                 with contextlib.suppress(Exception):
@@ -468,20 +506,27 @@ async def run(args: argparse.Namespace) -> int:
                 await redis.aclose()
 
             stack.push_async_callback(close_redis)
-            base_url = await stack.enter_async_context(
-                serve(create_app(settings, engine, redis)))
-            client = await stack.enter_async_context(httpx.AsyncClient(
-                base_url=base_url, timeout=120, trust_env=False,
-                headers={"Authorization": f"Bearer {seeded.token}"}))
+            base_url = await stack.enter_async_context(serve(create_app(settings, engine, redis)))
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    timeout=120,
+                    trust_env=False,
+                    headers={"Authorization": f"Bearer {seeded.token}"},
+                )
+            )
             raw = await asyncpg.connect(dsn)
             stack.push_async_callback(raw.close)
             server_version = await raw.fetchval("SHOW server_version")
 
             async def post(query: str, variables: dict[str, Any]) -> bytes:
-                response = await client.post("/graphql",
-                                             json={"query": query, "variables": variables})
-                _check(response.status_code == 200,
-                       f"HTTP {response.status_code}: {response.text[:500]}")
+                response = await client.post(
+                    "/graphql", json={"query": query, "variables": variables}
+                )
+                _check(
+                    response.status_code == 200,
+                    f"HTTP {response.status_code}: {response.text[:500]}",
+                )
                 return response.content
 
             # Check once, untimed: both sides return the same 1,000 members.
@@ -494,8 +539,10 @@ async def run(args: argparse.Namespace) -> int:
             async def app_once() -> tuple[bytes, bytes]:
                 # The cursor is the one page 1 returned above (the data does not change);
                 # responses are read, not parsed, so the client's JSON work is not counted.
-                return (await post(TREE_QUERY, {"first": PAGE, "after": None}),
-                        await post(TREE_QUERY, {"first": PAGE, "after": cursor}))
+                return (
+                    await post(TREE_QUERY, {"first": PAGE, "after": None}),
+                    await post(TREE_QUERY, {"first": PAGE, "after": cursor}),
+                )
 
             async def sql_once() -> str:
                 text: str = await raw.fetchval(BASELINE_SQL, seeded.master_id)
@@ -595,12 +642,16 @@ async def profile(app_once: Callable[[], Awaitable[Any]], iterations: int) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tree_query", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.tree_query",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--profile", action="store_true",
-                        help="after the report, profile more app iterations")
+    parser.add_argument(
+        "--profile", action="store_true", help="after the report, profile more app iterations"
+    )
     parser.add_argument("--profile-iterations", type=int, default=10)
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.warmup < 0:

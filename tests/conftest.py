@@ -28,8 +28,9 @@ from accountgraph.config import Settings
 from accountgraph.db import make_engine, to_async_url
 from accountgraph.migrations import upgrade_async
 from accountgraph.models import metadata
+from accountgraph.runtime import redis_settings
 from tests.helpers import OPERATOR_TOKEN, Api
-from workers.settings import redis_settings
+from workers.settings import build_worker
 
 
 def free_port() -> int:
@@ -159,8 +160,9 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="session")
 async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
     assert settings.redis_url is not None
-    pool = await create_pool(redis_settings(settings.redis_url),
-                             default_queue_name=settings.queue_name)
+    pool = await create_pool(
+        redis_settings(settings.redis_url), default_queue_name=settings.queue_name
+    )
     yield pool
     await pool.aclose()
 
@@ -169,8 +171,16 @@ async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
 async def serving(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app on a real uvicorn in this event loop; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", proxy_headers=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,
+        )
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -184,8 +194,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def base_url(settings: Settings, engine: AsyncEngine, redis: ArqRedis
-                   ) -> AsyncIterator[str]:
+async def base_url(settings: Settings, engine: AsyncEngine, redis: ArqRedis) -> AsyncIterator[str]:
     """The app on a real uvicorn server in this event loop."""
     async with serving(create_app(settings, engine, redis)) as url:
         yield url
@@ -213,7 +222,6 @@ async def api(base_url: str, clean: None, engine: AsyncEngine) -> AsyncIterator[
 def run_jobs(engine: AsyncEngine, redis: ArqRedis, settings: Settings) -> Any:
     """Relay every committed outbox row and run the jobs with a real arq worker (burst)."""
     from accountgraph import outbox
-    from workers.settings import build_worker
 
     async def run() -> None:
         """Until quiet: jobs may write outbox rows of their own (deliveries, retries)."""
@@ -223,9 +231,14 @@ def run_jobs(engine: AsyncEngine, redis: ArqRedis, settings: Settings) -> Any:
                 relayed += sent
             if not relayed:
                 async with engine.connect() as conn:
-                    waiting = (await conn.execute(text(
-                        "SELECT count(*) FROM outbox WHERE done_at IS NULL "
-                        "AND not_before > now()"))).scalar_one()
+                    waiting = (
+                        await conn.execute(
+                            text(
+                                "SELECT count(*) FROM outbox WHERE done_at IS NULL "
+                                "AND not_before > now()"
+                            )
+                        )
+                    ).scalar_one()
                 if not waiting:
                     return
                 await asyncio.sleep(0.05)  # a retry waits for its backoff

@@ -56,8 +56,12 @@ class Api:
     client: httpx.AsyncClient
     engine: AsyncEngine
 
-    async def raw(self, query: str, variables: dict[str, Any] | None = None,
-                  token: str | None = OPERATOR_TOKEN) -> dict[str, Any]:
+    async def raw(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = OPERATOR_TOKEN,
+    ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = await self.client.post(
             "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
@@ -66,8 +70,12 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
-    async def gql(self, query: str, variables: dict[str, Any] | None = None,
-                  token: str | None = OPERATOR_TOKEN) -> dict[str, Any]:
+    async def gql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = OPERATOR_TOKEN,
+    ) -> dict[str, Any]:
         """``data`` of a request that must have no top-level errors."""
         body = await self.raw(query, variables, token)
         if body.get("errors"):
@@ -75,14 +83,16 @@ class Api:
         data: dict[str, Any] = body["data"]
         return data
 
-    async def mutate(self, name: str, query: str, input: dict[str, Any],
-                     token: str | None = OPERATOR_TOKEN) -> dict[str, Any]:
+    async def mutate(
+        self, name: str, query: str, input: dict[str, Any], token: str | None = OPERATOR_TOKEN
+    ) -> dict[str, Any]:
         """The payload of mutation ``name``."""
         payload: dict[str, Any] = (await self.gql(query, {"input": input}, token))[name]
         return payload
 
-    async def ok(self, name: str, query: str, input: dict[str, Any],
-                 token: str | None = OPERATOR_TOKEN) -> dict[str, Any]:
+    async def ok(
+        self, name: str, query: str, input: dict[str, Any], token: str | None = OPERATOR_TOKEN
+    ) -> dict[str, Any]:
         """The payload of a mutation that must succeed."""
         payload = await self.mutate(name, query, input, token)
         assert payload["userErrors"] == [], payload["userErrors"]
@@ -94,38 +104,59 @@ class Api:
         return account_id
 
     async def token(self, account_id: str | None, name: str = "test") -> str:
-        payload = await self.ok("createApiToken", CREATE_TOKEN,
-                                {"accountId": account_id, "name": name})
+        payload = await self.ok(
+            "createApiToken", CREATE_TOKEN, {"accountId": account_id, "name": name}
+        )
         token: str = payload["token"]
         return token
 
-    async def invite(self, master_id: str, member_id: str, type: str = "TRUSTEESHIP",
-                     token: str | None = OPERATOR_TOKEN) -> str:
-        payload = await self.ok("inviteMember", INVITE,
-                                {"masterId": master_id, "memberId": member_id, "type": type},
-                                token)
+    async def invite(
+        self,
+        master_id: str,
+        member_id: str,
+        type: str = "TRUSTEESHIP",
+        token: str | None = OPERATOR_TOKEN,
+    ) -> str:
+        payload = await self.ok(
+            "inviteMember",
+            INVITE,
+            {"masterId": master_id, "memberId": member_id, "type": type},
+            token,
+        )
         link_id: str = payload["link"]["id"]
         return link_id
 
-    async def link(self, master_id: str, member_id: str, type: str = "TRUSTEESHIP",
-                   permissions: list[str] | None = None) -> str:
+    async def link(
+        self,
+        master_id: str,
+        member_id: str,
+        type: str = "TRUSTEESHIP",
+        permissions: list[str] | None = None,
+    ) -> str:
         """An ACTIVE link (invited and accepted by the operator)."""
         link_id = await self.invite(master_id, member_id, type)
-        await self.ok("respondToInvitation", RESPOND, {
-            "linkId": link_id, "accept": True,
-            "permissions": ALL_PERMISSIONS if permissions is None else permissions,
-        })
+        await self.ok(
+            "respondToInvitation",
+            RESPOND,
+            {
+                "linkId": link_id,
+                "accept": True,
+                "permissions": ALL_PERMISSIONS if permissions is None else permissions,
+            },
+        )
         return link_id
 
     async def bill_to(self, account_id: str, name: str, **fields: Any) -> str:
-        payload = await self.ok("addBillTo", ADD_BILL_TO,
-                                {"accountId": account_id, "name": name, **fields})
+        payload = await self.ok(
+            "addBillTo", ADD_BILL_TO, {"accountId": account_id, "name": name, **fields}
+        )
         bill_to_id: str = payload["billTo"]["id"]
         return bill_to_id
 
     async def site(self, account_id: str, name: str, bill_to_id: str) -> str:
-        payload = await self.ok("addSite", ADD_SITE,
-                                {"accountId": account_id, "name": name, "billToId": bill_to_id})
+        payload = await self.ok(
+            "addSite", ADD_SITE, {"accountId": account_id, "name": name, "billToId": bill_to_id}
+        )
         site_id: str = payload["site"]["id"]
         return site_id
 

@@ -9,13 +9,14 @@ import pytest
 import websockets
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.typing import Subprotocol
 
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from tests.conftest import free_port, serving
 from tests.helpers import OPERATOR_TOKEN, Api
 
-WS_PROTOCOL = "graphql-transport-ws"
+WS_PROTOCOL = Subprotocol("graphql-transport-ws")
 
 
 async def test_healthz_answers_while_the_process_runs(api: Api) -> None:
@@ -48,11 +49,14 @@ async def test_metrics_count_operations_by_name(api: Api) -> None:
     await api.gql("query EnterpriseTree { viewer { kind } }")
     await api.gql("query ViewerForMetrics { viewer { kind } }")
     body = (await api.client.get("/metrics")).text
-    assert 'accountgraph_graphql_operations_total{operation="EnterpriseTree",outcome="ok",' \
-           'type="query"}' in body
+    assert (
+        'accountgraph_graphql_operations_total{operation="EnterpriseTree",outcome="ok",'
+        'type="query"}' in body
+    )
     assert 'operation="ViewerForMetrics"' not in body
-    assert 'accountgraph_graphql_operations_total{operation="other",outcome="ok",' \
-           'type="query"}' in body
+    assert (
+        'accountgraph_graphql_operations_total{operation="other",outcome="ok",type="query"}' in body
+    )
     assert "accountgraph_graphql_operation_seconds_bucket" in body
     assert "accountgraph_queue_depth" in body
 
@@ -69,8 +73,9 @@ def ws_url(api: Api) -> str:
 
 async def test_p1_websocket_without_a_valid_token_is_closed_4403(api: Api) -> None:
     async with websockets.connect(ws_url(api), subprotocols=[WS_PROTOCOL]) as socket:
-        await socket.send(json.dumps({"type": "connection_init",
-                                      "payload": {"Authorization": "Bearer wrong"}}))
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": "Bearer wrong"}})
+        )
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await socket.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
@@ -78,18 +83,30 @@ async def test_p1_websocket_without_a_valid_token_is_closed_4403(api: Api) -> No
 
 async def test_p1_websocket_with_a_token_runs_operations(api: Api) -> None:
     async with websockets.connect(ws_url(api), subprotocols=[WS_PROTOCOL]) as socket:
-        await socket.send(json.dumps({"type": "connection_init",
-                                      "payload": {"Authorization": f"Bearer {OPERATOR_TOKEN}"}}))
+        await socket.send(
+            json.dumps(
+                {
+                    "type": "connection_init",
+                    "payload": {"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+                }
+            )
+        )
         assert json.loads(await socket.recv())["type"] == "connection_ack"
-        await socket.send(json.dumps({"id": "1", "type": "subscribe",
-                                      "payload": {"query": "{ viewer { kind } }"}}))
+        await socket.send(
+            json.dumps(
+                {"id": "1", "type": "subscribe", "payload": {"query": "{ viewer { kind } }"}}
+            )
+        )
         message = json.loads(await socket.recv())
-    assert message == {"id": "1", "type": "next",
-                       "payload": {"data": {"viewer": {"kind": "OPERATOR"}}}}
+    assert message == {
+        "id": "1",
+        "type": "next",
+        "payload": {"data": {"viewer": {"kind": "OPERATOR"}}},
+    }
 
 
 async def test_websocket_refuses_the_legacy_protocol(api: Api) -> None:
     """GHSA-vpwc-v33q-mq89: only graphql-transport-ws is spoken."""
     with pytest.raises(websockets.InvalidStatus):
-        async with websockets.connect(ws_url(api), subprotocols=["graphql-ws"]):
+        async with websockets.connect(ws_url(api), subprotocols=[Subprotocol("graphql-ws")]):
             pass

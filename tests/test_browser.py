@@ -35,10 +35,19 @@ from accountgraph.demo import load_demo
 from tests.conftest import serving
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-quic", "--no-first-run",
-                  "--disable-component-update", "--disable-sync", "--window-size=1400,900",
-                  "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
+]
 STEP_TIMEOUT_S = 20.0  # one DevTools call, or one wait for the page
 INSTALL_TIMEOUT_S = 900
 
@@ -56,16 +65,21 @@ def chromium_or_skip() -> str:
         return found
     required = bool(os.environ.get("ACCOUNTGRAPH_REQUIRE_BROWSER"))
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        reason = ("no chromium on PATH, and installing Debian's chromium needs root and "
-                  "apt-get (run .ci/run, or: apt-get install chromium)")
+        reason = (
+            "no chromium on PATH, and installing Debian's chromium needs root and "
+            "apt-get (run .ci/run, or: apt-get install chromium)"
+        )
         if required:
             pytest.fail(reason)
         pytest.skip(reason)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=INSTALL_TIMEOUT_S, check=False)
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+    ):
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
+        )
         if done.returncode != 0:
             pytest.fail(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     found = find_chromium()
@@ -105,8 +119,9 @@ class DevTools:
         return result
 
     async def evaluate(self, expression: str) -> Any:
-        result = await self.call("Runtime.evaluate", expression=expression,
-                                 awaitPromise=True, returnByValue=True)
+        result = await self.call(
+            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
+        )
         if "exceptionDetails" in result:
             raise AssertionError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -134,14 +149,18 @@ async def chromium_page() -> AsyncIterator[DevTools]:
     executable = chromium_or_skip()
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         process = await asyncio.create_subprocess_exec(
-            executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            executable,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "about:blank",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = asyncio.get_running_loop().time() + STEP_TIMEOUT_S
             while not port_file.exists() or not port_file.read_text().strip():
-                if process.returncode is not None or \
-                        asyncio.get_running_loop().time() > deadline:
+                if process.returncode is not None or asyncio.get_running_loop().time() > deadline:
                     stderr = await process.stderr.read() if process.stderr else b""
                     raise AssertionError(f"chromium did not start: {stderr[-2000:]!r}")
                 await asyncio.sleep(0.1)
@@ -164,7 +183,7 @@ async def chromium_page() -> AsyncIterator[DevTools]:
 
 
 # The editors are CodeMirror 5 instances; GraphiQL marks the hidden one of the tool tabs.
-EDITOR = ("document.querySelector('{selector} .CodeMirror')")
+EDITOR = "document.querySelector('{selector} .CodeMirror')"
 HEADERS_EDITOR = EDITOR.format(selector=".graphiql-editor-tool .graphiql-editor:not(.hidden)")
 QUERY_EDITOR = EDITOR.format(selector=".graphiql-query-editor")
 RESULT = EDITOR.format(selector=".result-window")
@@ -176,34 +195,45 @@ async def test_graphiql_runs_the_default_query_with_a_token_offline(
     tokens = await load_demo(engine)
     async with serving(create_app(settings, engine, redis)) as url, chromium_page() as page:
         await page.call("Page.navigate", url=f"{url}/graphql")
-        await page.wait_for(f"!!({HEADERS_EDITOR} && {QUERY_EDITOR} && "
-                            "document.querySelector('.graphiql-execute-button'))",
-                            "GraphiQL to render with the Headers tab open")
+        await page.wait_for(
+            f"!!({HEADERS_EDITOR} && {QUERY_EDITOR} && "
+            "document.querySelector('.graphiql-execute-button'))",
+            "GraphiQL to render with the Headers tab open",
+        )
         assert "query EnterpriseTree" in await page.evaluate(
-            f"{QUERY_EDITOR}.CodeMirror.getValue()")
+            f"{QUERY_EDITOR}.CodeMirror.getValue()"
+        )
         header = json.dumps({"Authorization": f"Bearer {tokens['master']}"})
         await page.evaluate(f"{HEADERS_EDITOR}.CodeMirror.setValue({json.dumps(header)})")
         await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
-        text = await page.wait_for(f"({RESULT}.CodeMirror.getValue().includes('\"data\"')"
-                                   f" || {RESULT}.CodeMirror.getValue().includes('errors'))"
-                                   f" && {RESULT}.CodeMirror.getValue()",
-                                   "the result of the query")
+        text = await page.wait_for(
+            f"({RESULT}.CodeMirror.getValue().includes('\"data\"')"
+            f" || {RESULT}.CodeMirror.getValue().includes('errors'))"
+            f" && {RESULT}.CodeMirror.getValue()",
+            "the result of the query",
+        )
         await page.screenshot(ARTIFACTS / "graphiql.png")
         result = json.loads(text)
-        requests = [event["params"]["request"]["url"] for event in page.events
-                    if event["method"] == "Network.requestWillBeSent"]
-        exceptions = [event["params"] for event in page.events
-                      if event["method"] == "Runtime.exceptionThrown"]
+        requests = [
+            event["params"]["request"]["url"]
+            for event in page.events
+            if event["method"] == "Network.requestWillBeSent"
+        ]
+        exceptions = [
+            event["params"] for event in page.events if event["method"] == "Runtime.exceptionThrown"
+        ]
 
     assert "errors" not in result, result
     account = result["data"]["viewer"]["account"]
     assert account["name"] == "Account-M"
     assert account["members"]["totalCount"] == 5
     assert {edge["node"]["name"] for edge in account["members"]["edges"]} == {
-        f"Account-sub{n}" for n in range(1, 6)}
+        f"Account-sub{n}" for n in range(1, 6)
+    }
     own = urlsplit(url).netloc
-    assert [r for r in requests if urlsplit(r).netloc not in (own, "")] == [], \
+    assert [r for r in requests if urlsplit(r).netloc not in (own, "")] == [], (
         "GraphiQL must load nothing from outside the app (no CDN)"
+    )
     assert any(r.endswith("/static/graphiql/graphiql.min.js") for r in requests)
     assert exceptions == []
 
@@ -218,9 +248,9 @@ async def test_the_link_serve_demo_prints_fills_the_header_in(
         banner = demo_banner(tokens, address.hostname, address.port)
         link = next(word for word in banner.split() if word.startswith(f"{url}/graphql#"))
         await page.call("Page.navigate", url=link)
-        headers = await page.wait_for(f"{HEADERS_EDITOR} && "
-                                      f"{HEADERS_EDITOR}.CodeMirror.getValue()",
-                                      "the headers editor")
+        headers = await page.wait_for(
+            f"{HEADERS_EDITOR} && {HEADERS_EDITOR}.CodeMirror.getValue()", "the headers editor"
+        )
         location = await page.evaluate("window.location.href")
     assert json.loads(headers) == {"Authorization": f"Bearer {tokens['master']}"}
     assert location == f"{url}/graphql"

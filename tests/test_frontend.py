@@ -13,6 +13,7 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 from graphql import (
+    ExecutableDefinitionNode,
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
@@ -22,6 +23,7 @@ from graphql import (
     validate,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.typing import Origin, Subprotocol
 
 from accountgraph.app import create_app
 from accountgraph.cli import demo_banner
@@ -52,8 +54,15 @@ def problems(schema: GraphQLSchema, path: Path) -> list[str]:
 
 def test_the_examples_cover_what_a_console_needs() -> None:
     names = {path.stem for path in EXAMPLES}
-    assert names >= {"enterprise-tree", "member-finance", "transfer-book", "sharing-overview",
-                     "allocate-funds", "set-quota-alerts", "notifications"}
+    assert names >= {
+        "enterprise-tree",
+        "member-finance",
+        "transfer-book",
+        "sharing-overview",
+        "allocate-funds",
+        "set-quota-alerts",
+        "notifications",
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
@@ -62,46 +71,62 @@ def test_example_is_valid_against_schema_graphql(sdl_schema: GraphQLSchema, path
 
 
 def test_operation_names_are_unique_for_codegen() -> None:
-    names = [definition.name.value for path in EXAMPLES
-             for definition in parse(path.read_text()).definitions
-             if getattr(definition, "name", None) is not None]
+    names = [
+        definition.name.value
+        for path in EXAMPLES
+        for definition in parse(path.read_text()).definitions
+        if isinstance(definition, ExecutableDefinitionNode) and definition.name is not None
+    ]
     assert len(names) == len(set(names))
 
 
 def test_graphiql_opens_with_the_enterprise_tree_example() -> None:
-    assert print_ast(parse(DEFAULT_QUERY)) == \
-        print_ast(parse((ROOT / "examples" / "enterprise-tree.graphql").read_text()))
+    assert print_ast(parse(DEFAULT_QUERY)) == print_ast(
+        parse((ROOT / "examples" / "enterprise-tree.graphql").read_text())
+    )
 
 
 async def test_examples_run_against_the_demo_enterprise(api: Api) -> None:
     """Validation is not all: the depth, alias and token limits apply at run time.
     Queries and mutations go over HTTP, the subscription over graphql-transport-ws."""
     tokens = await load_demo(api.engine)
-    tree = await api.gql("{ viewer { account { id members { edges { node { id } } } } } }",
-                         token=tokens["master"])
+    tree = await api.gql(
+        "{ viewer { account { id members { edges { node { id } } } } } }", token=tokens["master"]
+    )
     master_id = tree["viewer"]["account"]["id"]
     member_id = tree["viewer"]["account"]["members"]["edges"][0]["node"]["id"]
     variables: dict[str, dict[str, Any]] = {
-        "AllocateFunds": {"input": {"masterId": master_id, "memberId": member_id,
-                                    "amount": "1.00", "idempotencyKey": "example-allocate"}},
-        "SetQuotaAlerts": {"input": {"accountIds": [member_id], "threshold": "100.00",
-                                     "enabled": True}},
+        "AllocateFunds": {
+            "input": {
+                "masterId": master_id,
+                "memberId": member_id,
+                "amount": "1.00",
+                "idempotencyKey": "example-allocate",
+            }
+        },
+        "SetQuotaAlerts": {
+            "input": {"accountIds": [member_id], "threshold": "100.00", "enabled": True}
+        },
     }
     for path in EXAMPLES:
         operation = parse(path.read_text()).definitions[0]
         assert isinstance(operation, OperationDefinitionNode) and operation.name is not None
-        given = {"masterId": master_id, "memberId": member_id,
-                 **variables.get(operation.name.value, {})}
-        wanted = {variable.variable.name.value
-                  for variable in operation.variable_definitions or ()}
+        given = {
+            "masterId": master_id,
+            "memberId": member_id,
+            **variables.get(operation.name.value, {}),
+        }
+        wanted = {variable.variable.name.value for variable in operation.variable_definitions or ()}
         values = {name: given[name] for name in wanted if name in given}
         if operation.operation is OperationType.SUBSCRIPTION:
             await subscribes(api, path.read_text(), values, tokens["master"])
             continue
         body = await api.raw(path.read_text(), values, token=tokens["master"])
         assert "errors" not in body, (path.name, body["errors"])
-        assert body["data"] and all(value is not None for value in body["data"].values()), \
-            (path.name, body["data"])
+        assert body["data"] and all(value is not None for value in body["data"].values()), (
+            path.name,
+            body["data"],
+        )
 
 
 async def subscribes(api: Api, query: str, variables: dict[str, Any], token: str) -> None:
@@ -109,15 +134,25 @@ async def subscribes(api: Api, query: str, variables: dict[str, Any], token: str
     import websockets
 
     url = str(api.client.base_url).replace("http://", "ws://") + "/graphql"
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
-        await socket.send(json.dumps({"type": "connection_init",
-                                      "payload": {"Authorization": f"Bearer {token}"}}))
+    async with websockets.connect(
+        url, subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as socket:
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
         assert json.loads(await socket.recv())["type"] == "connection_ack"
-        await socket.send(json.dumps({"id": "1", "type": "subscribe",
-                                      "payload": {"query": query, "variables": variables}}))
+        await socket.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": variables},
+                }
+            )
+        )
         with pytest.raises(TimeoutError):
             message = await asyncio.wait_for(socket.recv(), 1.0)
-            raise AssertionError(f"subscription answered at once: {message}")
+            raise AssertionError(f"subscription answered at once: {message!r}")
         await socket.send(json.dumps({"id": "1", "type": "complete"}))
 
 
@@ -128,24 +163,39 @@ async def test_graphiql_page_loads_its_assets_from_the_app(api: Api) -> None:
     page = await api.client.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200
     assert "https://" not in page.text and "http://" not in page.text  # no CDN
-    assets = ["react.production.min.js", "react-dom.production.min.js", "graphiql.min.js",
-              "graphiql.min.css"]
+    assets = [
+        "react.production.min.js",
+        "react-dom.production.min.js",
+        "graphiql.min.js",
+        "graphiql.min.css",
+    ]
     for asset in assets:
         assert f'"static/graphiql/{asset}"' in page.text
         response = await api.client.get(f"/static/graphiql/{asset}")
         assert response.status_code == 200, asset
         assert response.headers["content-type"].split(";")[0] in (
-            "text/javascript", "application/javascript", "text/css"), asset
+            "text/javascript",
+            "application/javascript",
+            "text/css",
+        ), asset
     assert "query EnterpriseTree" in page.text
     assert '"headers"' in page.text  # the Headers tab opens first
 
 
 def test_vendored_assets_are_the_files_their_readme_names() -> None:
     folder = STATIC_DIR / "graphiql"
-    listed = dict(reversed(line.split()) for line in (folder / "README.md").read_text()
-                  .split("```")[1].strip().splitlines())
-    on_disk = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-               for path in folder.iterdir() if path.suffix in (".js", ".css")}
+    listed = {
+        name: digest
+        for digest, name in (
+            line.split()
+            for line in (folder / "README.md").read_text().split("```")[1].strip().splitlines()
+        )
+    }
+    on_disk = {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in folder.iterdir()
+        if path.suffix in (".js", ".css")
+    }
     assert listed == on_disk
 
 
@@ -174,23 +224,32 @@ async def test_graphiql_and_its_assets_are_off_with_the_setting(
 @pytest.fixture
 async def cors_url(settings: Settings, engine: AsyncEngine, redis: ArqRedis) -> Any:
     with_origins = settings.model_copy(
-        update={"cors_origins_csv": f"{CONSOLE}, http://localhost:5173/"})
+        update={"cors_origins_csv": f"{CONSOLE}, http://localhost:5173/"}
+    )
     async with serving(create_app(with_origins, engine, redis)) as url:
         yield url
 
 
 def cors_headers(response: httpx.Response) -> dict[str, str]:
-    return {name: value for name, value in response.headers.items()
-            if name.lower().startswith("access-control-")}
+    return {
+        name: value
+        for name, value in response.headers.items()
+        if name.lower().startswith("access-control-")
+    }
 
 
 async def test_cors_preflight_from_an_allowed_origin_allows_credentials_and_authorization(
-    cors_url: str
+    cors_url: str,
 ) -> None:
     async with httpx.AsyncClient() as client:
-        response = await client.options(f"{cors_url}/graphql", headers={
-            "Origin": CONSOLE, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type"})
+        response = await client.options(
+            f"{cors_url}/graphql",
+            headers={
+                "Origin": CONSOLE,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
     assert response.status_code == 200
     headers = cors_headers(response)
     assert headers["access-control-allow-origin"] == CONSOLE
@@ -201,8 +260,11 @@ async def test_cors_preflight_from_an_allowed_origin_allows_credentials_and_auth
 
 async def test_cors_request_from_an_allowed_origin_can_read_the_answer(cors_url: str) -> None:
     async with httpx.AsyncClient() as client:
-        response = await client.post(f"{cors_url}/graphql", json={"query": "{ viewer { kind } }"},
-                                     headers={**AUTH, "Origin": "http://localhost:5173"})
+        response = await client.post(
+            f"{cors_url}/graphql",
+            json={"query": "{ viewer { kind } }"},
+            headers={**AUTH, "Origin": "http://localhost:5173"},
+        )
     assert answer(response) == {"data": {"viewer": {"kind": "OPERATOR"}}}
     assert response.headers["access-control-allow-origin"] == "http://localhost:5173"
     assert response.headers["access-control-allow-credentials"] == "true"
@@ -211,11 +273,19 @@ async def test_cors_request_from_an_allowed_origin_can_read_the_answer(cors_url:
 
 async def test_cors_refuses_another_origin_with_no_cors_headers(cors_url: str) -> None:
     async with httpx.AsyncClient() as client:
-        preflight = await client.options(f"{cors_url}/graphql", headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization"})
-        simple = await client.post(f"{cors_url}/graphql", json={"query": "{ viewer { kind } }"},
-                                   headers={**AUTH, "Origin": "https://evil.example"})
+        preflight = await client.options(
+            f"{cors_url}/graphql",
+            headers={
+                "Origin": "https://evil.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        simple = await client.post(
+            f"{cors_url}/graphql",
+            json={"query": "{ viewer { kind } }"},
+            headers={**AUTH, "Origin": "https://evil.example"},
+        )
     assert preflight.status_code == 400
     assert cors_headers(preflight) == {}
     assert simple.status_code == 200  # the server answers; the browser hides it from the page
@@ -226,15 +296,17 @@ async def test_cors_refuses_another_origin_with_no_cors_headers(cors_url: str) -
 async def test_cors_answers_vary_on_origin_even_without_one(cors_url: str) -> None:
     """A CDN filled by a request without Origin must not serve that answer to a browser."""
     async with httpx.AsyncClient() as client:
-        response = await client.get(f"{cors_url}/graphql", headers=AUTH,
-                                    params={"query": "{ viewer { kind } }"})
+        response = await client.get(
+            f"{cors_url}/graphql", headers=AUTH, params={"query": "{ viewer { kind } }"}
+        )
     assert "Origin" in response.headers["vary"]
     assert cors_headers(response) == {}
 
 
 async def test_no_cors_headers_when_no_origin_is_configured(api: Api) -> None:
-    response = await api.client.post("/graphql", json={"query": "{ viewer { kind } }"},
-                                     headers={**AUTH, "Origin": CONSOLE})
+    response = await api.client.post(
+        "/graphql", json={"query": "{ viewer { kind } }"}, headers={**AUTH, "Origin": CONSOLE}
+    )
     assert cors_headers(response) == {}
 
 
@@ -242,13 +314,17 @@ async def test_an_allowed_origin_may_open_the_websocket(cors_url: str) -> None:
     import websockets
 
     socket_url = cors_url.replace("http://", "ws://") + "/graphql"
-    async with websockets.connect(socket_url, subprotocols=["graphql-transport-ws"],
-                                  origin=CONSOLE) as socket:
+    async with websockets.connect(
+        socket_url, subprotocols=[Subprotocol("graphql-transport-ws")], origin=Origin(CONSOLE)
+    ) as socket:
         await socket.send(json.dumps({"type": "connection_init", "payload": AUTH}))
         assert json.loads(await socket.recv())["type"] == "connection_ack"
     with pytest.raises(websockets.InvalidStatus):
-        async with websockets.connect(socket_url, subprotocols=["graphql-transport-ws"],
-                                      origin="https://evil.example"):
+        async with websockets.connect(
+            socket_url,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            origin=Origin("https://evil.example"),
+        ):
             pass
 
 
@@ -275,22 +351,21 @@ def persisted(query: str) -> dict[str, Any]:
 async def test_apq_unknown_hash_then_registered_with_the_text_then_hit(
     api: Api, redis: ArqRedis
 ) -> None:
-    miss = await api.client.post("/graphql", json={"extensions": persisted(VIEWER)},
-                                 headers=AUTH)
+    miss = await api.client.post("/graphql", json={"extensions": persisted(VIEWER)}, headers=AUTH)
     assert miss.status_code == 200
-    assert miss.json()["errors"] == [{
-        "message": "PersistedQueryNotFound",
-        "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]
+    assert miss.json()["errors"] == [
+        {"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}
+    ]
     assert "no-cache" in miss.headers["cache-control"]
 
-    register = await api.client.post("/graphql", headers=AUTH, json={
-        "query": VIEWER, "extensions": persisted(VIEWER)})
+    register = await api.client.post(
+        "/graphql", headers=AUTH, json={"query": VIEWER, "extensions": persisted(VIEWER)}
+    )
     assert answer(register) == {"data": {"viewer": {"kind": "OPERATOR"}}}
     # stored with an expiry, in the operators' own store
     assert await redis.ttl(KEY_PREFIX + "operator:" + sha(VIEWER)) > 0
 
-    hit = await api.client.post("/graphql", json={"extensions": persisted(VIEWER)},
-                                headers=AUTH)
+    hit = await api.client.post("/graphql", json={"extensions": persisted(VIEWER)}, headers=AUTH)
     assert answer(hit) == {"data": {"viewer": {"kind": "OPERATOR"}}}
 
 
@@ -300,8 +375,7 @@ async def test_apq_over_get_so_a_cdn_can_cache_it(api: Api) -> None:
     headers = {**AUTH, "Accept": "*/*"}
     miss = await api.client.get("/graphql", params=params, headers=headers)
     assert miss.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
-    register = await api.client.get("/graphql", params={**params, "query": VIEWER},
-                                    headers=headers)
+    register = await api.client.get("/graphql", params={**params, "query": VIEWER}, headers=headers)
     assert answer(register) == {"data": {"viewer": {"kind": "OPERATOR"}}}
     hit = await api.client.get("/graphql", params=params, headers=headers)
     assert hit.status_code == 200
@@ -310,36 +384,54 @@ async def test_apq_over_get_so_a_cdn_can_cache_it(api: Api) -> None:
 
 async def test_apq_with_variables_over_get(api: Api) -> None:
     query = "query Node($id: ID!) { node(id: $id) { id } }"
-    await api.client.post("/graphql", headers=AUTH,
-                          json={"query": query, "extensions": persisted(query)})
-    hit = await api.client.get("/graphql", headers=AUTH, params={
-        "extensions": json.dumps(persisted(query)), "variables": json.dumps({"id": "nope"})})
+    await api.client.post(
+        "/graphql", headers=AUTH, json={"query": query, "extensions": persisted(query)}
+    )
+    hit = await api.client.get(
+        "/graphql",
+        headers=AUTH,
+        params={
+            "extensions": json.dumps(persisted(query)),
+            "variables": json.dumps({"id": "nope"}),
+        },
+    )
     assert answer(hit) == {"data": {"node": None}}
 
 
-async def test_apq_refuses_a_hash_that_does_not_match_the_text(
-    api: Api, redis: ArqRedis
-) -> None:
-    lying = {"persistedQuery": {"version": 1, "sha256Hash": sha("{ settings { "
-                                                                 "billingHierarchyEnabled } }")}}
-    response = await api.client.post("/graphql", headers=AUTH,
-                                     json={"query": VIEWER, "extensions": lying})
+async def test_apq_refuses_a_hash_that_does_not_match_the_text(api: Api, redis: ArqRedis) -> None:
+    lying = {
+        "persistedQuery": {
+            "version": 1,
+            "sha256Hash": sha("{ settings { billingHierarchyEnabled } }"),
+        }
+    }
+    response = await api.client.post(
+        "/graphql", headers=AUTH, json={"query": VIEWER, "extensions": lying}
+    )
     assert response.status_code == 400
-    assert response.json()["errors"] == [{
-        "message": "provided sha does not match query", "extensions": {"code": "INVALID_INPUT"}}]
+    assert response.json()["errors"] == [
+        {"message": "provided sha does not match query", "extensions": {"code": "INVALID_INPUT"}}
+    ]
     assert response.json()["data"] is None
     assert await redis.keys(KEY_PREFIX + "*") == []
 
 
-@pytest.mark.parametrize("extension", [
-    {"version": 2, "sha256Hash": sha(VIEWER)},
-    {"version": 1, "sha256Hash": "not-a-hash"},
-    {"version": 1},
-    "v1",
-], ids=["version 2", "malformed hash", "no hash", "not an object"])
+@pytest.mark.parametrize(
+    "extension",
+    [
+        {"version": 2, "sha256Hash": sha(VIEWER)},
+        {"version": 1, "sha256Hash": "not-a-hash"},
+        {"version": 1},
+        "v1",
+    ],
+    ids=["version 2", "malformed hash", "no hash", "not an object"],
+)
 async def test_apq_refuses_malformed_extensions(api: Api, extension: Any) -> None:
-    response = await api.client.post("/graphql", headers=AUTH, json={
-        "query": VIEWER, "extensions": {"persistedQuery": extension}})
+    response = await api.client.post(
+        "/graphql",
+        headers=AUTH,
+        json={"query": VIEWER, "extensions": {"persistedQuery": extension}},
+    )
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
 
@@ -351,11 +443,19 @@ async def test_apq_store_is_bounded_dropping_the_oldest(
     queries = [f"query Q{n} {{ viewer {{ kind }} }}" for n in range(3)]
     async with serving(create_app(small, engine, redis)) as url, httpx.AsyncClient() as client:
         for query in queries:
-            await client.post(f"{url}/graphql", headers=AUTH,
-                              json={"query": query, "extensions": persisted(query)})
-        answers = [answer(await client.post(f"{url}/graphql", headers=AUTH,
-                                            json={"extensions": persisted(query)}))
-                   for query in queries]
+            await client.post(
+                f"{url}/graphql",
+                headers=AUTH,
+                json={"query": query, "extensions": persisted(query)},
+            )
+        answers = [
+            answer(
+                await client.post(
+                    f"{url}/graphql", headers=AUTH, json={"extensions": persisted(query)}
+                )
+            )
+            for query in queries
+        ]
     assert answers[0]["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
     assert answers[1] == answers[2] == {"data": {"viewer": {"kind": "OPERATOR"}}}
     assert await redis.zcard(INDEX_KEY) == 2
@@ -366,8 +466,9 @@ async def test_apq_off_says_not_supported(
 ) -> None:
     off = settings.model_copy(update={"apq_max_entries": 0})
     async with serving(create_app(off, engine, redis)) as url, httpx.AsyncClient() as client:
-        response = await client.post(f"{url}/graphql", headers=AUTH,
-                                     json={"extensions": persisted(VIEWER)})
+        response = await client.post(
+            f"{url}/graphql", headers=AUTH, json={"extensions": persisted(VIEWER)}
+        )
     assert response.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_SUPPORTED"
 
 
@@ -376,12 +477,18 @@ async def test_apq_without_redis_still_runs_the_text(
 ) -> None:
     pool = ArqRedis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
     try:
-        async with serving(create_app(settings, engine, pool)) as url, \
-                httpx.AsyncClient() as client:
-            miss = await client.post(f"{url}/graphql", headers=AUTH,
-                                     json={"extensions": persisted(VIEWER)})
-            with_text = await client.post(f"{url}/graphql", headers=AUTH, json={
-                "query": VIEWER, "extensions": persisted(VIEWER)})
+        async with (
+            serving(create_app(settings, engine, pool)) as url,
+            httpx.AsyncClient() as client,
+        ):
+            miss = await client.post(
+                f"{url}/graphql", headers=AUTH, json={"extensions": persisted(VIEWER)}
+            )
+            with_text = await client.post(
+                f"{url}/graphql",
+                headers=AUTH,
+                json={"query": VIEWER, "extensions": persisted(VIEWER)},
+            )
     finally:
         await pool.aclose()
     assert miss.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
@@ -392,6 +499,9 @@ async def test_requests_without_persisted_queries_are_unchanged(api: Api) -> Non
     get = await api.client.get("/graphql", params={"query": VIEWER}, headers=AUTH)
     post = await api.client.post("/graphql", json={"query": VIEWER}, headers=AUTH)
     assert answer(get) == answer(post) == {"data": {"viewer": {"kind": "OPERATOR"}}}
-    mutation_over_get = await api.client.get("/graphql", headers=AUTH, params={
-        "query": "mutation { updateSettings(input: {}) { userErrors { code } } }"})
+    mutation_over_get = await api.client.get(
+        "/graphql",
+        headers=AUTH,
+        params={"query": "mutation { updateSettings(input: {}) { userErrors { code } } }"},
+    )
     assert mutation_over_get.status_code == 400  # strawberry: GET is for queries

@@ -15,7 +15,8 @@ from arq.connections import ArqRedis
 from graphql import get_introspection_query, parse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accountgraph.api.limits import BUCKET_KEY, query_cost
+from accountgraph.api.budget import BUCKET_KEY
+from accountgraph.api.cost import query_cost
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from accountgraph.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, schema
@@ -36,12 +37,15 @@ async def account_count(api: Api) -> int:
 
 
 @contextlib.asynccontextmanager
-async def app_with(settings: Settings, engine: AsyncEngine, redis: ArqRedis,
-                   **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def app_with(
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, **changes: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     """A gateway of its own with ``changes`` to the settings, and a client of it."""
     changed = settings.model_copy(update=changes)
-    async with serving(create_app(changed, engine, redis)) as url, \
-            httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with (
+        serving(create_app(changed, engine, redis)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
         yield client
 
 
@@ -49,8 +53,13 @@ async def app_with(settings: Settings, engine: AsyncEngine, redis: ArqRedis,
 
 
 async def test_an_answer_reports_its_cost_and_the_budget(api: Api) -> None:
-    response = await api.client.post("/graphql", headers=AUTH, json={
-        "query": "{ accounts(first: 5) { totalCount edges { node { id sites { name } } } } }"})
+    response = await api.client.post(
+        "/graphql",
+        headers=AUTH,
+        json={
+            "query": "{ accounts(first: 5) { totalCount edges { node { id sites { name } } } } }"
+        },
+    )
     body = response.json()
     assert body["data"]["accounts"]["totalCount"] == 0
     cost = body["extensions"]["cost"]
@@ -73,8 +82,7 @@ def test_cost_follows_fragments_aliases_pages_and_mutations() -> None:
     assert query_cost(graph, parse(query), None, {"n": 7}) == 16 + 2
     # no first: 50 a page; first over 500 counts 500
     assert query_cost(graph, parse("{ accounts { edges { node { id } } } }"), None) == 101
-    assert query_cost(graph, parse("{ accounts(first: 9999) { edges { cursor } } }"),
-                      None) == 501
+    assert query_cost(graph, parse("{ accounts(first: 9999) { edges { cursor } } }"), None) == 501
     mutation = "mutation { a: updateSettings(input: {}) { userErrors { code } } }"
     assert query_cost(graph, parse(mutation), None) == 10 + 1 + 10
 
@@ -92,12 +100,15 @@ def test_graphiql_introspection_and_the_examples_stay_under_the_maximum() -> Non
 
 
 async def test_a_query_over_the_maximum_cost_is_refused_and_nothing_runs(api: Api) -> None:
-    body = await api.raw("""mutation($input: CreateAccountInput!) {
+    body = await api.raw(
+        """mutation($input: CreateAccountInput!) {
       createAccount(input: $input) {
         account { members(first: 500) { edges { node {
           members(first: 500) { edges { node { id } } } } } } }
       }
-    }""", {"input": {"name": "costly"}})
+    }""",
+        {"input": {"name": "costly"}},
+    )
     assert codes(body) == ["QUERY_TOO_COSTLY"]
     assert body["data"] is None
     assert body["extensions"]["cost"]["requestedQueryCost"] > 50_000
@@ -108,10 +119,18 @@ async def test_the_maximum_cost_is_a_setting(
     settings: Settings, engine: AsyncEngine, redis: ArqRedis
 ) -> None:
     async with app_with(settings, engine, redis, max_query_cost=10) as client:
-        small = (await client.post("/graphql", headers=AUTH,
-                                   json={"query": "{ viewer { account { id } } }"})).json()
-        big = (await client.post("/graphql", headers=AUTH, json={
-            "query": "{ accounts(first: 5) { edges { node { id } } } }"})).json()
+        small = (
+            await client.post(
+                "/graphql", headers=AUTH, json={"query": "{ viewer { account { id } } }"}
+            )
+        ).json()
+        big = (
+            await client.post(
+                "/graphql",
+                headers=AUTH,
+                json={"query": "{ accounts(first: 5) { edges { node { id } } } }"},
+            )
+        ).json()
     assert "errors" not in small
     assert codes(big) == ["QUERY_TOO_COSTLY"]
     assert big["extensions"]["cost"] == {"requestedQueryCost": 11, "maximumAvailable": 10}
@@ -126,10 +145,10 @@ async def test_rate_limit_per_principal_refuses_with_429_once_the_budget_is_spen
     query = {"query": "{ accounts(first: 5) { edges { node { id } } } }"}  # costs 11
     try:
         async with app_with(settings, engine, redis, rate_limit_cost_per_minute=30) as client:
-            answers = [await client.post("/graphql", headers=AUTH, json=query)
-                       for _ in range(3)]
-            anonymous = await client.post("/graphql", json={
-                "query": "{ __schema { queryType { name } } }"})  # another principal
+            answers = [await client.post("/graphql", headers=AUTH, json=query) for _ in range(3)]
+            anonymous = await client.post(
+                "/graphql", json={"query": "{ __schema { queryType { name } } }"}
+            )  # another principal
     finally:
         await redis.delete(BUCKET_KEY + "operator")
     assert [answer.status_code for answer in answers] == [200, 200, 429]
@@ -150,8 +169,9 @@ async def test_rate_limit_fails_open_when_redis_is_down(
     pool = ArqRedis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
     try:
         async with app_with(settings, engine, pool, rate_limit_cost_per_minute=1) as client:
-            response = await client.post("/graphql", headers=AUTH,
-                                         json={"query": "{ viewer { kind } }"})
+            response = await client.post(
+                "/graphql", headers=AUTH, json={"query": "{ viewer { kind } }"}
+            )
     finally:
         await pool.aclose()
     assert response.status_code == 200
@@ -196,14 +216,18 @@ async def test_introspection_answers_without_a_token_when_on(api: Api) -> None:
 async def test_introspection_and_graphiql_can_be_switched_off(
     settings: Settings, engine: AsyncEngine, redis: ArqRedis
 ) -> None:
-    async with app_with(settings, engine, redis, introspection_enabled=False,
-                        graphiql_enabled=False) as client:
-        schema_query = await client.post("/graphql", headers=AUTH, json={
-            "query": "{ __schema { types { name } } }"})
-        type_query = await client.post("/graphql", json={
-            "query": '{ __type(name: "Account") { fields { name } } }'})
-        typename = await client.post("/graphql", headers=AUTH, json={
-            "query": "{ viewer { __typename kind } }"})
+    async with app_with(
+        settings, engine, redis, introspection_enabled=False, graphiql_enabled=False
+    ) as client:
+        schema_query = await client.post(
+            "/graphql", headers=AUTH, json={"query": "{ __schema { types { name } } }"}
+        )
+        type_query = await client.post(
+            "/graphql", json={"query": '{ __type(name: "Account") { fields { name } } }'}
+        )
+        typename = await client.post(
+            "/graphql", headers=AUTH, json={"query": "{ viewer { __typename kind } }"}
+        )
         graphiql = await client.get("/graphql", headers={"Accept": "text/html"})
     assert set(codes(schema_query.json())) == {"INTROSPECTION_DISABLED"}
     assert set(codes(type_query.json())) == {"INTROSPECTION_DISABLED"}
@@ -225,8 +249,11 @@ async def test_batched_operations_are_refused_with_400_and_nothing_runs(api: Api
 
 async def test_a_body_over_the_cap_is_refused_with_413_and_nothing_runs(api: Api) -> None:
     padding = "x" * 1_100_000
-    response = await api.client.post("/graphql", headers=AUTH, json={
-        "query": CREATE_ACCOUNT, "variables": {"input": {"name": "big", "terms": padding}}})
+    response = await api.client.post(
+        "/graphql",
+        headers=AUTH,
+        json={"query": CREATE_ACCOUNT, "variables": {"input": {"name": "big", "terms": padding}}},
+    )
     assert response.status_code == 413
     assert codes(response.json()) == ["BODY_TOO_LARGE"]
     assert await account_count(api) == 0
@@ -236,6 +263,7 @@ async def test_a_streamed_body_over_the_cap_is_refused_with_413(
     settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None
 ) -> None:
     """Chunked, with no Content-Length: counted as it arrives."""
+
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"query": "mutation { createAccount(input: {name: \\"chunked\\", terms: \\"'
         for _ in range(10):
@@ -243,10 +271,10 @@ async def test_a_streamed_body_over_the_cap_is_refused_with_413(
         yield b'\\"}) { userErrors { code } } }"}'
 
     async with app_with(settings, engine, redis, max_body_bytes=4096) as client:
-        response = await client.post("/graphql", content=chunks(),
-                                     headers={**AUTH, "Content-Type": "application/json"})
-        count = (await client.post("/graphql", headers=AUTH,
-                                   json={"query": ACCOUNT_COUNT})).json()
+        response = await client.post(
+            "/graphql", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+        )
+        count = (await client.post("/graphql", headers=AUTH, json={"query": ACCOUNT_COUNT})).json()
     assert response.status_code == 413
     assert codes(response.json()) == ["BODY_TOO_LARGE"]
     assert count["data"]["accounts"]["totalCount"] == 0
@@ -258,8 +286,10 @@ async def test_a_body_that_arrives_too_slowly_is_refused_with_408(
     async with app_with(settings, engine, redis, body_timeout_s=0.3) as client:
         address = urlsplit(str(client.base_url))
         reader, writer = await asyncio.open_connection(address.hostname, address.port)
-        writer.write(b"POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
-                     b"\r\nContent-Length: 100\r\n\r\n{\"query\":")  # and then nothing
+        writer.write(
+            b"POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
+            b'\r\nContent-Length: 100\r\n\r\n{"query":'
+        )  # and then nothing
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(4096), 5)
         writer.close()

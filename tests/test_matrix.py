@@ -49,14 +49,25 @@ PRINCIPALS = ("none", "stranger", "member", "master", "operator")
 TOP_LEVEL = {"FORBIDDEN", "UNAUTHENTICATED"}
 
 # A row per principal: (operator, master, member, stranger, none).
-OPERATOR_ONLY = {"operator": "ok", "master": "FORBIDDEN", "member": "FORBIDDEN",
-                 "stranger": "FORBIDDEN", "none": "UNAUTHENTICATED"}
+OPERATOR_ONLY = {
+    "operator": "ok",
+    "master": "FORBIDDEN",
+    "member": "FORBIDDEN",
+    "stranger": "FORBIDDEN",
+    "none": "UNAUTHENTICATED",
+}
 
 
-def expect(operator: str, master: str, member: str, stranger: str,
-           none: str = "UNAUTHENTICATED") -> dict[str, str]:
-    return {"operator": operator, "master": master, "member": member, "stranger": stranger,
-            "none": none}
+def expect(
+    operator: str, master: str, member: str, stranger: str, none: str = "UNAUTHENTICATED"
+) -> dict[str, str]:
+    return {
+        "operator": operator,
+        "master": master,
+        "member": member,
+        "stranger": stranger,
+        "none": none,
+    }
 
 
 @dataclass
@@ -102,8 +113,14 @@ class Row:
         return f"{self.field}:{self.label}" if self.label else self.field
 
 
-def row(name: str, args: Callable[[World, str], dict[str, Any]] | Prepare,
-        expected: dict[str, str], label: str = "", *, prepared: bool = False) -> Row:
+def row(
+    name: str,
+    args: Callable[[World, str], dict[str, Any]] | Prepare,
+    expected: dict[str, str],
+    label: str = "",
+    *,
+    prepared: bool = False,
+) -> Row:
     if prepared:
         return Row(name, args, expected, label)  # type: ignore[arg-type]
 
@@ -131,8 +148,12 @@ ADD_PAYMENT_METHOD = """mutation($input: AddPaymentMethodInput!) {
 
 async def fresh_invitation(world: World) -> str:
     invitee = await world.fresh_account("Invitee")
-    payload = (await world.op(INVITE, {"input": {
-        "masterId": world.master, "memberId": invitee, "type": "TRUSTEESHIP"}}))["inviteMember"]
+    payload = (
+        await world.op(
+            INVITE,
+            {"input": {"masterId": world.master, "memberId": invitee, "type": "TRUSTEESHIP"}},
+        )
+    )["inviteMember"]
     assert payload["userErrors"] == [], payload
     link: str = payload["link"]["id"]
     return link
@@ -140,16 +161,28 @@ async def fresh_invitation(world: World) -> str:
 
 async def fresh_link(world: World) -> str:
     link = await fresh_invitation(world)
-    payload = (await world.op(RESPOND, {"input": {
-        "linkId": link, "accept": True,
-        "permissions": ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"]}}))
+    payload = await world.op(
+        RESPOND,
+        {
+            "input": {
+                "linkId": link,
+                "accept": True,
+                "permissions": ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"],
+            }
+        },
+    )
     assert payload["respondToInvitation"]["userErrors"] == [], payload
     return link
 
 
 async def invite_args(world: World, principal: str) -> dict[str, Any]:
-    return {"input": {"masterId": world.master, "type": "FINANCIAL",
-                      "memberId": await world.fresh_account("Invitee")}}
+    return {
+        "input": {
+            "masterId": world.master,
+            "type": "FINANCIAL",
+            "memberId": await world.fresh_account("Invitee"),
+        }
+    }
 
 
 async def respond_args(world: World, principal: str) -> dict[str, Any]:
@@ -157,18 +190,24 @@ async def respond_args(world: World, principal: str) -> dict[str, Any]:
 
 
 async def remove_bill_to_args(world: World, principal: str) -> dict[str, Any]:
-    payload = (await world.op(ADD_BILL_TO, {"input": {
-        "accountId": world.member, "name": unique("spare"), "isPrimary": False}}))["addBillTo"]
+    payload = (
+        await world.op(
+            ADD_BILL_TO,
+            {"input": {"accountId": world.member, "name": unique("spare"), "isPrimary": False}},
+        )
+    )["addBillTo"]
     assert payload["userErrors"] == [], payload
     return {"input": {"billToId": payload["billTo"]["id"]}}
 
 
 async def managed_payment_method_args(world: World, principal: str) -> dict[str, Any]:
-    payload = (await world.op(ADD_PAYMENT_METHOD, {"input": {
-        "accountId": world.master, "label": unique("card")}}))["addPaymentMethod"]
+    payload = (
+        await world.op(
+            ADD_PAYMENT_METHOD, {"input": {"accountId": world.master, "label": unique("card")}}
+        )
+    )["addPaymentMethod"]
     assert payload["userErrors"] == [], payload
-    return {"input": {"paymentMethodId": payload["paymentMethod"]["id"],
-                      "managedId": world.member}}
+    return {"input": {"paymentMethodId": payload["paymentMethod"]["id"], "managedId": world.member}}
 
 
 async def dissociate_args(world: World, principal: str) -> dict[str, Any]:
@@ -189,125 +228,256 @@ MATRIX: list[Row] = [
     row("viewer", lambda w, p: {}, expect("ok", "ok", "ok", "ok")),
     row("settings", lambda w, p: {}, expect("ok", "ok", "ok", "ok")),
     row("accounts", lambda w, p: {}, expect("ok", "ok", "ok", "ok")),
-    row("account", lambda w, p: {"id": w.member}, expect("ok", "ok", "ok", "null"),
-        "member"),
-    row("account", lambda w, p: {"id": w.sibling}, expect("ok", "ok", "null", "null"),
-        "sibling"),
+    row("account", lambda w, p: {"id": w.member}, expect("ok", "ok", "ok", "null"), "member"),
+    row("account", lambda w, p: {"id": w.sibling}, expect("ok", "ok", "null", "null"), "sibling"),
     # P3: a member sees its master's name fields through its link (finance null).
-    row("account", lambda w, p: {"id": w.master}, expect("ok", "ok", "ok", "null"),
-        "master"),
-    row("node", lambda w, p: {"id": w.member_site}, expect("ok", "ok", "ok", "null"),
-        "member-site"),
-    row("node", lambda w, p: {"id": w.master_bill_to}, expect("ok", "ok", "null", "null"),
-        "master-bill-to"),
+    row("account", lambda w, p: {"id": w.master}, expect("ok", "ok", "ok", "null"), "master"),
+    row(
+        "node", lambda w, p: {"id": w.member_site}, expect("ok", "ok", "ok", "null"), "member-site"
+    ),
+    row(
+        "node",
+        lambda w, p: {"id": w.master_bill_to},
+        expect("ok", "ok", "null", "null"),
+        "master-bill-to",
+    ),
     row("sharing", lambda w, p: {"masterId": w.master}, expect("ok", "ok", "null", "null")),
     # ------------------------------------------------------------ operators only (P4)
     row("createAccount", lambda w, p: {"input": {"name": unique("Created")}}, OPERATOR_ONLY),
-    row("updateSettings", lambda w, p: {"input": {"billingHierarchyEnabled": True}},
-        OPERATOR_ONLY),
-    row("setCreditLine", lambda w, p: {"input": {"masterId": w.master, "amount": "1000.00"}},
-        OPERATOR_ONLY),
-    row("grantVoucherPool", lambda w, p: {"input": {"masterId": w.master, "amount": "5.00"}},
-        OPERATOR_ONLY),
-    row("recordCharge", lambda w, p: {"input": {
-        "accountId": w.master, "amount": "1.00", "description": "usage"}}, OPERATOR_ONLY),
-    row("recordPayment", lambda w, p: {"input": {"accountId": w.master, "amount": "1.00"}},
-        OPERATOR_ONLY),
-    row("adjustBalance", lambda w, p: {"input": {
-        "accountId": w.master, "bucket": "CREDIT_REFUND", "amount": "1.00",
-        "reason": "matrix"}}, OPERATOR_ONLY),
-    row("issueCoupon", lambda w, p: {"input": {
-        "accountId": w.master, "amount": "1.00", "validUntil": LATER}}, OPERATOR_ONLY),
-    row("createResource", lambda w, p: {"input": {
-        "ownerId": w.master, "type": "RESERVED_INSTANCE", "name": unique("RI"),
-        "capacity": "1", "validFrom": NOW, "validUntil": LATER}}, OPERATOR_ONLY),
-    row("setDiscount", lambda w, p: {"input": {"accountId": w.master, "percent": "5"}},
-        OPERATOR_ONLY),
+    row("updateSettings", lambda w, p: {"input": {"billingHierarchyEnabled": True}}, OPERATOR_ONLY),
+    row(
+        "setCreditLine",
+        lambda w, p: {"input": {"masterId": w.master, "amount": "1000.00"}},
+        OPERATOR_ONLY,
+    ),
+    row(
+        "grantVoucherPool",
+        lambda w, p: {"input": {"masterId": w.master, "amount": "5.00"}},
+        OPERATOR_ONLY,
+    ),
+    row(
+        "recordCharge",
+        lambda w, p: {"input": {"accountId": w.master, "amount": "1.00", "description": "usage"}},
+        OPERATOR_ONLY,
+    ),
+    row(
+        "recordPayment",
+        lambda w, p: {"input": {"accountId": w.master, "amount": "1.00"}},
+        OPERATOR_ONLY,
+    ),
+    row(
+        "adjustBalance",
+        lambda w, p: {
+            "input": {
+                "accountId": w.master,
+                "bucket": "CREDIT_REFUND",
+                "amount": "1.00",
+                "reason": "matrix",
+            }
+        },
+        OPERATOR_ONLY,
+    ),
+    row(
+        "issueCoupon",
+        lambda w, p: {"input": {"accountId": w.master, "amount": "1.00", "validUntil": LATER}},
+        OPERATOR_ONLY,
+    ),
+    row(
+        "createResource",
+        lambda w, p: {
+            "input": {
+                "ownerId": w.master,
+                "type": "RESERVED_INSTANCE",
+                "name": unique("RI"),
+                "capacity": "1",
+                "validFrom": NOW,
+                "validUntil": LATER,
+            }
+        },
+        OPERATOR_ONLY,
+    ),
+    row(
+        "setDiscount",
+        lambda w, p: {"input": {"accountId": w.master, "percent": "5"}},
+        OPERATOR_ONLY,
+    ),
     # ------------------------------------------------------------ tokens and accounts
-    row("createApiToken", lambda w, p: {"input": {"accountId": w.member, "name": "m"}},
-        expect("ok", "PERMISSION_NOT_GRANTED", "ok", "NOT_FOUND")),
-    row("updateAccount", lambda w, p: {"input": {"accountId": w.member,
-                                                 "displayName": unique("A")}},
-        expect("ok", "ok", "ok", "NOT_FOUND")),
+    row(
+        "createApiToken",
+        lambda w, p: {"input": {"accountId": w.member, "name": "m"}},
+        expect("ok", "PERMISSION_NOT_GRANTED", "ok", "NOT_FOUND"),
+    ),
+    row(
+        "updateAccount",
+        lambda w, p: {"input": {"accountId": w.member, "displayName": unique("A")}},
+        expect("ok", "ok", "ok", "NOT_FOUND"),
+    ),
     # ------------------------------------------------------------ links (H2, U1, U5)
-    row("inviteMember", invite_args, expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
-        prepared=True),
-    row("respondToInvitation", respond_args,
-        expect("ok", "PERMISSION_NOT_GRANTED", "NOT_FOUND", "NOT_FOUND"), prepared=True),
+    row("inviteMember", invite_args, expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"), prepared=True),
+    row(
+        "respondToInvitation",
+        respond_args,
+        expect("ok", "PERMISSION_NOT_GRANTED", "NOT_FOUND", "NOT_FOUND"),
+        prepared=True,
+    ),
     # ------------------------------------------------------------ bill-tos and sites (H3, H4)
-    row("addBillTo", lambda w, p: {"input": {"accountId": w.member, "name": unique("AP")}},
-        expect("ok", "ok", "ok", "NOT_FOUND")),
-    row("updateBillTo", lambda w, p: {"input": {"billToId": w.member_bill_to,
-                                                "name": unique("AP")}},
-        expect("ok", "ok", "ok", "NOT_FOUND")),
-    row("removeBillTo", remove_bill_to_args, expect("ok", "ok", "ok", "NOT_FOUND"),
-        prepared=True),
-    row("addSite", lambda w, p: {"input": {"accountId": w.member, "name": unique("site"),
-                                           "billToId": w.member_bill_to}},
-        expect("ok", "ok", "ok", "NOT_FOUND")),
-    row("updateSite", lambda w, p: {"input": {"siteId": w.member_site,
-                                              "name": unique("site")}},
-        expect("ok", "ok", "ok", "NOT_FOUND")),
+    row(
+        "addBillTo",
+        lambda w, p: {"input": {"accountId": w.member, "name": unique("AP")}},
+        expect("ok", "ok", "ok", "NOT_FOUND"),
+    ),
+    row(
+        "updateBillTo",
+        lambda w, p: {"input": {"billToId": w.member_bill_to, "name": unique("AP")}},
+        expect("ok", "ok", "ok", "NOT_FOUND"),
+    ),
+    row("removeBillTo", remove_bill_to_args, expect("ok", "ok", "ok", "NOT_FOUND"), prepared=True),
+    row(
+        "addSite",
+        lambda w, p: {
+            "input": {"accountId": w.member, "name": unique("site"), "billToId": w.member_bill_to}
+        },
+        expect("ok", "ok", "ok", "NOT_FOUND"),
+    ),
+    row(
+        "updateSite",
+        lambda w, p: {"input": {"siteId": w.member_site, "name": unique("site")}},
+        expect("ok", "ok", "ok", "NOT_FOUND"),
+    ),
     # ------------------------------------------------------------ funds (F3-F8)
-    row("allocateFunds", lambda w, p: {"input": {
-        "masterId": w.master, "memberId": w.member, "amount": "1.00", "method": "CASH"}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("reclaimFunds", lambda w, p: {"input": {
-        "masterId": w.master, "memberId": w.member, "amount": "0.10", "method": "CASH"}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("setCreditLimit", lambda w, p: {"input": {
-        "masterId": w.master, "memberId": w.member,
-        "limit": {"operator": "10.00", "master": "20.00"}.get(p, "30.00")}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("withdrawCash", lambda w, p: {"input": {"accountId": w.member, "amount": "1.00"}},
+    row(
+        "allocateFunds",
+        lambda w, p: {
+            "input": {
+                "masterId": w.master,
+                "memberId": w.member,
+                "amount": "1.00",
+                "method": "CASH",
+            }
+        },
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "reclaimFunds",
+        lambda w, p: {
+            "input": {
+                "masterId": w.master,
+                "memberId": w.member,
+                "amount": "0.10",
+                "method": "CASH",
+            }
+        },
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "setCreditLimit",
+        lambda w, p: {
+            "input": {
+                "masterId": w.master,
+                "memberId": w.member,
+                "limit": {"operator": "10.00", "master": "20.00"}.get(p, "30.00"),
+            }
+        },
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "withdrawCash",
+        lambda w, p: {"input": {"accountId": w.member, "amount": "1.00"}},
         # F8: a withdrawal is the account's own users' act, not even an operator's
-        expect("PERMISSION_NOT_GRANTED", "PERMISSION_NOT_GRANTED", "ok", "NOT_FOUND")),
+        expect("PERMISSION_NOT_GRANTED", "PERMISSION_NOT_GRANTED", "ok", "NOT_FOUND"),
+    ),
     # ------------------------------------------------------------ sharing (S)
-    row("setSharedResourceTypes", lambda w, p: {"input": {
-        "masterId": w.master, "types": ["RESERVED_INSTANCE"]}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("setAcceptedResourceTypes", lambda w, p: {"input": {
-        "memberIds": [w.member], "types": ["RESERVED_INSTANCE"]}},
-        expect("ok", "ok", "ok", "NOT_FOUND")),
-    row("createUserGroup", lambda w, p: {"input": {"masterId": w.master,
-                                                   "name": unique("group")}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("setUserGroupMembers", lambda w, p: {"input": {"groupId": w.group,
-                                                       "memberIds": [w.member]}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("shareResourceWithGroups", lambda w, p: {"input": {"resourceId": w.resource,
-                                                           "groupIds": [w.group]}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
+    row(
+        "setSharedResourceTypes",
+        lambda w, p: {"input": {"masterId": w.master, "types": ["RESERVED_INSTANCE"]}},
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "setAcceptedResourceTypes",
+        lambda w, p: {"input": {"memberIds": [w.member], "types": ["RESERVED_INSTANCE"]}},
+        expect("ok", "ok", "ok", "NOT_FOUND"),
+    ),
+    row(
+        "createUserGroup",
+        lambda w, p: {"input": {"masterId": w.master, "name": unique("group")}},
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "setUserGroupMembers",
+        lambda w, p: {"input": {"groupId": w.group, "memberIds": [w.member]}},
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "shareResourceWithGroups",
+        lambda w, p: {"input": {"resourceId": w.resource, "groupIds": [w.group]}},
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
     # ------------------------------------------------------------ alerts (A)
-    row("setQuotaAlerts", lambda w, p: {"input": {"accountIds": [w.member],
-                                                  "threshold": "1.00", "enabled": False}},
-        expect("ok", "ok", "ok", "NOT_FOUND")),
-    row("setNotificationChannels", lambda w, p: {"input": {
-        "accountId": w.member, "email": "ap@member.example"}},
-        expect("ok", "ok", "ok", "NOT_FOUND")),
+    row(
+        "setQuotaAlerts",
+        lambda w, p: {"input": {"accountIds": [w.member], "threshold": "1.00", "enabled": False}},
+        expect("ok", "ok", "ok", "NOT_FOUND"),
+    ),
+    row(
+        "setNotificationChannels",
+        lambda w, p: {"input": {"accountId": w.member, "email": "ap@member.example"}},
+        expect("ok", "ok", "ok", "NOT_FOUND"),
+    ),
     # ------------------------------------------------------------ billing (B, I, V)
-    row("createVoucher", lambda w, p: {"input": {
-        "masterId": w.master, "amount": "1.00", "validFrom": NOW, "validUntil": LATER,
-        "memberIds": [w.member]}}, expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("addPaymentMethod", lambda w, p: {"input": {"accountId": w.master,
-                                                    "label": unique("card")}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("addManagedPaymentMethod", managed_payment_method_args,
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"), prepared=True),
-    row("setInvoiceMode", lambda w, p: {"input": {"accountId": w.master,
-                                                  "mode": "AGGREGATED"}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("runBillCycle", lambda w, p: {"input": {
-        "accountId": w.master, "periodStart": "2024-01-01", "periodEnd": "2024-01-31"}},
-        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND")),
-    row("setMemberInvoiceInfo", lambda w, p: {"input": {
-        "masterId": w.master, "memberIds": [w.member], "invoiceTitle": unique("Title")}},
-        BATCH),
-    row("referenceMasterInvoiceInfo", lambda w, p: {"input": {
-        "masterId": w.master, "memberIds": [w.member], "enabled": False}}, BATCH),
+    row(
+        "createVoucher",
+        lambda w, p: {
+            "input": {
+                "masterId": w.master,
+                "amount": "1.00",
+                "validFrom": NOW,
+                "validUntil": LATER,
+                "memberIds": [w.member],
+            }
+        },
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "addPaymentMethod",
+        lambda w, p: {"input": {"accountId": w.master, "label": unique("card")}},
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "addManagedPaymentMethod",
+        managed_payment_method_args,
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+        prepared=True,
+    ),
+    row(
+        "setInvoiceMode",
+        lambda w, p: {"input": {"accountId": w.master, "mode": "AGGREGATED"}},
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "runBillCycle",
+        lambda w, p: {
+            "input": {"accountId": w.master, "periodStart": "2024-01-01", "periodEnd": "2024-01-31"}
+        },
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "setMemberInvoiceInfo",
+        lambda w, p: {
+            "input": {
+                "masterId": w.master,
+                "memberIds": [w.member],
+                "invoiceTitle": unique("Title"),
+            }
+        },
+        BATCH,
+    ),
+    row(
+        "referenceMasterInvoiceInfo",
+        lambda w, p: {"input": {"masterId": w.master, "memberIds": [w.member], "enabled": False}},
+        BATCH,
+    ),
     # ------------------------------------------------------------ last: it ends A's link
-    row("dissociateMember", dissociate_args, expect("ok", "ok", "ok", "NOT_FOUND"),
-        prepared=True),
+    row("dissociateMember", dissociate_args, expect("ok", "ok", "ok", "NOT_FOUND"), prepared=True),
 ]
 
 # The subscription: a notification of A, who receives it.
@@ -318,8 +488,9 @@ SUBSCRIPTIONS = {"notifications": expect("event", "event", "event", "silent", "4
 
 
 async def clean_database(engine: AsyncEngine, redis: ArqRedis) -> None:
-    tables = ", ".join(table.name for table in metadata.sorted_tables
-                       if table.name != "platform_settings")
+    tables = ", ".join(
+        table.name for table in metadata.sorted_tables if table.name != "platform_settings"
+    )
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         await conn.execute(text("UPDATE platform_settings SET billing_hierarchy_enabled = true"))
@@ -339,8 +510,7 @@ MONEY = """mutation($pay: RecordPaymentInput!, $memberPay: RecordPaymentInput!,
 
 
 @pytest.fixture(scope="module")
-async def world(base_url: str, engine: AsyncEngine, redis: ArqRedis
-                ) -> AsyncIterator[World]:
+async def world(base_url: str, engine: AsyncEngine, redis: ArqRedis) -> AsyncIterator[World]:
     await clean_database(engine, redis)
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         api = Api(client, engine)
@@ -354,27 +524,50 @@ async def world(base_url: str, engine: AsyncEngine, redis: ArqRedis
         found.member_bill_to = await api.bill_to(found.member, "A AP", isPrimary=True)
         found.member_site = await api.site(found.member, "A site", found.member_bill_to)
         found.master_bill_to = await api.bill_to(found.master, "M AP", isPrimary=True)
-        payload = (await found.op(ADD_PAYMENT_METHOD, {"input": {
-            "accountId": found.master, "label": "card"}}))["addPaymentMethod"]
+        payload = (
+            await found.op(
+                ADD_PAYMENT_METHOD, {"input": {"accountId": found.master, "label": "card"}}
+            )
+        )["addPaymentMethod"]
         found.master_payment_method = payload["paymentMethod"]["id"]
-        found.resource = (await found.op(CREATE_RESOURCE, {"input": {
-            "ownerId": found.master, "type": "RESERVED_INSTANCE", "name": "RI1",
-            "capacity": "4", "validFrom": NOW, "validUntil": LATER}}))["createResource"][
-                "resource"]["id"]
-        found.group = (await found.op(CREATE_GROUP, {"input": {
-            "masterId": found.master, "name": "G1"}}))["createUserGroup"]["userGroup"]["id"]
-        money = await found.op(MONEY, {
-            "pay": {"accountId": found.master, "amount": "10000.00"},
-            "memberPay": {"accountId": found.member, "amount": "100.00"},
-            "line": {"masterId": found.master, "amount": "1000.00"}})
+        found.resource = (
+            await found.op(
+                CREATE_RESOURCE,
+                {
+                    "input": {
+                        "ownerId": found.master,
+                        "type": "RESERVED_INSTANCE",
+                        "name": "RI1",
+                        "capacity": "4",
+                        "validFrom": NOW,
+                        "validUntil": LATER,
+                    }
+                },
+            )
+        )["createResource"]["resource"]["id"]
+        found.group = (
+            await found.op(CREATE_GROUP, {"input": {"masterId": found.master, "name": "G1"}})
+        )["createUserGroup"]["userGroup"]["id"]
+        money = await found.op(
+            MONEY,
+            {
+                "pay": {"accountId": found.master, "amount": "10000.00"},
+                "memberPay": {"accountId": found.member, "amount": "100.00"},
+                "line": {"masterId": found.master, "amount": "1000.00"},
+            },
+        )
         assert all(value["userErrors"] == [] for value in money.values()), money
-        await found.op("""mutation($input: GrantVoucherPoolInput!) {
+        await found.op(
+            """mutation($input: GrantVoucherPoolInput!) {
             grantVoucherPool(input: $input) { userErrors { code } } }""",
-                       {"input": {"masterId": found.master, "amount": "100.00"}})
+            {"input": {"masterId": found.master, "amount": "100.00"}},
+        )
         found.tokens = {
-            "operator": OPERATOR_TOKEN, "master": await api.token(found.master),
+            "operator": OPERATOR_TOKEN,
+            "master": await api.token(found.master),
             "member": await api.token(found.member),
-            "stranger": await api.token(found.stranger), "none": None,
+            "stranger": await api.token(found.stranger),
+            "none": None,
         }
         yield found
 
@@ -383,8 +576,11 @@ async def world(base_url: str, engine: AsyncEngine, redis: ArqRedis
 
 
 def root_fields(root: str) -> dict[str, GraphQLField]:
-    type_ = {"query": GRAPHQL_SCHEMA.query_type, "mutation": GRAPHQL_SCHEMA.mutation_type,
-             "subscription": GRAPHQL_SCHEMA.subscription_type}[root]
+    type_ = {
+        "query": GRAPHQL_SCHEMA.query_type,
+        "mutation": GRAPHQL_SCHEMA.mutation_type,
+        "subscription": GRAPHQL_SCHEMA.subscription_type,
+    }[root]
     return dict(type_.fields) if type_ is not None else {}
 
 
@@ -402,8 +598,11 @@ def operation(name: str, variables: dict[str, Any]) -> str:
     selection = ""
     if not is_leaf_type(named):
         fields = getattr(named, "fields", {})
-        selection = " { __typename" + (" userErrors { code field message }"
-                                      if "userErrors" in fields else "") + " }"
+        selection = (
+            " { __typename"
+            + (" userErrors { code field message }" if "userErrors" in fields else "")
+            + " }"
+        )
     head = f"{root}({declared})" if declared else root
     call = f"{name}({passed})" if passed else name
     return f"{head} {{ {call}{selection} }}"
@@ -423,9 +622,9 @@ def outcome(body: dict[str, Any], name: str) -> str:
         return "null"
     user_errors = value.get("userErrors") if isinstance(value, dict) else None
     if user_errors:
-        codes = {error["code"] for error in user_errors}
-        assert len(codes) == 1, body
-        return codes.pop()
+        user_codes: set[str] = {error["code"] for error in user_errors}
+        assert len(user_codes) == 1, body
+        return user_codes.pop()
     return "ok"
 
 
@@ -440,8 +639,7 @@ def test_every_root_field_has_a_decision() -> None:
     assert set(SUBSCRIPTION_FIELDS) == set(SUBSCRIPTIONS)
     for r in MATRIX:
         assert set(r.expected) == set(PRINCIPALS), r.id
-    assert all(expected["none"] == "UNAUTHENTICATED" for expected in
-               (r.expected for r in MATRIX))
+    assert all(expected["none"] == "UNAUTHENTICATED" for expected in (r.expected for r in MATRIX))
 
 
 # ---------------------------------------------------------------- the subscription
@@ -457,16 +655,18 @@ QUOTA = "query($id: ID!) { account(id: $id) { finance { availableQuota } } }"
 
 @contextlib.asynccontextmanager
 async def subscriber(url: str, token: str | None) -> AsyncIterator[Any]:
-    async with websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]
-                                  ) as socket:
+    async with websockets.connect(
+        url, subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as socket:
         payload = {} if token is None else {"Authorization": f"Bearer {token}"}
         await socket.send(json.dumps({"type": "connection_init", "payload": payload}))
         yield socket
 
 
 @pytest.mark.parametrize("name", list(SUBSCRIPTIONS))
-async def test_p_subscriptions_matrix(world: World, name: str, redis: ArqRedis,
-                                      run_jobs: Any) -> None:
+async def test_p_subscriptions_matrix(
+    world: World, name: str, redis: ArqRedis, run_jobs: Any
+) -> None:
     """A notification of A (a LOW_QUOTA crossing) reaches who may see A, and only them;
     no token: the socket is closed with 4403 at connection_init."""
     from accountgraph.alerts.service import PUBSUB_CHANNEL
@@ -479,16 +679,22 @@ async def test_p_subscriptions_matrix(world: World, name: str, redis: ArqRedis,
         before = dict(await redis.pubsub_numsub(PUBSUB_CHANNEL))
         listening = sum(int(v) for v in before.values())
         for principal in PRINCIPALS:
-            socket = await stack.enter_async_context(
-                subscriber(url, world.tokens[principal]))
+            socket = await stack.enter_async_context(subscriber(url, world.tokens[principal]))
             try:
                 first = json.loads(await asyncio.wait_for(socket.recv(), 10))
             except websockets.ConnectionClosed as closed:
                 results[principal] = str(closed.rcvd.code if closed.rcvd else None)
                 continue
             assert first["type"] == "connection_ack", first
-            await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-                "query": SUBSCRIBE, "variables": {"id": world.member}}}))
+            await socket.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": SUBSCRIBE, "variables": {"id": world.member}},
+                    }
+                )
+            )
             sockets[principal] = socket
             listening += 1
         # The gateway listens on Redis over one shared connection (alerts/fanout.py):
@@ -501,12 +707,23 @@ async def test_p_subscriptions_matrix(world: World, name: str, redis: ArqRedis,
 
         # when: A's quota falls below its alert's threshold (A2)
         quota = (await world.op(QUOTA, {"id": world.member}))["account"]["finance"][
-            "availableQuota"]
-        await world.op(ALERT, {"input": {"accountIds": [world.member],
-                                         "threshold": quota, "enabled": True}})
+            "availableQuota"
+        ]
+        await world.op(
+            ALERT, {"input": {"accountIds": [world.member], "threshold": quota, "enabled": True}}
+        )
         await run_jobs()
-        await world.op(ADJUST, {"input": {"accountId": world.member, "amount": "1.00",
-                                          "bucket": "UNSETTLED_AMOUNT", "reason": "matrix"}})
+        await world.op(
+            ADJUST,
+            {
+                "input": {
+                    "accountId": world.member,
+                    "amount": "1.00",
+                    "bucket": "UNSETTLED_AMOUNT",
+                    "reason": "matrix",
+                }
+            },
+        )
         await run_jobs()
 
         # then
@@ -525,8 +742,9 @@ async def test_p_subscriptions_matrix(world: World, name: str, redis: ArqRedis,
 CELLS = [(r, principal) for r in MATRIX for principal in PRINCIPALS]
 
 
-@pytest.mark.parametrize(("decision", "principal"), CELLS,
-                         ids=[f"{r.id}-{principal}" for r, principal in CELLS])
+@pytest.mark.parametrize(
+    ("decision", "principal"), CELLS, ids=[f"{r.id}-{principal}" for r, principal in CELLS]
+)
 async def test_p_authorization_matrix(world: World, decision: Row, principal: str) -> None:
     # given
     variables = await decision.args(world, principal)
@@ -537,5 +755,3 @@ async def test_p_authorization_matrix(world: World, decision: Row, principal: st
 
     # then
     assert outcome(body, decision.field) == decision.expected[principal], body
-
-

@@ -20,19 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from accountgraph import embedded, outbox
 from accountgraph.config import Settings
+from accountgraph.runtime import redis_settings
 from tests.conftest import free_port
-from workers.settings import build_worker, redis_settings
+from workers.settings import build_worker
 
 TOPIC = "test.effect"
 FAILURES: dict[str, int] = {}
 
 
 @outbox.handler(TOPIC)
-async def _effect(conn: AsyncConnection, payload: dict[str, Any],
-                  context: outbox.JobContext) -> None:
+async def _effect(
+    conn: AsyncConnection, payload: dict[str, Any], context: outbox.JobContext
+) -> None:
     """Records one effect; fails the first ``fail`` times it is run for a key (a crash)."""
-    await conn.execute(text("INSERT INTO outbox_test_effects (key) VALUES (:key)"),
-                       {"key": payload["key"]})
+    await conn.execute(
+        text("INSERT INTO outbox_test_effects (key) VALUES (:key)"), {"key": payload["key"]}
+    )
     if FAILURES.get(payload["key"], 0) > 0:
         FAILURES[payload["key"]] -= 1
         raise RuntimeError("worker died mid-job")
@@ -41,8 +44,9 @@ async def _effect(conn: AsyncConnection, payload: dict[str, Any],
 @pytest.fixture
 async def effects(engine: AsyncEngine, clean: None) -> AsyncIterator[None]:
     async with engine.begin() as conn:
-        await conn.execute(text(
-            "CREATE TABLE IF NOT EXISTS outbox_test_effects (id serial PRIMARY KEY, key text)"))
+        await conn.execute(
+            text("CREATE TABLE IF NOT EXISTS outbox_test_effects (id serial PRIMARY KEY, key text)")
+        )
         await conn.execute(text("TRUNCATE outbox_test_effects"))
     yield
     FAILURES.clear()
@@ -50,9 +54,11 @@ async def effects(engine: AsyncEngine, clean: None) -> AsyncIterator[None]:
 
 async def effect_count(engine: AsyncEngine, key: str) -> int:
     async with engine.connect() as conn:
-        count: int = (await conn.execute(
-            text("SELECT count(*) FROM outbox_test_effects WHERE key = :key"), {"key": key}
-        )).scalar_one()
+        count: int = (
+            await conn.execute(
+                text("SELECT count(*) FROM outbox_test_effects WHERE key = :key"), {"key": key}
+            )
+        ).scalar_one()
         return count
 
 
@@ -63,9 +69,13 @@ async def add_row(engine: AsyncEngine, key: str) -> int:
 
 async def row_state(engine: AsyncEngine, row_id: int) -> Any:
     async with engine.connect() as conn:
-        return (await conn.execute(
-            select(outbox.outbox.c.sent_at, outbox.outbox.c.done_at, outbox.outbox.c.send_count)
-            .where(outbox.outbox.c.id == row_id))).one()
+        return (
+            await conn.execute(
+                select(
+                    outbox.outbox.c.sent_at, outbox.outbox.c.done_at, outbox.outbox.c.send_count
+                ).where(outbox.outbox.c.id == row_id)
+            )
+        ).one()
 
 
 async def drain(settings: Settings, engine: AsyncEngine, redis: ArqRedis) -> None:
@@ -184,8 +194,9 @@ async def test_a5_relay_and_worker_running_in_background_pick_up_a_commit(
     engine: AsyncEngine, redis: ArqRedis, settings: Settings, effects: None
 ) -> None:
     """The deployed shape: a worker process with its relay, woken by NOTIFY at commit."""
-    pool = await create_pool(redis_settings(settings.redis_url or ""),
-                             default_queue_name=settings.queue_name)
+    pool = await create_pool(
+        redis_settings(settings.redis_url or ""), default_queue_name=settings.queue_name
+    )
     worker = build_worker(settings, engine, pool)
     task = asyncio.create_task(worker.async_run())
     try:

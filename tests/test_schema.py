@@ -15,30 +15,100 @@ CONTRACT_CHECK = ROOT.parent / "shared" / "tools" / "contract_check.py"
 
 # The API.md types this codebase implements so far; each later area adds its own.
 IMPLEMENTED = [
-    "Node", "PageInfo", "AccountStatus", "AccountRole", "LinkType", "LinkStatus",
-    "LinkPermission", "PrincipalKind", "ErrorCode", "UserError", "Viewer", "PlatformSettings",
-    "AccountConnection", "AccountEdge", "Link", "LinkEvent", "BillTo", "Site",
-    "CreateAccountInput", "CreateApiTokenInput", "UpdateSettingsInput", "UpdateAccountInput",
-    "InviteMemberInput", "RespondToInvitationInput", "DissociateMemberInput", "AddBillToInput",
-    "UpdateBillToInput", "RemoveBillToInput", "AddSiteInput", "UpdateSiteInput",
-    "AccountPayload", "CreateApiTokenPayload", "SettingsPayload", "LinkPayload",
-    "BillToPayload", "SitePayload",
+    "Node",
+    "PageInfo",
+    "AccountStatus",
+    "AccountRole",
+    "LinkType",
+    "LinkStatus",
+    "LinkPermission",
+    "PrincipalKind",
+    "ErrorCode",
+    "UserError",
+    "Viewer",
+    "PlatformSettings",
+    "AccountConnection",
+    "AccountEdge",
+    "Link",
+    "LinkEvent",
+    "BillTo",
+    "Site",
+    "CreateAccountInput",
+    "CreateApiTokenInput",
+    "UpdateSettingsInput",
+    "UpdateAccountInput",
+    "InviteMemberInput",
+    "RespondToInvitationInput",
+    "DissociateMemberInput",
+    "AddBillToInput",
+    "UpdateBillToInput",
+    "RemoveBillToInput",
+    "AddSiteInput",
+    "UpdateSiteInput",
+    "AccountPayload",
+    "CreateApiTokenPayload",
+    "SettingsPayload",
+    "LinkPayload",
+    "BillToPayload",
+    "SitePayload",
     # V1-V3, B5: vouchers, coupons, payment methods, payments
-    "Voucher", "Coupon", "PaymentMethod", "Payment", "PaymentConnection", "PaymentEdge",
-    "GrantVoucherPoolInput", "CreateVoucherInput", "IssueCouponInput", "AddPaymentMethodInput",
-    "AddManagedPaymentMethodInput", "VoucherPayload", "PaymentMethodPayload",
+    "Voucher",
+    "Coupon",
+    "PaymentMethod",
+    "Payment",
+    "PaymentConnection",
+    "PaymentEdge",
+    "GrantVoucherPoolInput",
+    "CreateVoucherInput",
+    "IssueCouponInput",
+    "AddPaymentMethodInput",
+    "AddManagedPaymentMethodInput",
+    "VoucherPayload",
+    "PaymentMethodPayload",
 ]
 IMPLEMENTED_FIELDS = {
     "Query": ["node", "viewer", "account", "accounts", "settings"],
-    "Mutation": ["createAccount", "createApiToken", "updateSettings", "updateAccount",
-                 "inviteMember", "respondToInvitation", "dissociateMember", "addBillTo",
-                 "updateBillTo", "removeBillTo", "addSite", "updateSite",
-                 "grantVoucherPool", "createVoucher", "issueCoupon", "addPaymentMethod",
-                 "addManagedPaymentMethod"],
-    "Account": ["id", "name", "displayName", "branch", "terms", "salesperson", "status",
-                "role", "link", "members", "invitations", "billTos", "primaryBillTo",
-                "sites", "costCenterEnabled",
-                "payments", "coupons", "vouchers", "voucherPool", "paymentMethods"],
+    "Mutation": [
+        "createAccount",
+        "createApiToken",
+        "updateSettings",
+        "updateAccount",
+        "inviteMember",
+        "respondToInvitation",
+        "dissociateMember",
+        "addBillTo",
+        "updateBillTo",
+        "removeBillTo",
+        "addSite",
+        "updateSite",
+        "grantVoucherPool",
+        "createVoucher",
+        "issueCoupon",
+        "addPaymentMethod",
+        "addManagedPaymentMethod",
+    ],
+    "Account": [
+        "id",
+        "name",
+        "displayName",
+        "branch",
+        "terms",
+        "salesperson",
+        "status",
+        "role",
+        "link",
+        "members",
+        "invitations",
+        "billTos",
+        "primaryBillTo",
+        "sites",
+        "costCenterEnabled",
+        "payments",
+        "coupons",
+        "vouchers",
+        "voucherPool",
+        "paymentMethods",
+    ],
     "FinancialState": ["couponCount", "voucherCount"],
     "RecordPaymentInput": ["paymentMethodId"],
 }
@@ -53,13 +123,19 @@ def test_schema_graphql_is_generated_from_the_code() -> None:
 def test_contract_reports_no_difference_for_what_is_implemented() -> None:
     result = subprocess.run(
         [sys.executable, str(CONTRACT_CHECK), str(ROOT / "schema.graphql")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     lines = [line.removeprefix("contract: ") for line in result.stdout.splitlines()]
     wrong = [
-        line for line in lines
+        line
+        for line in lines
         if any(line.split(" ")[-1] == name or f" {name} " in f" {line} " for name in IMPLEMENTED)
-        or any(line.startswith(f"{owner}.{field} ") or line.startswith(f"{owner}.{field}(")
-               for owner, fields in IMPLEMENTED_FIELDS.items() for field in fields)
+        or any(
+            line.startswith(f"{owner}.{field} ") or line.startswith(f"{owner}.{field}(")
+            for owner, fields in IMPLEMENTED_FIELDS.items()
+            for field in fields
+        )
     ]
     assert wrong == []

@@ -20,15 +20,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.typing import Subprotocol
 
-from accountgraph.api.documents import (
-    CACHE_BYTES,
-    DOCUMENTS,
-    MAX_CACHED_CHARS,
-    MAX_SAME_NAME,
-    BoundedCache,
-)
-from accountgraph.api.limits import query_cost
+from accountgraph.api.cache import BoundedCache
+from accountgraph.api.cost import query_cost
+from accountgraph.api.documents import CACHE_BYTES, DOCUMENTS, MAX_CACHED_CHARS
+from accountgraph.api.shape import MAX_SAME_NAME
 from accountgraph.config import Settings
 from accountgraph.metrics import NAMED_OPERATIONS
 from accountgraph.persisted import KEY_PREFIX
@@ -57,19 +54,31 @@ async def test_finding1_a_flood_of_copies_is_refused_before_validation(api: Api)
     assert elapsed < 0.5, elapsed  # the probe's document took 1.2-3.4 s to validate
 
 
-@pytest.mark.parametrize("document", [
-    # the same field through many fragments
-    "{ " + " ".join(f"...F{i}" for i in range(20)) + " }\n"
-    + "\n".join(f"fragment F{i} on Query {{ viewer {{ kind }} }}" for i in range(20)),
-    # same-named fields nested: pairs of pairs of pairs
-    "{ viewer { account { " + " ".join(
-        ["members { edges { node { " + " ".join(
-            ["members { edges { node { id } } }"] * 8) + " } } }"] * 8) + " } } }",
-    # a wide set
-    "{ " + " ".join(f"a{i}: __typename" for i in range(300)) + " }",
-    # directives piled on one field
-    "{ viewer " + "@include(if: true) " * 8 + "{ kind } }",
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        # the same field through many fragments
+        "{ "
+        + " ".join(f"...F{i}" for i in range(20))
+        + " }\n"
+        + "\n".join(f"fragment F{i} on Query {{ viewer {{ kind }} }}" for i in range(20)),
+        # same-named fields nested: pairs of pairs of pairs
+        "{ viewer { account { "
+        + " ".join(
+            [
+                "members { edges { node { "
+                + " ".join(["members { edges { node { id } } }"] * 8)
+                + " } } }"
+            ]
+            * 8
+        )
+        + " } } }",
+        # a wide set
+        "{ " + " ".join(f"a{i}: __typename" for i in range(300)) + " }",
+        # directives piled on one field
+        "{ viewer " + "@include(if: true) " * 8 + "{ kind } }",
+    ],
+)
 async def test_finding1_documents_dear_to_validate_are_refused(api: Api, document: str) -> None:
     body = (await api.client.post("/graphql", headers=AUTH, json={"query": document})).json()
     assert codes(body) == ["DOCUMENT_TOO_COMPLEX"], body
@@ -85,7 +94,8 @@ async def test_finding1_ordinary_documents_still_pass(api: Api) -> None:
 
 
 async def test_finding1_refused_documents_drain_the_sender_s_bucket(
-        settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None) -> None:
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None
+) -> None:
     """An anonymous client sending ever-new refused documents is rate limited by address
     after a few, and then not validated at all."""
     async with app_with(settings, engine, redis, rate_limit_cost_per_minute=20_000) as client:
@@ -100,7 +110,8 @@ async def test_finding1_refused_documents_drain_the_sender_s_bucket(
 
 
 async def test_finding1_concurrent_attackers_leave_a_victim_fast(
-        settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None) -> None:
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None
+) -> None:
     """Two attackers without a token send distinct floods as fast as they can; a victim's
     ``{ viewer { kind } }`` keeps answering quickly (it took 8-21 s before)."""
     async with app_with(settings, engine, redis) as client:
@@ -136,24 +147,28 @@ async def test_finding2_a_variable_default_costs_as_the_literal(api: Api) -> Non
         members(first: $n) { edges { node { id } } } } } } }"""
     literal = with_default.replace("($n: Int = 500)", "").replace("$n", "500")
     graph = schema._schema
-    assert query_cost(graph, parse(with_default), None) == query_cost(graph, parse(literal),
-                                                                      None) == 501_501
+    assert (
+        query_cost(graph, parse(with_default), None)
+        == query_cost(graph, parse(literal), None)
+        == 501_501
+    )
     for document in (with_default, literal):
-        body = (await api.client.post("/graphql", headers=AUTH,
-                                      json={"query": document})).json()
+        body = (await api.client.post("/graphql", headers=AUTH, json={"query": document})).json()
         assert codes(body) == ["QUERY_TOO_COSTLY"], body
 
 
 PAGE = st.one_of(st.none(), st.integers(min_value=0, max_value=700))
 
 
-@hypothesis_settings(max_examples=150, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow])
-@given(outer=PAGE, inner=PAGE, how=st.lists(st.sampled_from(["literal", "variable",
-                                                              "default"]),
-                                             min_size=2, max_size=2))
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    outer=PAGE,
+    inner=PAGE,
+    how=st.lists(st.sampled_from(["literal", "variable", "default"]), min_size=2, max_size=2),
+)
 def test_finding2_cost_with_variables_equals_cost_written_literally(
-        outer: int | None, inner: int | None, how: list[str]) -> None:
+    outer: int | None, inner: int | None, how: list[str]
+) -> None:
     """Random documents: each page size written literally, passed as a variable, or left
     to the variable's declared default, costs the same."""
     definitions, variables, args = [], {}, []
@@ -172,34 +187,36 @@ def test_finding2_cost_with_variables_equals_cost_written_literally(
     header = f"query({', '.join(definitions)})" if definitions else "query"
     shape = "%s { accounts%s { edges { node { id members%s { edges { node { id } } } } } } }"
     document = shape % (header, args[0], args[1])
-    literal = shape % ("query", *[
-        "" if value is None else f"(first: {value})" for value in (outer, inner)])
+    literal = shape % (
+        "query",
+        *["" if value is None else f"(first: {value})" for value in (outer, inner)],
+    )
     graph = schema._schema
     assert query_cost(graph, parse(document), None, variables) == query_cost(
-        graph, parse(literal), None)
+        graph, parse(literal), None
+    )
 
 
 # -- finding 3: no schema hints with introspection off ---------------------------------------------
 
 
 HINTING = [
-    "{ acount(id: \"x\") { id } }",                          # field
-    "query($x: InvoiceMod) { viewer { kind } }",            # type
-    "{ accounts(frist: 1) { totalCount } }",                # argument
+    '{ acount(id: "x") { id } }',  # field
+    "query($x: InvoiceMod) { viewer { kind } }",  # type
+    "{ accounts(frist: 1) { totalCount } }",  # argument
     'mutation { setInvoiceMode(input: {accountId: "x", mode: AGGREGATE}) '
-    '{ userErrors { code } } }',                            # enum value
-    "{ viewer { kin } }",                                  # field of an object
+    "{ userErrors { code } } }",  # enum value
+    "{ viewer { kin } }",  # field of an object
 ]
 
 
 @pytest.mark.parametrize("document", HINTING)
 async def test_finding3_no_suggestions_when_introspection_is_off(
-        settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None,
-        document: str) -> None:
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None, document: str
+) -> None:
     async with app_with(settings, engine, redis, introspection_enabled=False) as client:
         for headers in ({}, AUTH):
-            body = (await client.post("/graphql", headers=headers,
-                                      json={"query": document})).json()
+            body = (await client.post("/graphql", headers=headers, json={"query": document})).json()
             assert body["errors"], body
             assert all("Did you mean" not in error["message"] for error in body["errors"]), body
     async with app_with(settings, engine, redis) as client:  # on: suggestions help people
@@ -208,20 +225,38 @@ async def test_finding3_no_suggestions_when_introspection_is_off(
 
 
 async def test_finding3_no_suggestions_for_variables_or_over_websocket(
-        settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None) -> None:
-    document = ('mutation($m: InvoiceMode!) { setInvoiceMode(input: {accountId: "x", '
-                'mode: $m}) { userErrors { code } } }')
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None
+) -> None:
+    document = (
+        'mutation($m: InvoiceMode!) { setInvoiceMode(input: {accountId: "x", '
+        "mode: $m}) { userErrors { code } } }"
+    )
     async with app_with(settings, engine, redis, introspection_enabled=False) as client:
-        body = (await client.post("/graphql", headers=AUTH, json={
-            "query": document, "variables": {"m": "AGGREGATE"}})).json()
+        body = (
+            await client.post(
+                "/graphql", headers=AUTH, json={"query": document, "variables": {"m": "AGGREGATE"}}
+            )
+        ).json()
         assert body["errors"] and "Did you mean" not in json.dumps(body), body
         url = str(client.base_url).replace("http", "ws") + "/graphql"
-        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
-            await socket.send(json.dumps({"type": "connection_init",
-                                          "payload": {"Authorization": AUTH["Authorization"]}}))
+        async with websockets.connect(
+            url, subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as socket:
+            await socket.send(
+                json.dumps(
+                    {"type": "connection_init", "payload": {"Authorization": AUTH["Authorization"]}}
+                )
+            )
             assert json.loads(await socket.recv())["type"] == "connection_ack"
-            await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-                "query": "subscription { notifications { kin } }"}}))
+            await socket.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": "subscription { notifications { kin } }"},
+                    }
+                )
+            )
             message = json.loads(await asyncio.wait_for(socket.recv(), 5))
     assert message["type"] == "error" and "Did you mean" not in json.dumps(message), message
 
@@ -229,14 +264,18 @@ async def test_finding3_no_suggestions_for_variables_or_over_websocket(
 # -- finding 6: list inputs -----------------------------------------------------------------------
 
 
-async def test_finding6_many_group_ids_are_refused_before_any_query(api: Api, statements: Any
-                                                                    ) -> None:
+async def test_finding6_many_group_ids_are_refused_before_any_query(
+    api: Api, statements: Any
+) -> None:
     before = statements.count
     started = time.perf_counter()
-    payload = await api.mutate("shareResourceWithGroups", """
+    payload = await api.mutate(
+        "shareResourceWithGroups",
+        """
         mutation($input: ShareResourceWithGroupsInput!) {
           shareResourceWithGroups(input: $input) { userErrors { code field } } }""",
-        {"resourceId": "UmVzb3VyY2U6MQ==", "groupIds": ["VXNlckdyb3VwOjE="] * 40_000})
+        {"resourceId": "UmVzb3VyY2U6MQ==", "groupIds": ["VXNlckdyb3VwOjE="] * 40_000},
+    )
     assert payload["userErrors"] == [{"code": "INVALID_INPUT", "field": ["groupIds"]}]
     assert statements.count - before <= 2  # BEGIN/ROLLBACK at most, no SELECT per id
     assert time.perf_counter() - started < 2.0
@@ -247,8 +286,13 @@ async def test_finding6_many_group_ids_are_refused_before_any_query(api: Api, st
 
 async def test_finding7_metric_labels_do_not_grow_with_client_names(api: Api) -> None:
     for index in range(50):
-        await api.client.post("/graphql", json={"query": f"query Probe{index} {{ __typename }}",
-                                                "operationName": f"Probe{index}"})
+        await api.client.post(
+            "/graphql",
+            json={
+                "query": f"query Probe{index} {{ __typename }}",
+                "operationName": f"Probe{index}",
+            },
+        )
     metrics = (await api.client.get("/metrics")).text
     assert "Probe" not in metrics
     assert 'operation="other"' in metrics
@@ -257,9 +301,16 @@ async def test_finding7_metric_labels_do_not_grow_with_client_names(api: Api) ->
 async def test_finding7_registered_documents_name_their_operations(api: Api) -> None:
     document = "query RegisteredTree { viewer { kind } }"
     digest = hashlib.sha256(document.encode()).hexdigest()
-    body = (await api.client.post("/graphql", headers=AUTH, json={
-        "query": document, "extensions": {"persistedQuery": {"version": 1,
-                                                             "sha256Hash": digest}}})).json()
+    body = (
+        await api.client.post(
+            "/graphql",
+            headers=AUTH,
+            json={
+                "query": document,
+                "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}},
+            },
+        )
+    ).json()
     assert body["data"]["viewer"]["kind"] == "OPERATOR"
     assert "RegisteredTree" in NAMED_OPERATIONS
     assert 'operation="RegisteredTree"' in (await api.client.get("/metrics")).text
@@ -292,20 +343,25 @@ async def test_finding8_large_documents_are_never_cached(api: Api) -> None:
 
 
 MALFORMED = [
-    b"\xff\xfe{\"query\": \"{ viewer { kind } }\"}",        # invalid UTF-8
-    b"42", b"\"a string\"", b"null", b"[1, 2]",            # not an object
-    b"{\"query\": \"{ viewer { kind } }\", \"x\": " + b"9" * 5_000 + b"}",
-    b"[" * 30_000 + b"]" * 30_000,                           # nested 30,000 deep
-    b"{\"query\": ",                                         # truncated
+    b'\xff\xfe{"query": "{ viewer { kind } }"}',  # invalid UTF-8
+    b"42",
+    b'"a string"',
+    b"null",
+    b"[1, 2]",  # not an object
+    b'{"query": "{ viewer { kind } }", "x": ' + b"9" * 5_000 + b"}",
+    b"[" * 30_000 + b"]" * 30_000,  # nested 30,000 deep
+    b'{"query": ',  # truncated
 ]
 
 
 @pytest.mark.parametrize("body", MALFORMED, ids=range(len(MALFORMED)))
 async def test_finding9_malformed_bodies_are_4xx_graphql_errors(
-        api: Api, body: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    api: Api, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR):
-        response = await api.client.post("/graphql", content=body, headers={
-            **AUTH, "Content-Type": "application/json"})
+        response = await api.client.post(
+            "/graphql", content=body, headers={**AUTH, "Content-Type": "application/json"}
+        )
     assert 400 <= response.status_code < 500, response.text
     errors = response.json()["errors"]
     assert errors[0]["message"] and errors[0]["extensions"]["code"] == "BAD_REQUEST"
@@ -313,46 +369,55 @@ async def test_finding9_malformed_bodies_are_4xx_graphql_errors(
 
 
 async def test_finding9_other_refusals_are_json_too(api: Api) -> None:
-    response = await api.client.post("/graphql", content=b"query", headers={
-        "Content-Type": "text/weird"})
+    response = await api.client.post(
+        "/graphql", content=b"query", headers={"Content-Type": "text/weird"}
+    )
     assert response.status_code == 400 and response.json()["errors"][0]["message"]
 
 
 async def test_finding10_a_lone_surrogate_is_invalid_input(api: Api) -> None:
-    raw = ('{"query": "mutation($i: CreateAccountInput!) { createAccount(input: $i) '
-           '{ account { id } userErrors { code } } }", "variables": {"i": {"name": '
-           '"bad\\ud800name"}}}')
-    response = await api.client.post("/graphql", content=raw.encode(), headers={
-        **AUTH, "Content-Type": "application/json"})
+    raw = (
+        '{"query": "mutation($i: CreateAccountInput!) { createAccount(input: $i) '
+        '{ account { id } userErrors { code } } }", "variables": {"i": {"name": '
+        '"bad\\ud800name"}}}'
+    )
+    response = await api.client.post(
+        "/graphql", content=raw.encode(), headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert "surrogate" in response.json()["errors"][0]["message"]
     assert (await api.gql("{ accounts { totalCount } }"))["accounts"]["totalCount"] == 0
     # in a GraphQL string literal it is a syntax error, not an unexpected one
-    body = await api.raw('mutation { createAccount(input: {name: "a\\ud800"}) '
-                         '{ userErrors { code } } }')
+    body = await api.raw(
+        'mutation { createAccount(input: {name: "a\\ud800"}) { userErrors { code } } }'
+    )
     assert "Unexpected error" not in json.dumps(body) and body["errors"], body
 
 
 async def test_finding11_a_subscription_over_http_gets_a_clear_error(api: Api) -> None:
-    response = await api.client.post("/graphql", headers=AUTH, json={
-        "query": "subscription { notifications { id } }"})
+    response = await api.client.post(
+        "/graphql", headers=AUTH, json={"query": "subscription { notifications { id } }"}
+    )
     assert 400 <= response.status_code < 500
     message = response.json()["errors"][0]["message"]
     assert "Unexpected" not in message and "WebSocket" in message, message
 
 
 async def test_finding12_a_refused_handshake_is_closed_once(
-        base_url: str, clean: None, caplog: pytest.LogCaptureFixture) -> None:
+    base_url: str, clean: None, caplog: pytest.LogCaptureFixture
+) -> None:
     url = base_url.replace("http", "ws") + "/graphql"
     with caplog.at_level(logging.ERROR):
-        for protocols in (["graphql-ws"], None):
+        protocols: list[Subprotocol] | None
+        for protocols in ([Subprotocol("graphql-ws")], None):
             with pytest.raises(websockets.InvalidStatus) as refused:
                 async with websockets.connect(url, subprotocols=protocols):
                     pass
             assert refused.value.response.status_code == 403
         await asyncio.sleep(0.1)
-    assert not [record for record in caplog.records if record.levelno >= logging.ERROR], \
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR], (
         caplog.records
+    )
 
 
 # -- finding 13: security headers ------------------------------------------------------------------
@@ -376,23 +441,27 @@ async def test_finding13_html_and_static_answers_carry_security_headers(api: Api
 
 
 async def test_finding14_x_forwarded_for_does_not_pick_a_fresh_bucket(
-        settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None) -> None:
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None
+) -> None:
     cost = 1 + 50 * (1 + 1)  # { accounts { edges { node { id } } } } costs 101
     query = {"query": "{ accounts { edges { node { id } } } }"}
     async with app_with(settings, engine, redis, rate_limit_cost_per_minute=150) as client:
         assert (await client.post("/graphql", json=query)).status_code == 200
         refused = await client.post("/graphql", json=query)
         assert refused.status_code == 429, cost
-        spoofed = await client.post("/graphql", json=query,
-                                    headers={"X-Forwarded-For": "203.0.113.9"})
+        spoofed = await client.post(
+            "/graphql", json=query, headers={"X-Forwarded-For": "203.0.113.9"}
+        )
         assert spoofed.status_code == 429
     await redis.flushdb()
-    async with app_with(settings, engine, redis, rate_limit_cost_per_minute=150,
-                        trusted_proxies_csv="127.0.0.1") as client:
+    async with app_with(
+        settings, engine, redis, rate_limit_cost_per_minute=150, trusted_proxies_csv="127.0.0.1"
+    ) as client:
         assert (await client.post("/graphql", json=query)).status_code == 200
         assert (await client.post("/graphql", json=query)).status_code == 429
-        behind_proxy = await client.post("/graphql", json=query,
-                                         headers={"X-Forwarded-For": "203.0.113.9"})
+        behind_proxy = await client.post(
+            "/graphql", json=query, headers={"X-Forwarded-For": "203.0.113.9"}
+        )
         assert behind_proxy.status_code == 200  # a trusted proxy names another client
 
 
@@ -400,32 +469,41 @@ async def test_finding14_x_forwarded_for_does_not_pick_a_fresh_bucket(
 
 
 def _apq(document: str) -> dict[str, Any]:
-    return {"persistedQuery": {"version": 1,
-                               "sha256Hash": hashlib.sha256(document.encode()).hexdigest()}}
+    return {
+        "persistedQuery": {
+            "version": 1,
+            "sha256Hash": hashlib.sha256(document.encode()).hexdigest(),
+        }
+    }
 
 
 async def test_finding15_get_answers_are_private(api: Api) -> None:
     document = "{ viewer { kind } }"
-    await api.client.post("/graphql", headers=AUTH, json={"query": document,
-                                                          "extensions": _apq(document)})
-    response = await api.client.get("/graphql", headers=AUTH, params={
-        "extensions": json.dumps(_apq(document))})
+    await api.client.post(
+        "/graphql", headers=AUTH, json={"query": document, "extensions": _apq(document)}
+    )
+    response = await api.client.get(
+        "/graphql", headers=AUTH, params={"extensions": json.dumps(_apq(document))}
+    )
     assert response.json()["data"]["viewer"]["kind"] == "OPERATOR"
     assert "private" in response.headers["Cache-Control"]
     assert "Authorization" in response.headers["Vary"]
 
 
 async def test_finding15_registering_needs_a_token_and_stores_are_per_principal(
-        api: Api, redis: ArqRedis) -> None:
+    api: Api, redis: ArqRedis
+) -> None:
     document = "{ __typename }"
-    anonymous = await api.client.post("/graphql", json={"query": document,
-                                                        "extensions": _apq(document)})
+    anonymous = await api.client.post(
+        "/graphql", json={"query": document, "extensions": _apq(document)}
+    )
     assert anonymous.json()["data"] == {"__typename": "Query"}  # ran, unstored
     assert not await redis.keys(KEY_PREFIX + "*")
     hit = await api.client.post("/graphql", json={"extensions": _apq(document)})
     assert codes(hit.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
-    await api.client.post("/graphql", headers=AUTH, json={"query": document,
-                                                          "extensions": _apq(document)})
+    await api.client.post(
+        "/graphql", headers=AUTH, json={"query": document, "extensions": _apq(document)}
+    )
     # registered by the operators: found for them, not for anybody else
     mine = await api.client.post("/graphql", headers=AUTH, json={"extensions": _apq(document)})
     assert mine.json()["data"] == {"__typename": "Query"}
@@ -434,7 +512,8 @@ async def test_finding15_registering_needs_a_token_and_stores_are_per_principal(
 
 
 async def test_finding15_anonymous_registration_by_setting(
-        settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None) -> None:
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None
+) -> None:
     document = "{ __typename }"
     async with app_with(settings, engine, redis, apq_anonymous_register=True) as client:
         await client.post("/graphql", json={"query": document, "extensions": _apq(document)})
@@ -447,11 +526,16 @@ def test_security_settings_are_documented() -> None:
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for name in ("ACCOUNTGRAPH_TRUSTED_PROXIES", "ACCOUNTGRAPH_APQ_ANONYMOUS_REGISTER",
-                 "ACCOUNTGRAPH_WEBHOOK_ALLOW_HTTP", "ACCOUNTGRAPH_WEBHOOK_ALLOW_PRIVATE",
-                 "ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL",
-                 "ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION", "DOCUMENT_TOO_COMPLEX",
-                 "TOO_MANY_SUBSCRIPTIONS"):
+    for name in (
+        "ACCOUNTGRAPH_TRUSTED_PROXIES",
+        "ACCOUNTGRAPH_APQ_ANONYMOUS_REGISTER",
+        "ACCOUNTGRAPH_WEBHOOK_ALLOW_HTTP",
+        "ACCOUNTGRAPH_WEBHOOK_ALLOW_PRIVATE",
+        "ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL",
+        "ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        "DOCUMENT_TOO_COMPLEX",
+        "TOO_MANY_SUBSCRIPTIONS",
+    ):
         assert name in readme, name
 
 

@@ -1,29 +1,29 @@
-"""The arq worker: runs outbox rows as jobs and the outbox relay beside them.
+"""The arq worker: outbox rows as jobs, the outbox relay beside them, the periodic sweeps.
 
-``accountgraph worker`` runs it as its own process (M replicas); the embedded default runs
-the same worker inside the gateway process.
+Each job is a thin call into the library. ``accountgraph worker`` runs this worker as its
+own process (M replicas); the embedded default (``accountgraph serve``) runs the same
+worker inside the gateway process. The command line (the composition root) is the only
+module of the library that imports this package.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings
+from arq import create_pool
+from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accountgraph import (
-    jobs,  # noqa: F401  (registers every area's outbox handlers)
-    outbox,
-)
+from accountgraph import outbox
+from accountgraph.alerts import public as alerts
 from accountgraph.config import Settings
+from accountgraph.funds import public as funds
 from accountgraph.metrics import JOBS
-
-log = logging.getLogger(__name__)
+from accountgraph.runtime import Backends, redis_settings
 
 JOB_TIMEOUT_S = 300
 MAX_TRIES = 25
@@ -42,17 +42,13 @@ async def run_outbox_row(ctx: dict[str, Any], *, row_id: int) -> bool:
 
 async def sweep_alerts(ctx: dict[str, Any]) -> int:
     """A2: the periodic sweep that catches a missed quota event."""
-    from accountgraph.alerts.service import sweep
-
-    return await sweep(ctx["engine"])
+    return await alerts.sweep(ctx["engine"])
 
 
 async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
     """F10: keys are kept 48 h (at least the promised 24 h), then forgotten."""
-    from accountgraph.funds.idempotency import purge
-
     async with ctx["engine"].begin() as conn:
-        return await purge(conn)
+        return await funds.purge_idempotency_keys(conn)
 
 
 FUNCTIONS = [
@@ -60,15 +56,12 @@ FUNCTIONS = [
 ]
 
 
-def redis_settings(url: str) -> RedisSettings:
-    settings = RedisSettings.from_dsn(url)
-    settings.conn_retries = 30
-    settings.conn_retry_delay = 1
-    return settings
-
-
 def build_worker(
-    settings: Settings, engine: AsyncEngine, redis: ArqRedis, *, burst: bool = False,
+    settings: Settings,
+    engine: AsyncEngine,
+    redis: ArqRedis,
+    *,
+    burst: bool = False,
     relay: bool = True,
 ) -> Worker:
     """An arq worker bound to our engine; with ``relay`` it also runs the outbox relay."""
@@ -78,10 +71,14 @@ def build_worker(
         ctx["engine"] = engine
         ctx["job_context"] = outbox.JobContext(settings=settings, redis=redis)
         if relay:
-            relay_task["task"] = asyncio.create_task(outbox.relay_forever(
-                engine, redis, poll_s=settings.outbox_poll_s,
-                resend_after_s=settings.outbox_resend_after_s,
-            ))
+            relay_task["task"] = asyncio.create_task(
+                outbox.relay_forever(
+                    engine,
+                    redis,
+                    poll_s=settings.outbox_poll_s,
+                    resend_after_s=settings.outbox_resend_after_s,
+                )
+            )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         task = relay_task.pop("task", None)
@@ -110,3 +107,21 @@ def build_worker(
         keep_result=60,
         job_timeout=JOB_TIMEOUT_S,
     )
+
+
+async def run_worker(found: Backends, *, relay: bool = True) -> None:
+    """An arq worker (and the outbox relay) on ``found``'s engine and its own Redis pool,
+    until cancelled: ``accountgraph worker``, and the in-process worker of
+    ``accountgraph serve``."""
+    pool = await create_pool(
+        redis_settings(found.redis_url), default_queue_name=found.settings.queue_name
+    )
+    worker = build_worker(found.settings, found.engine, pool, relay=relay)
+    try:
+        await worker.async_run()
+    finally:
+        with contextlib.suppress(Exception):
+            await worker.close()
+
+
+__all__ = ["FUNCTIONS", "build_worker", "run_worker"]

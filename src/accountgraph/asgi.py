@@ -19,6 +19,7 @@ def app() -> Starlette:
     if settings.database_url is None or settings.redis_url is None:
         raise RuntimeError("accountgraph.asgi:app needs DATABASE_URL and REDIS_URL")
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    redis = ArqRedis(ConnectionPool.from_url(settings.redis_url),
-                     default_queue_name=settings.queue_name)
+    redis = ArqRedis(
+        ConnectionPool.from_url(settings.redis_url), default_queue_name=settings.queue_name
+    )
     return create_app(settings, engine, redis)

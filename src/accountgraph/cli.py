@@ -22,20 +22,30 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the gateway (embedded servers if no URLs)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--demo", action="store_true",
-                       help="load the demo enterprise and print API tokens")
-    serve.add_argument("--worker", action=argparse.BooleanOptionalAction, default=None,
-                       help="run an arq worker in-process (default: only when embedded)")
-    serve.add_argument("--migrate", action=argparse.BooleanOptionalAction, default=True,
-                       help="run migrations at start (--no-migrate behind a migrate job)")
+    serve.add_argument(
+        "--demo", action="store_true", help="load the demo enterprise and print API tokens"
+    )
+    serve.add_argument(
+        "--worker",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run an arq worker in-process (default: only when embedded)",
+    )
+    serve.add_argument(
+        "--migrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run migrations at start (--no-migrate behind a migrate job)",
+    )
 
     commands.add_parser("worker", help="run an arq worker and the outbox relay")
     commands.add_parser("migrate", help="bring the database schema up to date")
     export = commands.add_parser("export-schema", help="print or write the GraphQL SDL")
     export.add_argument("--output", type=Path)
     commands.add_parser("demo", help="load the demo enterprise and print API tokens")
-    commands.add_parser("verify-ledger",
-                        help="recompute balances from postings; exit 1 on any difference")
+    commands.add_parser(
+        "verify-ledger", help="recompute balances from postings; exit 1 on any difference"
+    )
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -44,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", default="cli")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "export-schema":
         from accountgraph.schema import sdl
 
@@ -57,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     try:
         if args.command == "serve":
-            asyncio.run(_serve(settings, args.host, args.port, args.demo, args.worker,
-                               args.migrate))
+            asyncio.run(
+                _serve(settings, args.host, args.port, args.demo, args.worker, args.migrate)
+            )
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         elif args.command == "migrate":
@@ -74,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _serve(settings: Settings, host: str, port: int, demo: bool, worker: bool | None,
-                 migrate: bool) -> None:
+async def _serve(
+    settings: Settings, host: str, port: int, demo: bool, worker: bool | None, migrate: bool
+) -> None:
     import uvicorn
 
     from accountgraph.app import create_app
-    from accountgraph.runtime import backends, run_worker
+    from accountgraph.runtime import backends
+    from workers.settings import run_worker
 
     async with backends(settings, migrate=migrate) as found:
         assert found.redis is not None
@@ -90,14 +104,22 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool, worker: b
         app = create_app(settings, found.engine, found.redis, background=background)
         # Slow or greedy clients: idle keep-alive connections close after 5 s, request
         # heads over 16 KiB are refused (h11's default), WebSocket messages are capped at
-        # the body limit; bodies themselves are bounded by app.BodyLimit (size, time).
-        server = uvicorn.Server(uvicorn.Config(
-            app, host=host, port=port, log_level="info", ws="websockets-sansio",
-            timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024,
-            ws_max_size=settings.max_body_bytes,
-            # Forwarded headers are the app's to judge (ACCOUNTGRAPH_TRUSTED_PROXIES), not
-            # uvicorn's: by default it believes 127.0.0.1.
-            proxy_headers=False))
+        # the body limit; bodies themselves are bounded by bodylimit.BodyLimit (size, time).
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="info",
+                ws="websockets-sansio",
+                timeout_keep_alive=5,
+                h11_max_incomplete_event_size=16 * 1024,
+                ws_max_size=settings.max_body_bytes,
+                # Forwarded headers are the app's to judge (ACCOUNTGRAPH_TRUSTED_PROXIES), not
+                # uvicorn's: by default it believes 127.0.0.1.
+                proxy_headers=False,
+            )
+        )
         await server.serve()
 
 
@@ -105,7 +127,8 @@ async def _worker(settings: Settings) -> None:
     """Until SIGTERM or SIGINT; then arq finishes its running jobs and shuts down."""
     import signal
 
-    from accountgraph.runtime import backends, run_worker
+    from accountgraph.runtime import backends
+    from workers.settings import run_worker
 
     async with backends(settings, migrate=False) as found:
         task = asyncio.create_task(run_worker(found))
@@ -146,10 +169,12 @@ def demo_banner(tokens: dict[str, str], host: str | None, port: int | None) -> s
         url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/graphql"
         header = f'{{"Authorization": "Bearer {tokens["master"]}"}}'
         lines += [
-            "", "GraphiQL as the master of the demo enterprise (the link's #token= part fills",
+            "",
+            "GraphiQL as the master of the demo enterprise (the link's #token= part fills",
             "the Authorization header in; browsers never send it to the server):",
             f"  {url}#token={tokens['master']}",
-            f"or open {url} and put this in the Headers tab:", f"  {header}",
+            f"or open {url} and put this in the Headers tab:",
+            f"  {header}",
             "then run the EnterpriseTree query in the editor (play button or Ctrl-Enter).",
             f'From a shell: curl -s {url} -H "Authorization: Bearer {tokens["master"]}" '
             """-H 'Content-Type: application/json' -d '{"query": "{ viewer { kind } }"}'""",
@@ -167,11 +192,13 @@ async def _token(settings: Settings, account: str | None, name: str) -> None:
 
 
 async def _verify_ledger(settings: Settings) -> int:
-    from accountgraph.funds.verify import verify
+    from accountgraph.funds.public import verify_ledger as verify
     from accountgraph.runtime import backends
 
-    async with backends(settings, migrate=False, redis=False) as found, \
-            found.engine.connect() as conn:
+    async with (
+        backends(settings, migrate=False, redis=False) as found,
+        found.engine.connect() as conn,
+    ):
         differences = await verify(conn)
     for difference in differences:
         print(f"ledger: {difference}")

@@ -31,30 +31,35 @@ class Settings(BaseSettings):
     # Invoice document links are signed with this; unset: a random key per process (so
     # with N gateways behind a load balancer, set it, the same on every one).
     document_secret: str | None = Field(default=None, alias="ACCOUNTGRAPH_DOCUMENT_SECRET")
-    document_url_ttl_s: int = Field(default=900, alias="ACCOUNTGRAPH_DOCUMENT_URL_TTL_S",
-                                    ge=10, le=86_400)
+    document_url_ttl_s: int = Field(
+        default=900, alias="ACCOUNTGRAPH_DOCUMENT_URL_TTL_S", ge=10, le=86_400
+    )
     # Limits of the public API (api/limits.py; README "Limits").
     max_query_cost: int = Field(default=50_000, alias="ACCOUNTGRAPH_MAX_QUERY_COST", ge=1)
     # A token bucket per principal in Redis; 0 turns rate limiting off.
     rate_limit_cost_per_minute: int = Field(
-        default=1_000_000, alias="ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE", ge=0)
+        default=1_000_000, alias="ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE", ge=0
+    )
     introspection_enabled: bool = Field(default=True, alias="ACCOUNTGRAPH_INTROSPECTION")
-    max_body_bytes: int = Field(default=1_048_576, alias="ACCOUNTGRAPH_MAX_BODY_BYTES",
-                                ge=1_024)
+    # Tree reads answered by one compiled SQL statement per entry (api/compiler.py); off,
+    # every field is completed by its resolver (the same answer, slower).
+    read_compiler: bool = Field(default=True, alias="ACCOUNTGRAPH_READ_COMPILER")
+    max_body_bytes: int = Field(default=1_048_576, alias="ACCOUNTGRAPH_MAX_BODY_BYTES", ge=1_024)
     body_timeout_s: float = Field(default=10.0, alias="ACCOUNTGRAPH_BODY_TIMEOUT_S", gt=0)
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
     # addresses or networks, "*" for any); none by default, so a client cannot pick the
     # address its rate limit is counted under.
     trusted_proxies_csv: str = Field(default="", alias="ACCOUNTGRAPH_TRUSTED_PROXIES")
     # Persisted queries registered by clients without a token (off: they run unstored).
-    apq_anonymous_register: bool = Field(default=False,
-                                         alias="ACCOUNTGRAPH_APQ_ANONYMOUS_REGISTER")
+    apq_anonymous_register: bool = Field(default=False, alias="ACCOUNTGRAPH_APQ_ANONYMOUS_REGISTER")
     # Live subscriptions (alerts/fanout.py): per principal across this gateway process, and
     # per WebSocket; over either: TOO_MANY_SUBSCRIPTIONS.
     max_subscriptions_per_principal: int = Field(
-        default=20, alias="ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL", ge=1)
+        default=20, alias="ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL", ge=1
+    )
     max_subscriptions_per_connection: int = Field(
-        default=10, alias="ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION", ge=1)
+        default=10, alias="ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION", ge=1
+    )
 
     # A4: notification channels.
     smtp_host: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMTP_HOST")
@@ -68,12 +73,11 @@ class Settings(BaseSettings):
     webhook_allow_http: bool = Field(default=False, alias="ACCOUNTGRAPH_WEBHOOK_ALLOW_HTTP")
     webhook_allow_private: bool = Field(default=False, alias="ACCOUNTGRAPH_WEBHOOK_ALLOW_PRIVATE")
     sms_gateway_url: str | None = Field(default=None, alias="ACCOUNTGRAPH_SMS_GATEWAY_URL")
-    delivery_attempts: int = Field(default=5, alias="ACCOUNTGRAPH_DELIVERY_ATTEMPTS",
-                                   ge=1, le=20)
-    delivery_backoff_s: float = Field(default=30.0, alias="ACCOUNTGRAPH_DELIVERY_BACKOFF_S",
-                                      gt=0)
-    alert_sweep_minutes: int = Field(default=5, alias="ACCOUNTGRAPH_ALERT_SWEEP_MINUTES",
-                                     ge=1, le=60)
+    delivery_attempts: int = Field(default=5, alias="ACCOUNTGRAPH_DELIVERY_ATTEMPTS", ge=1, le=20)
+    delivery_backoff_s: float = Field(default=30.0, alias="ACCOUNTGRAPH_DELIVERY_BACKOFF_S", gt=0)
+    alert_sweep_minutes: int = Field(
+        default=5, alias="ACCOUNTGRAPH_ALERT_SWEEP_MINUTES", ge=1, le=60
+    )
 
     @property
     def embedded(self) -> bool:
@@ -87,8 +91,11 @@ class Settings(BaseSettings):
     def cors_origins(self) -> list[str]:
         """Browser origins allowed to call the API (``https://console.example.com``; ``*``
         for any), from the comma-separated ACCOUNTGRAPH_CORS_ORIGINS. Empty: none."""
-        return [origin.strip().rstrip("/") for origin in self.cors_origins_csv.split(",")
-                if origin.strip()]
+        return [
+            origin.strip().rstrip("/")
+            for origin in self.cors_origins_csv.split(",")
+            if origin.strip()
+        ]
 
 
 @lru_cache(maxsize=1)

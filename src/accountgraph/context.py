@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accountgraph.accounts import service as accounts_service
+from accountgraph.accounts import tokens
 from accountgraph.accounts.loaders import AccountLoaders
 from accountgraph.alerts.loaders import AlertLoaders
 from accountgraph.billing.loaders import BillingLoaders
@@ -48,6 +48,7 @@ class Context:
     request: Any = None
     response: Any = None
     connection_params: Any = None  # graphql-transport-ws connection_init payload
+    compile_reads: bool = False  # HTTP answers may carry compiled JSON (api/compiler.py)
     _loaders: Loaders | None = field(default=None, repr=False)
 
     @property
@@ -76,6 +77,4 @@ async def resolve_principal(
     if token is None:
         return None
     async with engine.connect() as conn:
-        return await accounts_service.authenticate(
-            conn, token, operator_token=settings.operator_token
-        )
+        return await tokens.authenticate(conn, token, operator_token=settings.operator_token)

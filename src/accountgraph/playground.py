@@ -3,8 +3,9 @@
 Strawberry's own page loads React and GraphiQL from a public CDN and stays on
 "Loading..." without internet. This page loads the copies vendored in
 ``static/graphiql/`` (versions and licences in the README there) from ``/static``, opens
-with the enterprise tree query and the Headers tab for the bearer token, and sends those
-headers on subscriptions too (the ``connection_init`` payload, as API.md asks).
+with the enterprise tree query (``examples/enterprise-tree.graphql``) and the Headers tab
+for the bearer token, and sends those headers on subscriptions too (the
+``connection_init`` payload, as API.md asks).
 A link ending in ``#token=<token>`` fills the header in (the fragment never reaches the
 server) and is then removed from the address bar; ``serve --demo`` prints such a link.
 """
@@ -17,39 +18,11 @@ from pathlib import Path
 STATIC_DIR = Path(__file__).parent / "static"
 ASSETS = "static/graphiql"  # relative to /graphql, so a path prefix in front still works
 
-DEFAULT_QUERY = """\
-# accountgraph GraphiQL
-#
-# Put your token in the Headers tab below:
-#   {"Authorization": "Bearer agt_..."}
-# (`accountgraph serve --demo` prints one, and a link
-# that fills it in). Then run: play button or Ctrl-Enter.
-
-query EnterpriseTree {
-  viewer {
-    kind
-    account {
-      id
-      name
-      role
-      members(first: 50) {
-        totalCount
-        pageInfo { hasNextPage endCursor }
-        edges {
-          node {
-            id
-            name
-            role
-            link { type status permissions }
-            billTos { name isPrimary }
-            sites { name billTo { name } }
-          }
-        }
-      }
-    }
-  }
-}
-"""
+# The editor's document is ``examples/enterprise-tree.graphql``. A wheel (the Docker image)
+# has no ``examples/``, so the package ships a copy, which tests/test_playground.py holds
+# equal to it; read once, so that the page and its CSP hash (security.py) agree.
+DEFAULT_QUERY_FILE = Path(__file__).parent / "examples" / "enterprise-tree.graphql"
+DEFAULT_QUERY = DEFAULT_QUERY_FILE.read_text(encoding="utf-8")
 
 DEFAULT_HEADERS = '{\n  "Authorization": "Bearer <your token>"\n}'
 
@@ -104,9 +77,11 @@ PAGE = """<!doctype html>
 
 def graphiql_html() -> str:
     """The page, with the default document and headers as JavaScript literals."""
-    return (PAGE.replace("__ASSETS__", ASSETS)
-            .replace("__DEFAULT_QUERY__", _js(DEFAULT_QUERY))
-            .replace("__DEFAULT_HEADERS__", _js(DEFAULT_HEADERS)))
+    return (
+        PAGE.replace("__ASSETS__", ASSETS)
+        .replace("__DEFAULT_QUERY__", _js(DEFAULT_QUERY))
+        .replace("__DEFAULT_HEADERS__", _js(DEFAULT_HEADERS))
+    )
 
 
 def _js(value: str) -> str:
@@ -114,4 +89,4 @@ def _js(value: str) -> str:
     return json.dumps(value).replace("</", "<\\/")
 
 
-__all__ = ["ASSETS", "DEFAULT_QUERY", "STATIC_DIR", "graphiql_html"]
+__all__ = ["ASSETS", "DEFAULT_QUERY", "DEFAULT_QUERY_FILE", "STATIC_DIR", "graphiql_html"]

@@ -1,4 +1,5 @@
-"""Where PostgreSQL and Redis come from: the configured URLs, or embedded servers."""
+"""The process runtime: where PostgreSQL and Redis come from (the configured URLs, or
+embedded servers). The arq worker that uses them is ``workers/settings.py``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from arq import create_pool
-from arq.connections import ArqRedis
-from arq.worker import Worker
+from arq.connections import ArqRedis, RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accountgraph import embedded
+from accountgraph import (
+    embedded,
+    jobs,  # noqa: F401  (registers every area's outbox handlers and ports)
+)
 from accountgraph.config import Settings
 from accountgraph.db import make_engine
 from accountgraph.migrations import upgrade_async
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Backends:
+    """The servers found or started, with the gateway's connections to them."""
+
     settings: Settings
     database_url: str
     redis_url: str
@@ -51,10 +56,11 @@ async def backends(
         if migrate:
             await upgrade_async(database_url)
         engine = make_engine(database_url, pool_size=settings.db_pool_size)
-        from workers.settings import redis_settings
-
-        pool = (await create_pool(redis_settings(redis_url),
-                                  default_queue_name=settings.queue_name) if redis else None)
+        pool = (
+            await create_pool(redis_settings(redis_url), default_queue_name=settings.queue_name)
+            if redis
+            else None
+        )
         try:
             yield Backends(settings, database_url, redis_url, engine, pool)
         finally:
@@ -66,15 +72,12 @@ async def backends(
             await asyncio.to_thread(server.stop)
 
 
-async def run_worker(found: Backends, *, relay: bool = True) -> None:
-    """An arq worker (and the outbox relay) on its own Redis pool, until cancelled."""
-    from workers.settings import build_worker, redis_settings
+def redis_settings(url: str) -> RedisSettings:
+    """arq's connection settings for ``url``, retrying for about 30 s while Redis starts."""
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_retries = 30
+    settings.conn_retry_delay = 1
+    return settings
 
-    pool = await create_pool(redis_settings(found.redis_url),
-                             default_queue_name=found.settings.queue_name)
-    worker: Worker = build_worker(found.settings, found.engine, pool, relay=relay)
-    try:
-        await worker.async_run()
-    finally:
-        with contextlib.suppress(Exception):
-            await worker.close()
+
+__all__ = ["Backends", "backends", "redis_settings"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
@@ -17,43 +16,58 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from accountgraph.accounts import compiled as _accounts_compiled  # noqa: F401 - registers
+from accountgraph.accounts.account import AccountCore, AccountTree
 from accountgraph.accounts.mutations import AccountMutation
-from accountgraph.accounts.queries import NODE_RESOLVERS as ACCOUNT_NODES
 from accountgraph.accounts.queries import AccountQuery
+from accountgraph.accounts.types import BillTo, Link, Site
 from accountgraph.alerts.mutations import AlertMutation, AlertSubscription
-from accountgraph.alerts.types import NODE_RESOLVERS as ALERT_NODES
-from accountgraph.api import ids
+from accountgraph.alerts.types import AlertsAccount
+from accountgraph.api import ids, node
 from accountgraph.api.auth import IsAuthenticated
+from accountgraph.api.compiler import CompilingExecutionContext
+from accountgraph.api.composed import built_from
 from accountgraph.api.guard import DocumentGuard
 from accountgraph.api.limits import IntrospectionSwitch, QueryCostLimiter, with_code
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import SCALAR_MAP
+from accountgraph.billing import payment_types  # noqa: F401 - registers its nodes
+from accountgraph.billing.account import BillingAccount, BillingFinance
 from accountgraph.billing.mutations import BillingMutation
-from accountgraph.billing.types import NODE_RESOLVERS as BILLING_NODES
 from accountgraph.billing.voucher_mutations import VoucherMutation
-from accountgraph.billing.voucher_types import NODE_RESOLVERS as VOUCHER_NODES
+from accountgraph.funds import queries as funds_queries  # noqa: F401 - registers its nodes
 from accountgraph.funds.mutations import FundsMutation
-from accountgraph.funds.queries import NODE_RESOLVERS as FUNDS_NODES
+from accountgraph.funds.types import FinancialStateCore, FundsAccount
 from accountgraph.metrics import OperationMetrics
 from accountgraph.sharing.mutations import SharingMutation
-from accountgraph.sharing.queries import NODE_RESOLVERS as SHARING_NODES
 from accountgraph.sharing.queries import SharingQuery
+from accountgraph.sharing.types import SharingAccount
 
 log = logging.getLogger(__name__)
 
-NodeResolver = Callable[[strawberry.Info[Any, Any], int], Awaitable[Node | None]]
-NODE_RESOLVERS: dict[str, NodeResolver] = {
-    **ACCOUNT_NODES, **FUNDS_NODES, **SHARING_NODES, **ALERT_NODES, **VOUCHER_NODES,
-    **BILLING_NODES,
-}
+
+@strawberry.type(name="Account")
+class Account(
+    AccountCore, FundsAccount, BillingAccount, AlertsAccount, SharingAccount, AccountTree
+):
+    """The one Account: each area's fields, in the order of the published schema."""
+
+    is_type_of = staticmethod(built_from(AccountCore))
+
+
+@strawberry.type(name="FinancialState")
+class FinancialState(FinancialStateCore, BillingFinance):
+    is_type_of = staticmethod(built_from(FinancialStateCore))
+
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
 # Built once: the document cache (api/documents.py) keys validations by the rule classes.
 DEPTH_RULES = with_code(QueryDepthLimiter(max_depth=MAX_DEPTH), "QUERY_TOO_DEEP").validation_rules
-ALIAS_RULES = with_code(MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-                        "TOO_MANY_ALIASES").validation_rules
+ALIAS_RULES = with_code(
+    MaxAliasesLimiter(max_alias_count=MAX_ALIASES), "TOO_MANY_ALIASES"
+).validation_rules
 
 
 @strawberry.type
@@ -62,14 +76,16 @@ class Query(AccountQuery, SharingQuery):
     async def node(self, info: strawberry.Info[Any, Any], id: strawberry.ID) -> Node | None:
         """Any object by its global id; null if it does not exist or is not visible."""
         decoded = ids.decode(id)
-        if decoded is None or decoded[0] not in NODE_RESOLVERS:
+        if decoded is None or not node.registered(decoded[0]):
             return None
-        return await NODE_RESOLVERS[decoded[0]](info, decoded[1])
+        found: Node | None = await node.load(info, decoded[0], decoded[1])
+        return found
 
 
 @strawberry.type
-class Mutation(AccountMutation, FundsMutation, SharingMutation, AlertMutation,
-               VoucherMutation, BillingMutation):
+class Mutation(
+    AccountMutation, FundsMutation, SharingMutation, AlertMutation, VoucherMutation, BillingMutation
+):
     pass
 
 
@@ -83,8 +99,9 @@ class Schema(strawberry.Schema):
     (syntax, validation, limits) at DEBUG, so that a flood of bad documents cannot flood
     the log; unexpected exceptions with their traceback as before."""
 
-    def process_errors(self, errors: list[GraphQLError],
-                       execution_context: ExecutionContext | None = None) -> None:
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
         unexpected = []
         for error in errors:
             if _unexpected(error):
@@ -104,6 +121,7 @@ schema = Schema(
     # Limits refuse with extensions.code: QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS,
     # DOCUMENT_TOO_COMPLEX,
     # INTROSPECTION_DISABLED (settings), QUERY_TOO_COSTLY and RATE_LIMITED (api/limits.py).
+    execution_context_class=CompilingExecutionContext,
     extensions=[
         lambda: AddValidationRules(DEPTH_RULES),
         lambda: AddValidationRules(ALIAS_RULES),
@@ -127,3 +145,6 @@ def _unexpected(error: GraphQLError) -> bool:
 
 def sdl() -> str:
     return schema.as_str() + "\n"
+
+
+__all__ = ["Account", "BillTo", "FinancialState", "Link", "Schema", "Site", "schema", "sdl"]

@@ -20,26 +20,41 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from accountgraph.playground import graphiql_html
 
 # Codes of the refusals that happen before GraphQL runs (malformed requests and the like).
-HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
-              413: "BODY_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE",
-              503: "SERVICE_UNAVAILABLE"}
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "BODY_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    503: "SERVICE_UNAVAILABLE",
+}
 
 
 def _inline_script_hashes(page: str) -> str:
     scripts = re.findall(r"<script>(.*?)</script>", page, flags=re.DOTALL)
-    return " ".join("'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest())
-                    .decode() + "'" for script in scripts)
+    return " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in scripts
+    )
 
 
-GRAPHIQL_CSP = ("default-src 'self'; script-src 'self' " + _inline_script_hashes(graphiql_html())
-                + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
-                "object-src 'none'; base-uri 'none'; form-action 'none'; "
-                "frame-ancestors 'none'")
-DEFAULT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-          "X-Frame-Options": "DENY"}
+GRAPHIQL_CSP = (
+    "default-src 'self'; script-src 'self' "
+    + _inline_script_hashes(graphiql_html())
+    + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+DEFAULT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+COMMON = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 class SecurityHeaders:
@@ -58,10 +73,12 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in COMMON.items():
                     headers.setdefault(name, value)
-                graphiql = headers.get("content-type", "").startswith("text/html") \
-                    and scope["path"].endswith("/graphql")
-                headers.setdefault("Content-Security-Policy",
-                                   GRAPHIQL_CSP if graphiql else DEFAULT_CSP)
+                graphiql = headers.get("content-type", "").startswith("text/html") and scope[
+                    "path"
+                ].endswith("/graphql")
+                headers.setdefault(
+                    "Content-Security-Policy", GRAPHIQL_CSP if graphiql else DEFAULT_CSP
+                )
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -70,9 +87,10 @@ class SecurityHeaders:
 def refusal_response(status: int, message: str) -> JSONResponse:
     """A request refused before GraphQL ran, as a GraphQL error body."""
     code = HTTP_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL")
-    return JSONResponse({"data": None, "errors": [{"message": message,
-                                                   "extensions": {"code": code}}]},
-                        status_code=status)
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+    )
 
 
 __all__ = ["DEFAULT_CSP", "GRAPHIQL_CSP", "SecurityHeaders", "refusal_response"]

@@ -71,11 +71,13 @@ async def db_hierarchy_enabled(engine: AsyncEngine) -> bool:
         return value
 
 
-async def update_account(api: Api, account_id: str, token: str | None = None,
-                         **fields: Any) -> dict[str, Any]:
+async def update_account(
+    api: Api, account_id: str, token: str | None = None, **fields: Any
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
-    return await api.mutate("updateAccount", UPDATE_ACCOUNT,
-                            {"accountId": account_id, **fields}, **kwargs)
+    return await api.mutate(
+        "updateAccount", UPDATE_ACCOUNT, {"accountId": account_id, **fields}, **kwargs
+    )
 
 
 # ---------------------------------------------------------------- createAccount (H1, P4)
@@ -91,8 +93,14 @@ async def test_h1_create_account_is_active_standalone_with_display_name_from_nam
     # then the account is ACTIVE, STANDALONE, and its display name is its name
     account = payload["account"]
     assert account == {
-        "id": account["id"], "name": "Acme", "displayName": "Acme", "branch": None,
-        "terms": None, "salesperson": None, "status": "ACTIVE", "role": "STANDALONE",
+        "id": account["id"],
+        "name": "Acme",
+        "displayName": "Acme",
+        "branch": None,
+        "terms": None,
+        "salesperson": None,
+        "status": "ACTIVE",
+        "role": "STANDALONE",
         "costCenterEnabled": False,
     }
     assert (await api.gql(ACCOUNT, {"id": account["id"]}))["account"]["displayName"] == "Acme"
@@ -101,16 +109,30 @@ async def test_h1_create_account_is_active_standalone_with_display_name_from_nam
 async def test_h1_create_account_stores_every_field(api: Api) -> None:
     # given an operator
     # when it creates an account with every field
-    payload = await api.ok("createAccount", CREATE_ACCOUNT, {
-        "name": "acme-prod", "displayName": "Acme Production", "branch": "Berlin",
-        "terms": "NET30", "salesperson": "Dana",
-    })
+    payload = await api.ok(
+        "createAccount",
+        CREATE_ACCOUNT,
+        {
+            "name": "acme-prod",
+            "displayName": "Acme Production",
+            "branch": "Berlin",
+            "terms": "NET30",
+            "salesperson": "Dana",
+        },
+    )
 
     # then each field is read back, by the operator and by the account's own users
     account = payload["account"]
-    expected = {"id": account["id"], "name": "acme-prod", "displayName": "Acme Production",
-                "branch": "Berlin", "terms": "NET30", "salesperson": "Dana",
-                "status": "ACTIVE", "role": "STANDALONE"}
+    expected = {
+        "id": account["id"],
+        "name": "acme-prod",
+        "displayName": "Acme Production",
+        "branch": "Berlin",
+        "terms": "NET30",
+        "salesperson": "Dana",
+        "status": "ACTIVE",
+        "role": "STANDALONE",
+    }
     assert (await api.gql(ACCOUNT, {"id": account["id"]}))["account"] == expected
     token = await api.token(account["id"])
     assert (await api.gql(ACCOUNT, {"id": account["id"]}, token=token))["account"] == expected
@@ -121,8 +143,9 @@ async def test_h1_empty_display_name_on_create_defaults_to_name(
     api: Api, display_name: str
 ) -> None:
     # when an account is created with an empty display name
-    payload = await api.ok("createAccount", CREATE_ACCOUNT,
-                           {"name": "Acme", "displayName": display_name})
+    payload = await api.ok(
+        "createAccount", CREATE_ACCOUNT, {"name": "Acme", "displayName": display_name}
+    )
 
     # then its display name is its name
     assert payload["account"]["displayName"] == "Acme"
@@ -143,10 +166,17 @@ async def test_h1_empty_name_is_invalid_input(api: Api, name: str) -> None:
     assert await db_accounts(api.engine) == before
 
 
-@pytest.mark.parametrize(("field", "length"), [
-    ("name", 201), ("displayName", 201), ("branch", 201), ("salesperson", 201),
-    ("terms", 201), ("terms", 51),
-])
+@pytest.mark.parametrize(
+    ("field", "length"),
+    [
+        ("name", 201),
+        ("displayName", 201),
+        ("branch", 201),
+        ("salesperson", 201),
+        ("terms", 201),
+        ("terms", 51),
+    ],
+)
 async def test_h1_over_long_text_is_invalid_input(api: Api, field: str, length: int) -> None:
     """Text is at most 200 characters, and terms at most their column's 50."""
     # given an account
@@ -201,31 +231,52 @@ async def test_h1_account_users_update_their_own_account(api: Api) -> None:
     token = await api.token(account)
 
     # when they change display name, branch, terms, salesperson and cost center
-    payload = await api.ok("updateAccount", UPDATE_ACCOUNT, {
-        "accountId": account, "displayName": "Acme Inc", "branch": "Paris",
-        "terms": "NET60", "salesperson": "Lee", "costCenterEnabled": True,
-    }, token=token)
+    payload = await api.ok(
+        "updateAccount",
+        UPDATE_ACCOUNT,
+        {
+            "accountId": account,
+            "displayName": "Acme Inc",
+            "branch": "Paris",
+            "terms": "NET60",
+            "salesperson": "Lee",
+            "costCenterEnabled": True,
+        },
+        token=token,
+    )
 
     # then each changed, and the name did not
     assert payload["account"] == {
-        "id": account, "name": "Acme", "displayName": "Acme Inc", "branch": "Paris",
-        "terms": "NET60", "salesperson": "Lee", "costCenterEnabled": True,
+        "id": account,
+        "name": "Acme",
+        "displayName": "Acme Inc",
+        "branch": "Paris",
+        "terms": "NET60",
+        "salesperson": "Lee",
+        "costCenterEnabled": True,
     }
 
 
 async def test_h1_update_keeps_what_is_not_given(api: Api) -> None:
     # given an account with every field set
-    account = await api.account("Acme", displayName="Acme Inc", branch="Paris",
-                                terms="NET30", salesperson="Lee")
+    account = await api.account(
+        "Acme", displayName="Acme Inc", branch="Paris", terms="NET30", salesperson="Lee"
+    )
 
     # when only the terms change
-    payload = await api.ok("updateAccount", UPDATE_ACCOUNT,
-                           {"accountId": account, "terms": "NET45"})
+    payload = await api.ok(
+        "updateAccount", UPDATE_ACCOUNT, {"accountId": account, "terms": "NET45"}
+    )
 
     # then the rest is as it was
     assert payload["account"] == {
-        "id": account, "name": "Acme", "displayName": "Acme Inc", "branch": "Paris",
-        "terms": "NET45", "salesperson": "Lee", "costCenterEnabled": False,
+        "id": account,
+        "name": "Acme",
+        "displayName": "Acme Inc",
+        "branch": "Paris",
+        "terms": "NET45",
+        "salesperson": "Lee",
+        "costCenterEnabled": False,
     }
 
 
@@ -237,9 +288,12 @@ async def test_h1_master_updates_its_active_member(api: Api) -> None:
     token = await api.token(master)
 
     # when the master changes the member's details
-    payload = await api.ok("updateAccount", UPDATE_ACCOUNT,
-                           {"accountId": member, "branch": "Lyon", "salesperson": "Kim"},
-                           token=token)
+    payload = await api.ok(
+        "updateAccount",
+        UPDATE_ACCOUNT,
+        {"accountId": member, "branch": "Lyon", "salesperson": "Kim"},
+        token=token,
+    )
 
     # then they changed
     assert payload["account"]["branch"] == "Lyon"
@@ -251,16 +305,20 @@ async def test_p4_operator_updates_any_account(api: Api) -> None:
     account = await api.account("Acme")
 
     # when the operator changes it
-    payload = await api.ok("updateAccount", UPDATE_ACCOUNT,
-                           {"accountId": account, "displayName": "ACME", "terms": "NET10"})
+    payload = await api.ok(
+        "updateAccount",
+        UPDATE_ACCOUNT,
+        {"accountId": account, "displayName": "ACME", "terms": "NET10"},
+    )
 
     # then it changed
     assert payload["account"]["displayName"] == "ACME"
     assert payload["account"]["terms"] == "NET10"
 
 
-@pytest.mark.parametrize("who", ["stranger", "sibling", "member_on_master", "invited_master",
-                                 "former_master"])
+@pytest.mark.parametrize(
+    "who", ["stranger", "sibling", "member_on_master", "invited_master", "former_master"]
+)
 async def test_h1_update_by_anyone_else_is_not_found(api: Api, who: str) -> None:
     # given an enterprise of two members, a stranger, an invitation and a dissociation
     given = await enterprise(api, 2)
@@ -317,8 +375,9 @@ async def test_h1_empty_display_name_on_update_is_invalid_input(
 
 async def test_p3_member_sees_only_name_fields_of_its_master(api: Api) -> None:
     # given a master with every field set and a member
-    master = await api.account("Master", displayName="Master Corp", branch="Rome",
-                               terms="NET30", salesperson="Ann")
+    master = await api.account(
+        "Master", displayName="Master Corp", branch="Rome", terms="NET30", salesperson="Ann"
+    )
     member = await api.account("Member")
     await api.link(master, member)
     token = await api.token(member)
@@ -329,12 +388,21 @@ async def test_p3_member_sees_only_name_fields_of_its_master(api: Api) -> None:
 
     # then it sees the name fields only, both ways (P3)
     assert through_link["viewer"]["account"]["link"]["master"] == {
-        "name": "Master", "displayName": "Master Corp", "branch": None, "terms": None,
+        "name": "Master",
+        "displayName": "Master Corp",
+        "branch": None,
+        "terms": None,
         "salesperson": None,
     }
     assert direct["account"] == {
-        "id": master, "name": "Master", "displayName": "Master Corp", "branch": None,
-        "terms": None, "salesperson": None, "status": "ACTIVE", "role": "MASTER",
+        "id": master,
+        "name": "Master",
+        "displayName": "Master Corp",
+        "branch": None,
+        "terms": None,
+        "salesperson": None,
+        "status": "ACTIVE",
+        "role": "MASTER",
     }
 
 
@@ -355,8 +423,12 @@ async def test_h1_roles_follow_active_links(api: Api) -> None:
 
     # then roles are MASTER, MEMBER, STANDALONE (an invitation is no membership)
     roles = {e["node"]["name"]: e["node"]["role"] for e in data["accounts"]["edges"]}
-    assert roles == {"Master": "MASTER", "Member": "MEMBER", "Invitee": "STANDALONE",
-                     "Alone": "STANDALONE"}
+    assert roles == {
+        "Master": "MASTER",
+        "Member": "MEMBER",
+        "Invitee": "STANDALONE",
+        "Alone": "STANDALONE",
+    }
 
 
 # ---------------------------------------------------------------- settings (H5, P4)
@@ -369,8 +441,7 @@ async def test_h5_billing_hierarchy_is_enabled_by_default(api: Api) -> None:
     # when operator and account user read the settings
     # then both see billingHierarchyEnabled: true
     assert await api.gql(SETTINGS) == {"settings": {"billingHierarchyEnabled": True}}
-    assert await api.gql(SETTINGS, token=token) == {
-        "settings": {"billingHierarchyEnabled": True}}
+    assert await api.gql(SETTINGS, token=token) == {"settings": {"billingHierarchyEnabled": True}}
 
 
 async def test_h5_operator_changes_the_setting(api: Api) -> None:
@@ -398,8 +469,9 @@ async def test_p4_only_operators_change_settings(api: Api) -> None:
 
     for token in (given.master_token, given.member_tokens[0]):
         # when they turn the hierarchy off
-        body = await api.raw(UPDATE_SETTINGS, {"input": {"billingHierarchyEnabled": False}},
-                             token=token)
+        body = await api.raw(
+            UPDATE_SETTINGS, {"input": {"billingHierarchyEnabled": False}}, token=token
+        )
 
         # then it is a top-level FORBIDDEN error and the setting stays on
         assert error_codes(body) == ["FORBIDDEN"]
@@ -414,10 +486,16 @@ async def test_h5_disabled_hierarchy_refuses_new_trusteeship_keeps_existing(api:
     newcomer = await api.account("Newcomer")
 
     # when the master invites another account as trusteeship and as financial member
-    trusteeship = await api.mutate("inviteMember", INVITE, {
-        "masterId": given.master, "memberId": newcomer, "type": "TRUSTEESHIP"})
-    financial = await api.mutate("inviteMember", INVITE, {
-        "masterId": given.master, "memberId": newcomer, "type": "FINANCIAL"})
+    trusteeship = await api.mutate(
+        "inviteMember",
+        INVITE,
+        {"masterId": given.master, "memberId": newcomer, "type": "TRUSTEESHIP"},
+    )
+    financial = await api.mutate(
+        "inviteMember",
+        INVITE,
+        {"masterId": given.master, "memberId": newcomer, "type": "FINANCIAL"},
+    )
 
     # then trusteeship is HIERARCHY_DISABLED, financial is invited,
     # and the existing member is still ACTIVE
@@ -425,24 +503,28 @@ async def test_h5_disabled_hierarchy_refuses_new_trusteeship_keeps_existing(api:
     assert codes(financial) == []
     members = await api.gql(
         "query($id: ID!) { account(id: $id) { members { edges { node { id } } } } }",
-        {"id": given.master})
+        {"id": given.master},
+    )
     assert [e["node"]["id"] for e in members["account"]["members"]["edges"]] == given.members
 
 
 # ---------------------------------------------------------------- accounts list (P2-P4)
 
 
-@pytest.mark.parametrize(("search", "found"), [
-    ("acme", ["Acme", "acme-eu"]),
-    ("ACME", ["Acme", "acme-eu"]),
-    ("globex", ["gx-1"]),  # by display name only
-    ("GLOB", ["gx-1"]),
-    ("rnd", ["rnd_lab"]),
-    ("_", ["rnd_lab"]),  # LIKE wildcards are literal
-    ("%", ["100% Co"]),
-    ("nothing", []),
-    ("", ["Acme", "acme-eu", "gx-1", "rnd_lab", "100% Co"]),
-])
+@pytest.mark.parametrize(
+    ("search", "found"),
+    [
+        ("acme", ["Acme", "acme-eu"]),
+        ("ACME", ["Acme", "acme-eu"]),
+        ("globex", ["gx-1"]),  # by display name only
+        ("GLOB", ["gx-1"]),
+        ("rnd", ["rnd_lab"]),
+        ("_", ["rnd_lab"]),  # LIKE wildcards are literal
+        ("%", ["100% Co"]),
+        ("nothing", []),
+        ("", ["Acme", "acme-eu", "gx-1", "rnd_lab", "100% Co"]),
+    ],
+)
 async def test_p4_accounts_search_by_name_or_display_name_case_insensitively(
     api: Api, search: str, found: list[str]
 ) -> None:
@@ -483,7 +565,10 @@ async def test_p2_master_lists_itself_and_its_active_members_only(api: Api) -> N
     # and searching does not widen that
     searched = await api.gql(SEARCH, {"search": "e"}, token=given.master_token)
     assert sorted(e["node"]["name"] for e in searched["accounts"]["edges"]) == [
-        "Master", "Member-1", "Member-2"]
+        "Master",
+        "Member-1",
+        "Member-2",
+    ]
 
 
 async def test_p3_member_lists_only_its_own_account(api: Api) -> None:
@@ -510,7 +595,10 @@ async def test_p4_operator_lists_every_account(api: Api) -> None:
 
     # then every account is listed, in creation (id) order
     assert [e["node"]["id"] for e in data["accounts"]["edges"]] == [
-        given.master, *given.members, alone]
+        given.master,
+        *given.members,
+        alone,
+    ]
     async with api.engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(accounts))).scalar_one()
     assert data["accounts"]["totalCount"] == total == 4

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from graphql import (
     GraphQLEnumType,
+    GraphQLEnumValueMap,
     GraphQLField,
     GraphQLInputObjectType,
     GraphQLInputType,
@@ -45,8 +46,16 @@ SCALAR_LITERALS = {
 }
 # P4 and API.md ("# operators (P4)"), createApiToken aside: only operators call these.
 OPERATOR_ONLY = [
-    "createAccount", "setCreditLine", "grantVoucherPool", "recordCharge", "recordPayment",
-    "adjustBalance", "issueCoupon", "createResource", "updateSettings", "setDiscount",
+    "createAccount",
+    "setCreditLine",
+    "grantVoucherPool",
+    "recordCharge",
+    "recordPayment",
+    "adjustBalance",
+    "issueCoupon",
+    "createResource",
+    "updateSettings",
+    "setDiscount",
 ]
 
 VIEWER = "{ viewer { kind account { id name } } }"
@@ -103,10 +112,14 @@ def literal(type_: GraphQLInputType) -> str:
     if isinstance(type_, GraphQLList):
         return f"[{literal(type_.of_type)}]"
     if isinstance(type_, GraphQLEnumType):
-        return next(iter(type_.values))
+        values: GraphQLEnumValueMap = type_.values  # graphql-core's cached_property is untyped
+        return next(iter(values))
     if isinstance(type_, GraphQLInputObjectType):
-        fields = [f"{name}: {literal(field.type)}" for name, field in type_.fields.items()
-                  if is_required_input_field(field)]
+        fields = [
+            f"{name}: {literal(field.type)}"
+            for name, field in type_.fields.items()
+            if is_required_input_field(field)
+        ]
         return "{" + ", ".join(fields) + "}"
     assert type_.name in SCALAR_LITERALS, f"add a literal of scalar {type_.name}"
     return SCALAR_LITERALS[type_.name]
@@ -114,16 +127,18 @@ def literal(type_: GraphQLInputType) -> str:
 
 def minimal(operation: str, name: str, field: GraphQLField) -> str:
     """``operation { name(required args) { __typename } }``."""
-    args = [f"{arg_name}: {literal(arg.type)}" for arg_name, arg in field.args.items()
-            if is_required_argument(arg)]
+    args = [
+        f"{arg_name}: {literal(arg.type)}"
+        for arg_name, arg in field.args.items()
+        if is_required_argument(arg)
+    ]
     arguments = f"({', '.join(args)})" if args else ""
     selection = "" if is_leaf_type(get_named_type(field.type)) else " { __typename }"
     return f"{operation} {{ {name}{arguments}{selection} }}"
 
 
 def root_fields(operation: str) -> dict[str, str]:
-    root = {"query": GRAPHQL_SCHEMA.query_type,
-            "mutation": GRAPHQL_SCHEMA.mutation_type}[operation]
+    root = {"query": GRAPHQL_SCHEMA.query_type, "mutation": GRAPHQL_SCHEMA.mutation_type}[operation]
     assert root is not None
     return {name: minimal(operation, name, field) for name, field in root.fields.items()}
 
@@ -131,19 +146,21 @@ def root_fields(operation: str) -> dict[str, str]:
 QUERIES = root_fields("query")
 MUTATIONS = root_fields("mutation")
 ROOT_OPERATIONS = [("query", name, text_) for name, text_ in QUERIES.items()] + [
-    ("mutation", name, text_) for name, text_ in MUTATIONS.items()]
+    ("mutation", name, text_) for name, text_ in MUTATIONS.items()
+]
 OPERATOR_ONLY_PRESENT = [name for name in OPERATOR_ONLY if name in MUTATIONS]
 
 
 # ---------------------------------------------------------------- helpers
 
 
-async def post(api: Api, query: str, authorization: str | None,
-               variables: dict[str, Any] | None = None) -> dict[str, Any]:
+async def post(
+    api: Api, query: str, authorization: str | None, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
     headers = {} if authorization is None else {"Authorization": authorization}
-    response = await api.client.post("/graphql", json={"query": query,
-                                                       "variables": variables or {}},
-                                      headers=headers)
+    response = await api.client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -188,13 +205,22 @@ def missing_account() -> str:
 def test_p1_the_schema_has_the_root_fields_of_the_api() -> None:
     """The enumeration below really covers the API (not an empty or stale schema)."""
     assert {"node", "viewer", "account", "accounts", "settings"} <= set(QUERIES)
-    assert {"createAccount", "createApiToken", "updateSettings", "inviteMember",
-            "respondToInvitation", "dissociateMember"} <= set(MUTATIONS)
+    assert {
+        "createAccount",
+        "createApiToken",
+        "updateSettings",
+        "inviteMember",
+        "respondToInvitation",
+        "dissociateMember",
+    } <= set(MUTATIONS)
 
 
 @pytest.mark.parametrize("header", list(BAD_HEADERS), ids=list(BAD_HEADERS))
-@pytest.mark.parametrize(("operation", "name", "query"), ROOT_OPERATIONS,
-                         ids=[f"{op}.{name}" for op, name, _ in ROOT_OPERATIONS])
+@pytest.mark.parametrize(
+    ("operation", "name", "query"),
+    ROOT_OPERATIONS,
+    ids=[f"{op}.{name}" for op, name, _ in ROOT_OPERATIONS],
+)
 async def test_p1_every_root_field_needs_a_principal(
     api: Api, operation: str, name: str, query: str, header: str
 ) -> None:
@@ -210,8 +236,11 @@ async def test_p1_every_root_field_needs_a_principal(
         assert await database_state(api.engine) == before
 
 
-@pytest.mark.parametrize(("operation", "name", "query"), ROOT_OPERATIONS,
-                         ids=[f"{op}.{name}" for op, name, _ in ROOT_OPERATIONS])
+@pytest.mark.parametrize(
+    ("operation", "name", "query"),
+    ROOT_OPERATIONS,
+    ids=[f"{op}.{name}" for op, name, _ in ROOT_OPERATIONS],
+)
 async def test_p1_the_minimal_operations_are_valid_graphql(
     api: Api, operation: str, name: str, query: str
 ) -> None:
@@ -256,8 +285,7 @@ async def test_p1_a_revoked_token_authenticates_nobody(api: Api) -> None:
         await conn.execute(update(api_tokens).values(revoked_at=text("now()")))
 
     # then
-    refused_at_top_level(await post(api, VIEWER, f"Bearer {token}"), "viewer",
-                         "UNAUTHENTICATED")
+    refused_at_top_level(await post(api, VIEWER, f"Bearer {token}"), "viewer", "UNAUTHENTICATED")
 
 
 async def test_p1_the_bearer_scheme_is_case_insensitive(api: Api) -> None:
@@ -269,8 +297,10 @@ async def test_p1_the_bearer_scheme_is_case_insensitive(api: Api) -> None:
     body = await post(api, VIEWER, f"bearer {token}")
 
     # then
-    assert body["data"]["viewer"] == {"kind": "ACCOUNT_USER",
-                                      "account": {"id": account, "name": "Acme"}}
+    assert body["data"]["viewer"] == {
+        "kind": "ACCOUNT_USER",
+        "account": {"id": account, "name": "Acme"},
+    }
 
 
 # ---------------------------------------------------------------- P4: operators only
@@ -288,8 +318,11 @@ async def test_p4_operator_only_mutations_are_forbidden_to_account_users(
     # given
     given = await enterprise(api, 1)
     standalone = await api.account("Standalone")
-    token = {"master": given.master_token, "member": given.member_tokens[0],
-             "standalone": await api.token(standalone)}[who]
+    token = {
+        "master": given.master_token,
+        "member": given.member_tokens[0],
+        "standalone": await api.token(standalone),
+    }[who]
     before = await database_state(api.engine)
 
     # when
@@ -313,8 +346,12 @@ async def test_p4_an_account_user_cannot_create_accounts(api: Api, who: str) -> 
     # then
     refused_at_top_level(body, "createAccount", "FORBIDDEN")
     assert await database_state(api.engine) == before
-    names = [edge["node"]["id"] for edge in (await api.gql(
-        "{ accounts(search: \"Sneaky\") { edges { node { id } } } }"))["accounts"]["edges"]]
+    names = [
+        edge["node"]["id"]
+        for edge in (await api.gql('{ accounts(search: "Sneaky") { edges { node { id } } } }'))[
+            "accounts"
+        ]["edges"]
+    ]
     assert names == []
 
 
@@ -331,8 +368,7 @@ async def test_p4_an_account_user_cannot_change_platform_settings(api: Api, who:
     # then
     refused_at_top_level(body, "updateSettings", "FORBIDDEN")
     assert await database_state(api.engine) == before
-    assert (await api.gql(SETTINGS, token=token))["settings"] == {
-        "billingHierarchyEnabled": True}
+    assert (await api.gql(SETTINGS, token=token))["settings"] == {"billingHierarchyEnabled": True}
 
 
 # ---------------------------------------------------------------- P4: tokens
@@ -343,12 +379,10 @@ async def test_p4_operator_creates_a_token_for_any_account(api: Api, whose: str)
     # given
     given = await enterprise(api, 1)
     standalone = await api.account("Standalone")
-    account = {"master": given.master, "member": given.members[0],
-               "standalone": standalone}[whose]
+    account = {"master": given.master, "member": given.members[0], "standalone": standalone}[whose]
 
     # when
-    payload = await api.ok("createApiToken", CREATE_TOKEN,
-                           {"accountId": account, "name": "ci"})
+    payload = await api.ok("createApiToken", CREATE_TOKEN, {"accountId": account, "name": "ci"})
 
     # then
     token = payload["token"]
@@ -375,9 +409,9 @@ async def test_p4_operator_creates_an_operator_token(api: Api) -> None:
     # it has operators' powers, and its acts are recorded under its name (H2)
     created = await api.ok("createAccount", CREATE_ACCOUNT, {"name": "Master"}, token)
     master = created["account"]["id"]
-    invited = await api.ok("inviteMember", INVITE,
-                           {"masterId": master, "memberId": member, "type": "FINANCIAL"},
-                           token)
+    invited = await api.ok(
+        "inviteMember", INVITE, {"masterId": master, "memberId": member, "type": "FINANCIAL"}, token
+    )
     assert invited["link"]["history"] == [{"actor": "operator:bot"}]
 
 
@@ -393,8 +427,9 @@ async def test_p4_an_account_user_creates_tokens_for_its_own_account(api: Api, w
     }[who]
 
     # when
-    payload = await api.ok("createApiToken", CREATE_TOKEN,
-                           {"accountId": account, "name": "laptop"}, token)
+    payload = await api.ok(
+        "createApiToken", CREATE_TOKEN, {"accountId": account, "name": "laptop"}, token
+    )
 
     # then
     created = payload["token"]
@@ -411,20 +446,33 @@ async def test_p4_a_master_cannot_create_tokens_for_its_member(api: Api) -> None
     before = await database_state(api.engine)
 
     # when
-    payload = await api.mutate("createApiToken", CREATE_TOKEN,
-                               {"accountId": given.members[0], "name": "x"},
-                               given.master_token)
+    payload = await api.mutate(
+        "createApiToken",
+        CREATE_TOKEN,
+        {"accountId": given.members[0], "name": "x"},
+        given.master_token,
+    )
 
     # then
     assert payload["token"] is None
     assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-        ("PERMISSION_NOT_GRANTED", ["accountId"])]
+        ("PERMISSION_NOT_GRANTED", ["accountId"])
+    ]
     assert await database_state(api.engine) == before
 
 
 @pytest.mark.parametrize(
-    "case", ["sibling", "member-for-master", "stranger-for-master", "stranger-for-member",
-             "missing", "garbage", "link-id"])
+    "case",
+    [
+        "sibling",
+        "member-for-master",
+        "stranger-for-master",
+        "stranger-for-member",
+        "missing",
+        "garbage",
+        "link-id",
+    ],
+)
 async def test_p4_tokens_for_accounts_the_user_cannot_see_are_not_found(
     api: Api, case: str
 ) -> None:
@@ -443,16 +491,19 @@ async def test_p4_tokens_for_accounts_the_user_cannot_see_are_not_found(
     before = await database_state(api.engine)
 
     # when
-    payload = await api.mutate("createApiToken", CREATE_TOKEN,
-                               {"accountId": account, "name": "x"}, token)
+    payload = await api.mutate(
+        "createApiToken", CREATE_TOKEN, {"accountId": account, "name": "x"}, token
+    )
 
     # then
     assert payload["token"] is None
     assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-        ("NOT_FOUND", ["accountId"])]
+        ("NOT_FOUND", ["accountId"])
+    ]
     assert await database_state(api.engine) == before
-    absent = await api.mutate("createApiToken", CREATE_TOKEN,
-                              {"accountId": missing_account(), "name": "x"}, token)
+    absent = await api.mutate(
+        "createApiToken", CREATE_TOKEN, {"accountId": missing_account(), "name": "x"}, token
+    )
     assert absent == payload  # a hidden account answers like one that does not exist
 
 
@@ -464,13 +515,15 @@ async def test_p4_an_account_user_cannot_create_operator_tokens(api: Api, who: s
     before = await database_state(api.engine)
 
     # when
-    payload = await api.mutate("createApiToken", CREATE_TOKEN,
-                               {"accountId": None, "name": "root"}, token)
+    payload = await api.mutate(
+        "createApiToken", CREATE_TOKEN, {"accountId": None, "name": "root"}, token
+    )
 
     # then
     assert payload["token"] is None
     assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-        ("PERMISSION_NOT_GRANTED", ["accountId"])]
+        ("PERMISSION_NOT_GRANTED", ["accountId"])
+    ]
     assert await database_state(api.engine) == before
 
 
@@ -481,12 +534,10 @@ async def test_p4_a_token_needs_a_name(api: Api, name: str) -> None:
     before = await database_state(api.engine)
 
     # when
-    payload = await api.mutate("createApiToken", CREATE_TOKEN,
-                               {"accountId": account, "name": name})
+    payload = await api.mutate("createApiToken", CREATE_TOKEN, {"accountId": account, "name": name})
 
     # then
-    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-        ("INVALID_INPUT", ["name"])]
+    assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [("INVALID_INPUT", ["name"])]
     assert await database_state(api.engine) == before
 
 
@@ -503,7 +554,8 @@ async def test_p4_a_token_is_shown_once_and_only_its_hash_is_stored(api: Api) ->
     assert len({first, second, operator}) == 3
     rows = await stored_tokens(api.engine)
     assert [row.token_hash for row in rows] == [
-        hashlib.sha256(token.encode()).hexdigest() for token in (first, second, operator)]
+        hashlib.sha256(token.encode()).hexdigest() for token in (first, second, operator)
+    ]
     for row in rows:
         stored = " ".join(str(value) for value in row)
         for token in (first, second, operator):

@@ -96,25 +96,31 @@ async def db_primary_counts(engine: AsyncEngine, account_id: str) -> tuple[int, 
     return len(rows), sum(1 for row in rows if row["is_primary"])
 
 
-async def add(api: Api, account_id: str, name: str, token: str | None = None,
-              **fields: Any) -> dict[str, Any]:
+async def add(
+    api: Api, account_id: str, name: str, token: str | None = None, **fields: Any
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
-    return await api.mutate("addBillTo", ADD_BILL_TO,
-                            {"accountId": account_id, "name": name, **fields}, **kwargs)
+    return await api.mutate(
+        "addBillTo", ADD_BILL_TO, {"accountId": account_id, "name": name, **fields}, **kwargs
+    )
 
 
-async def update(api: Api, bill_to_id: str, token: str | None = None,
-                 **fields: Any) -> dict[str, Any]:
+async def update(
+    api: Api, bill_to_id: str, token: str | None = None, **fields: Any
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
-    return await api.mutate("updateBillTo", UPDATE_BILL_TO,
-                            {"billToId": bill_to_id, **fields}, **kwargs)
+    return await api.mutate(
+        "updateBillTo", UPDATE_BILL_TO, {"billToId": bill_to_id, **fields}, **kwargs
+    )
 
 
-async def remove(api: Api, bill_to_id: str, token: str | None = None,
-                 **fields: Any) -> dict[str, Any]:
+async def remove(
+    api: Api, bill_to_id: str, token: str | None = None, **fields: Any
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
-    return await api.mutate("removeBillTo", REMOVE_BILL_TO,
-                            {"billToId": bill_to_id, **fields}, **kwargs)
+    return await api.mutate(
+        "removeBillTo", REMOVE_BILL_TO, {"billToId": bill_to_id, **fields}, **kwargs
+    )
 
 
 # ---------------------------------------------------------------- primary (H3)
@@ -126,8 +132,9 @@ async def test_h3_first_bill_to_of_an_account_becomes_primary(api: Api) -> None:
     assert await primary_of(api, account) is None
 
     # when its first bill-to is added, even with isPrimary: false
-    payload = await api.ok("addBillTo", ADD_BILL_TO,
-                           {"accountId": account, "name": "Acme AP", "isPrimary": False})
+    payload = await api.ok(
+        "addBillTo", ADD_BILL_TO, {"accountId": account, "name": "Acme AP", "isPrimary": False}
+    )
 
     # then it is the primary
     assert payload["billTo"]["isPrimary"] is True
@@ -156,8 +163,9 @@ async def test_h3_add_with_is_primary_demotes_the_old_primary(api: Api) -> None:
     await api.bill_to(account, "Second")
 
     # when a third is added with isPrimary: true
-    payload = await api.ok("addBillTo", ADD_BILL_TO,
-                           {"accountId": account, "name": "Third", "isPrimary": True})
+    payload = await api.ok(
+        "addBillTo", ADD_BILL_TO, {"accountId": account, "name": "Third", "isPrimary": True}
+    )
 
     # then it is the one primary, and the first is no longer
     third = payload["billTo"]["id"]
@@ -165,7 +173,9 @@ async def test_h3_add_with_is_primary_demotes_the_old_primary(api: Api) -> None:
     assert await primary_of(api, account) == third
     listed = (await bill_tos_of(api, account))["billTos"]
     assert [(b["name"], b["isPrimary"]) for b in listed] == [
-        ("First", False), ("Second", False), ("Third", True)
+        ("First", False),
+        ("Second", False),
+        ("Third", True),
     ]
     assert first != third
     assert await db_primary_counts(api.engine, account) == (3, 1)
@@ -178,8 +188,7 @@ async def test_h3_update_is_primary_true_promotes_and_demotes_the_old(api: Api) 
     second = await api.bill_to(account, "Second")
 
     # when the second is made primary
-    payload = await api.ok("updateBillTo", UPDATE_BILL_TO,
-                           {"billToId": second, "isPrimary": True})
+    payload = await api.ok("updateBillTo", UPDATE_BILL_TO, {"billToId": second, "isPrimary": True})
 
     # then it is the one primary
     assert payload["billTo"]["isPrimary"] is True
@@ -241,8 +250,9 @@ async def test_h3_is_primary_false_on_a_non_primary_is_accepted(api: Api) -> Non
     second = await api.bill_to(account, "Second")
 
     # when the second is updated with isPrimary: false
-    payload = await api.ok("updateBillTo", UPDATE_BILL_TO,
-                           {"billToId": second, "isPrimary": False, "name": "Second b"})
+    payload = await api.ok(
+        "updateBillTo", UPDATE_BILL_TO, {"billToId": second, "isPrimary": False, "name": "Second b"}
+    )
 
     # then it is updated and the primary stays
     assert payload["billTo"] == payload["billTo"] | {"name": "Second b", "isPrimary": False}
@@ -277,13 +287,15 @@ async def test_h3_removing_the_primary_with_new_primary_promotes_it(api: Api) ->
     third = await api.bill_to(account, "Third")
 
     # when the primary is removed naming the third as the new primary
-    payload = await api.ok("removeBillTo", REMOVE_BILL_TO,
-                           {"billToId": first, "newPrimaryId": third})
+    payload = await api.ok(
+        "removeBillTo", REMOVE_BILL_TO, {"billToId": first, "newPrimaryId": third}
+    )
 
     # then the first is gone and the third is the one primary
     assert payload["account"]["primaryBillTo"] == {"id": third}
     assert payload["account"]["billTos"] == [
-        {"id": second, "isPrimary": False}, {"id": third, "isPrimary": True}
+        {"id": second, "isPrimary": False},
+        {"id": third, "isPrimary": True},
     ]
     assert await primary_of(api, account) == third
     assert await db_primary_counts(api.engine, account) == (2, 1)
@@ -430,15 +442,27 @@ async def test_h3_add_stores_every_field(api: Api) -> None:
     account = await api.account("Acme")
 
     # when a bill-to is added with every field (text is trimmed)
-    payload = await api.ok("addBillTo", ADD_BILL_TO, {
-        "accountId": account, "name": "  Acme AP  ", "address": "1 Main St",
-        "email": "ap@acme.test", "invoiceTitle": "Acme Ltd", "taxId": "DE123",
-    })
+    payload = await api.ok(
+        "addBillTo",
+        ADD_BILL_TO,
+        {
+            "accountId": account,
+            "name": "  Acme AP  ",
+            "address": "1 Main St",
+            "email": "ap@acme.test",
+            "invoiceTitle": "Acme Ltd",
+            "taxId": "DE123",
+        },
+    )
 
     # then they are stored and read back
     expected = {
-        "id": payload["billTo"]["id"], "name": "Acme AP", "address": "1 Main St",
-        "email": "ap@acme.test", "invoiceTitle": "Acme Ltd", "taxId": "DE123",
+        "id": payload["billTo"]["id"],
+        "name": "Acme AP",
+        "address": "1 Main St",
+        "email": "ap@acme.test",
+        "invoiceTitle": "Acme Ltd",
+        "taxId": "DE123",
         "isPrimary": True,
     }
     assert payload["billTo"] == expected
@@ -448,15 +472,25 @@ async def test_h3_add_stores_every_field(api: Api) -> None:
 async def test_h3_update_changes_the_given_fields_only(api: Api) -> None:
     # given a bill-to with every field set
     account = await api.account("Acme")
-    bill_to = await api.bill_to(account, "Acme AP", address="1 Main St", email="ap@acme.test",
-                                invoiceTitle="Acme Ltd", taxId="DE123")
+    bill_to = await api.bill_to(
+        account,
+        "Acme AP",
+        address="1 Main St",
+        email="ap@acme.test",
+        invoiceTitle="Acme Ltd",
+        taxId="DE123",
+    )
 
     # when name, address, email, invoiceTitle and taxId are changed one request at a time
-    changes = {"name": "Acme Billing", "address": "2 High St", "email": "billing@acme.test",
-               "invoiceTitle": "Acme GmbH", "taxId": "DE456"}
+    changes = {
+        "name": "Acme Billing",
+        "address": "2 High St",
+        "email": "billing@acme.test",
+        "invoiceTitle": "Acme GmbH",
+        "taxId": "DE456",
+    }
     for field, value in changes.items():
-        payload = await api.ok("updateBillTo", UPDATE_BILL_TO,
-                               {"billToId": bill_to, field: value})
+        payload = await api.ok("updateBillTo", UPDATE_BILL_TO, {"billToId": bill_to, field: value})
         assert payload["billTo"][field] == value
 
     # then every field has its new value, and it is still the primary
@@ -521,8 +555,9 @@ async def test_h3_tax_id_longer_than_its_column_is_invalid_input(api: Api) -> No
     before = await db_rows(api.engine, account)
 
     # when a 65-character tax id is sent on add and update
-    body = await api.raw(ADD_BILL_TO, {"input": {
-        "accountId": account, "name": "New", "taxId": "T" * 65}})
+    body = await api.raw(
+        ADD_BILL_TO, {"input": {"accountId": account, "name": "New", "taxId": "T" * 65}}
+    )
     updated = await api.raw(UPDATE_BILL_TO, {"input": {"billToId": bill_to, "taxId": "T" * 65}})
 
     # then both are INVALID_INPUT user errors (no GraphQL error) and nothing changed
@@ -584,13 +619,16 @@ async def test_h3_master_with_manage_invoices_edits_member_bill_tos(api: Api) ->
     first = await api.bill_to(member, "First")
 
     # when the master adds a primary bill-to, renames the first and removes it
-    added = await api.ok("addBillTo", ADD_BILL_TO,
-                         {"accountId": member, "name": "By master", "isPrimary": True},
-                         token=master_token)
-    renamed = await api.ok("updateBillTo", UPDATE_BILL_TO,
-                           {"billToId": first, "taxId": "TX-1"}, token=master_token)
-    removed = await api.ok("removeBillTo", REMOVE_BILL_TO, {"billToId": first},
-                           token=master_token)
+    added = await api.ok(
+        "addBillTo",
+        ADD_BILL_TO,
+        {"accountId": member, "name": "By master", "isPrimary": True},
+        token=master_token,
+    )
+    renamed = await api.ok(
+        "updateBillTo", UPDATE_BILL_TO, {"billToId": first, "taxId": "TX-1"}, token=master_token
+    )
+    removed = await api.ok("removeBillTo", REMOVE_BILL_TO, {"billToId": first}, token=master_token)
 
     # then each worked
     assert added["billTo"]["isPrimary"] is True
@@ -607,12 +645,22 @@ async def test_h3_member_edits_its_own_bill_tos_without_granting_anything(api: A
     member_token = await api.token(member)
 
     # when the member's own users add, promote, rename and remove bill-tos
-    first = (await api.ok("addBillTo", ADD_BILL_TO, {"accountId": member, "name": "First"},
-                          token=member_token))["billTo"]["id"]
-    second = (await api.ok("addBillTo", ADD_BILL_TO, {"accountId": member, "name": "Second"},
-                           token=member_token))["billTo"]["id"]
-    await api.ok("updateBillTo", UPDATE_BILL_TO, {"billToId": second, "isPrimary": True,
-                                                  "name": "Second b"}, token=member_token)
+    first = (
+        await api.ok(
+            "addBillTo", ADD_BILL_TO, {"accountId": member, "name": "First"}, token=member_token
+        )
+    )["billTo"]["id"]
+    second = (
+        await api.ok(
+            "addBillTo", ADD_BILL_TO, {"accountId": member, "name": "Second"}, token=member_token
+        )
+    )["billTo"]["id"]
+    await api.ok(
+        "updateBillTo",
+        UPDATE_BILL_TO,
+        {"billToId": second, "isPrimary": True, "name": "Second b"},
+        token=member_token,
+    )
     await api.ok("removeBillTo", REMOVE_BILL_TO, {"billToId": first}, token=member_token)
 
     # then the account has the second, renamed and primary
@@ -676,10 +724,14 @@ async def test_h3_former_master_gets_not_found_after_dissociation(api: Api) -> N
     given = await enterprise(api, 1)
     member = given.members[0]
     bill_to = await api.bill_to(member, "Member AP")
-    await api.ok("dissociateMember", """
+    await api.ok(
+        "dissociateMember",
+        """
         mutation($input: DissociateMemberInput!) {
           dissociateMember(input: $input) { userErrors { code } }
-        }""", {"linkId": given.links[0]})
+        }""",
+        {"linkId": given.links[0]},
+    )
 
     # when the former master edits the member's bill-to
     payload = await update(api, bill_to, token=given.master_token, name="Intruder")
@@ -696,9 +748,9 @@ async def test_h3_concurrent_adds_leave_exactly_one_primary(api: Api) -> None:
     account = await api.account("Acme")
 
     # when ten bill-tos are added at once, half of them asking to be primary
-    payloads = await asyncio.gather(*(
-        add(api, account, f"B{number}", isPrimary=number % 2 == 0) for number in range(10)
-    ))
+    payloads = await asyncio.gather(
+        *(add(api, account, f"B{number}", isPrimary=number % 2 == 0) for number in range(10))
+    )
 
     # then all succeeded and exactly one is primary
     assert [codes(payload) for payload in payloads] == [[]] * 10
@@ -715,8 +767,9 @@ async def test_h3_nul_character_is_invalid_input(api: Api, field: str) -> None:
     before = await db_rows(api.engine, account)
 
     # when a bill-to is added, or updated, with a NUL in a field
-    added = await api.raw(ADD_BILL_TO, {"input": {
-        "accountId": account, "name": "New", field: "a\x00b"}})
+    added = await api.raw(
+        ADD_BILL_TO, {"input": {"accountId": account, "name": "New", field: "a\x00b"}}
+    )
     updated = await api.raw(UPDATE_BILL_TO, {"input": {"billToId": bill_to, field: "a\x00b"}})
 
     # then both are INVALID_INPUT user errors at that field and nothing changed

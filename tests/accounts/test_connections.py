@@ -54,15 +54,15 @@ def b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-async def accounts_page(api: Api, token: str | None = None, **variables: Any
-                        ) -> dict[str, Any]:
+async def accounts_page(api: Api, token: str | None = None, **variables: Any) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
     page: dict[str, Any] = (await api.gql(ACCOUNTS_PAGE, variables, **kwargs))["accounts"]
     return page
 
 
-async def members_page(api: Api, master: str, token: str | None = None, **variables: Any
-                       ) -> dict[str, Any]:
+async def members_page(
+    api: Api, master: str, token: str | None = None, **variables: Any
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
     data = await api.gql(MEMBERS_PAGE, {"id": master, **variables}, **kwargs)
     page: dict[str, Any] = data["account"]["members"]
@@ -128,8 +128,11 @@ async def test_accounts_last_empty_page_keeps_total_count(api: Api) -> None:
 
     # and the page after the last is empty but still counts every account
     empty = await accounts_page(api, first=3, after=second["pageInfo"]["endCursor"])
-    assert empty == {"totalCount": 6, "pageInfo": {"hasNextPage": False, "endCursor": None},
-                     "edges": []}
+    assert empty == {
+        "totalCount": 6,
+        "pageInfo": {"hasNextPage": False, "endCursor": None},
+        "edges": [],
+    }
 
 
 async def test_accounts_every_edge_cursor_resumes_after_that_edge(api: Api) -> None:
@@ -142,7 +145,7 @@ async def test_accounts_every_edge_cursor_resumes_after_that_edge(api: Api) -> N
         rest = await accounts_page(api, after=edge["cursor"])
 
         # then the page starts right after it
-        assert [e["node"]["id"] for e in rest["edges"]] == created[index + 1:]
+        assert [e["node"]["id"] for e in rest["edges"]] == created[index + 1 :]
 
 
 async def test_accounts_first_zero_returns_no_edges_but_the_total(api: Api) -> None:
@@ -154,8 +157,11 @@ async def test_accounts_first_zero_returns_no_edges_but_the_total(api: Api) -> N
     page = await accounts_page(api, first=0)
 
     # then it has no edges, says more exist, and counts both
-    assert page == {"totalCount": 2, "pageInfo": {"hasNextPage": True, "endCursor": None},
-                    "edges": []}
+    assert page == {
+        "totalCount": 2,
+        "pageInfo": {"hasNextPage": True, "endCursor": None},
+        "edges": [],
+    }
 
 
 async def test_accounts_default_page_is_fifty(api: Api) -> None:
@@ -180,8 +186,11 @@ async def test_accounts_created_during_a_walk_appear_once_at_the_end(api: Api) -
     # when an account is created before the rest is read
     late = await api.account("Late")
     rest, _ = await walk(
-        lambda **v: accounts_page(api, **(v | {"after": v["after"] or
-                                                page["pageInfo"]["endCursor"]})), 2)
+        lambda **v: accounts_page(
+            api, **(v | {"after": v["after"] or page["pageInfo"]["endCursor"]})
+        ),
+        2,
+    )
 
     # then the walk sees every account once, the new one last
     assert [e["node"]["id"] for e in page["edges"]] + rest == [*created, late]
@@ -237,10 +246,23 @@ async def test_first_of_500_is_accepted(api: Api) -> None:
     assert [e["node"]["id"] for e in members["edges"]] == given.members
 
 
-@pytest.mark.parametrize("cursor", [
-    "garbage", "!!!", "", "a" * 300, b64("k:abc"), b64("k:-1"), b64("x:1"), b64("k:"),
-    b64("k:" + "9" * 19), b64("Account:1"), "%%%%", b64("k:1") + "!",
-])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "!!!",
+        "",
+        "a" * 300,
+        b64("k:abc"),
+        b64("k:-1"),
+        b64("x:1"),
+        b64("k:"),
+        b64("k:" + "9" * 19),
+        b64("Account:1"),
+        "%%%%",
+        b64("k:1") + "!",
+    ],
+)
 async def test_garbage_cursor_is_invalid_input(api: Api, cursor: str) -> None:
     # given a master with a member
     given = await enterprise(api, 1)
@@ -282,18 +304,19 @@ async def test_members_last_empty_page_keeps_total_count(api: Api) -> None:
     # given a master with four members, read in two full pages
     given = await enterprise(api, 4)
     first = await members_page(api, given.master, first=2)
-    second = await members_page(api, given.master, first=2,
-                                after=first["pageInfo"]["endCursor"])
+    second = await members_page(api, given.master, first=2, after=first["pageInfo"]["endCursor"])
     assert [e["node"]["id"] for e in first["edges"] + second["edges"]] == given.members
     assert second["pageInfo"]["hasNextPage"] is False
 
     # when the page after the last is read
-    empty = await members_page(api, given.master, first=2,
-                               after=second["pageInfo"]["endCursor"])
+    empty = await members_page(api, given.master, first=2, after=second["pageInfo"]["endCursor"])
 
     # then it is empty but counts every member
-    assert empty == {"totalCount": 4, "pageInfo": {"hasNextPage": False, "endCursor": None},
-                     "edges": []}
+    assert empty == {
+        "totalCount": 4,
+        "pageInfo": {"hasNextPage": False, "endCursor": None},
+        "edges": [],
+    }
 
 
 async def test_members_of_an_account_without_members_is_empty(api: Api) -> None:
@@ -304,8 +327,11 @@ async def test_members_of_an_account_without_members_is_empty(api: Api) -> None:
     page = await members_page(api, alone)
 
     # then the connection is empty
-    assert page == {"totalCount": 0, "pageInfo": {"hasNextPage": False, "endCursor": None},
-                    "edges": []}
+    assert page == {
+        "totalCount": 0,
+        "pageInfo": {"hasNextPage": False, "endCursor": None},
+        "edges": [],
+    }
 
 
 async def test_h2_members_filter_by_status_and_type(api: Api) -> None:
@@ -360,8 +386,9 @@ async def test_h2_invited_members_paginate_too(api: Api) -> None:
         invited.append(invitee)
 
     # when the master walks its INVITED members two at a time
-    seen, pages = await walk(lambda **v: members_page(
-        api, given.master, given.master_token, status="INVITED", **v), 2)
+    seen, pages = await walk(
+        lambda **v: members_page(api, given.master, given.master_token, status="INVITED", **v), 2
+    )
 
     # then each invitee comes once, in id order
     assert seen == invited
@@ -373,13 +400,15 @@ async def test_p3_members_of_a_master_are_hidden_from_its_member(api: Api) -> No
     given = await enterprise(api, 3)
 
     # when a member reads its master's members
-    data = await api.gql("""
+    data = await api.gql(
+        """
         { viewer { account { link { master { members { totalCount edges { node { id } } } } } } }
-        }""", token=given.member_tokens[0])
+        }""",
+        token=given.member_tokens[0],
+    )
 
     # then it sees none of them (never siblings, P3)
-    assert data["viewer"]["account"]["link"]["master"]["members"] == {
-        "totalCount": 0, "edges": []}
+    assert data["viewer"]["account"]["link"]["master"]["members"] == {"totalCount": 0, "edges": []}
 
 
 # ---------------------------------------------------------------- batching
@@ -395,11 +424,20 @@ async def test_members_of_many_masters_each_get_their_own(api: Api) -> None:
     data = await api.gql(MEMBERS_OF_EVERY_ACCOUNT)
 
     # then each master has exactly its own members, the others none
-    got = [(e["node"]["name"], [m["node"]["name"] for m in e["node"]["members"]["edges"]],
-            e["node"]["members"]["totalCount"]) for e in data["accounts"]["edges"]]
+    got = [
+        (
+            e["node"]["name"],
+            [m["node"]["name"] for m in e["node"]["members"]["edges"]],
+            e["node"]["members"]["totalCount"],
+        )
+        for e in data["accounts"]["edges"]
+    ]
     masters = [(names, total) for name, names, total in got if name == "Master"]
-    assert masters == [(["Member-1"], 1), (["Member-1", "Member-2"], 2),
-                       (["Member-1", "Member-2", "Member-3"], 3)]
+    assert masters == [
+        (["Member-1"], 1),
+        (["Member-1", "Member-2"], 2),
+        (["Member-1", "Member-2", "Member-3"], 3),
+    ]
     assert all(names == [] and total == 0 for name, names, total in got if name != "Master")
 
 

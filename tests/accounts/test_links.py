@@ -26,22 +26,34 @@ fragment LinkFields on Link {
   master { id name } member { id name }
   history { status permissions actor at }
 }"""
-NODE_LINK = """
-query($id: ID!) { node(id: $id) { ...LinkFields } }""" + LINK_FIELDS
-INVITE = """
+NODE_LINK = (
+    """
+query($id: ID!) { node(id: $id) { ...LinkFields } }"""
+    + LINK_FIELDS
+)
+INVITE = (
+    """
 mutation($input: InviteMemberInput!) {
   inviteMember(input: $input) { link { ...LinkFields } userErrors { code field message } }
-}""" + LINK_FIELDS
-RESPOND = """
+}"""
+    + LINK_FIELDS
+)
+RESPOND = (
+    """
 mutation($input: RespondToInvitationInput!) {
   respondToInvitation(input: $input) {
     link { ...LinkFields } userErrors { code field message }
   }
-}""" + LINK_FIELDS
-DISSOCIATE = """
+}"""
+    + LINK_FIELDS
+)
+DISSOCIATE = (
+    """
 mutation($input: DissociateMemberInput!) {
   dissociateMember(input: $input) { link { ...LinkFields } userErrors { code field message } }
-}""" + LINK_FIELDS
+}"""
+    + LINK_FIELDS
+)
 ROLE = """
 query($id: ID!) { account(id: $id) { id role link { id status } } }"""
 MY_INVITATIONS = """
@@ -94,33 +106,52 @@ async def role_of(api: Api, account_id: str) -> str:
     return role
 
 
-async def invite(api: Api, master: str, member: str, type: str = "TRUSTEESHIP",
-                 token: str | None = None) -> dict[str, Any]:
+async def invite(
+    api: Api, master: str, member: str, type: str = "TRUSTEESHIP", token: str | None = None
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
-    payload = await api.ok("inviteMember", INVITE,
-                           {"masterId": master, "memberId": member, "type": type}, **kwargs)
+    payload = await api.ok(
+        "inviteMember", INVITE, {"masterId": master, "memberId": member, "type": type}, **kwargs
+    )
     link: dict[str, Any] = payload["link"]
     return link
 
 
-async def respond(api: Api, link_id: str, *, accept: bool, permissions: list[str] | None = None,
-                  token: str | None = None) -> dict[str, Any]:
+async def respond(
+    api: Api,
+    link_id: str,
+    *,
+    accept: bool,
+    permissions: list[str] | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
     payload: dict[str, Any] = await api.ok(
-        "respondToInvitation", RESPOND,
-        {"linkId": link_id, "accept": accept, "permissions": permissions}, **kwargs)
+        "respondToInvitation",
+        RESPOND,
+        {"linkId": link_id, "accept": accept, "permissions": permissions},
+        **kwargs,
+    )
     return payload
 
 
 async def dissociate(api: Api, link_id: str, token: str | None = None) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
-    payload: dict[str, Any] = await api.ok("dissociateMember", DISSOCIATE,
-                                           {"linkId": link_id}, **kwargs)
+    payload: dict[str, Any] = await api.ok(
+        "dissociateMember", DISSOCIATE, {"linkId": link_id}, **kwargs
+    )
     return payload
 
 
-async def refused(api: Api, name: str, query: str, input: dict[str, Any], code: str,
-                  field: list[str] | None, token: str | None = None) -> None:
+async def refused(
+    api: Api,
+    name: str,
+    query: str,
+    input: dict[str, Any],
+    code: str,
+    field: list[str] | None,
+    token: str | None = None,
+) -> None:
     """The mutation answers exactly one user error ``code`` at ``field``, returns no link,
     and changes nothing in the database."""
     kwargs = {} if token is None else {"token": token}
@@ -194,10 +225,15 @@ async def test_u1_invitation_is_invited_and_seen_by_the_invitee(api: Api, link_t
     assert events(link) == [("INVITED", [], "Master:test")]
     assert recent(link["history"][0]["at"], started)
     seen = (await api.gql(MY_INVITATIONS, token=member_token))["viewer"]["account"]
-    assert seen["invitations"] == [{
-        "id": link["id"], "status": "INVITED", "type": link_type,
-        "master": {"id": master, "name": "Master"}, "member": {"id": member},
-    }]
+    assert seen["invitations"] == [
+        {
+            "id": link["id"],
+            "status": "INVITED",
+            "type": link_type,
+            "master": {"id": master, "name": "Master"},
+            "member": {"id": member},
+        }
+    ]
     sent = (await api.gql(MY_INVITATIONS, token=master_token))["viewer"]["account"]
     assert [i["id"] for i in sent["invitations"]] == [link["id"]]
     # H1: an open invitation makes nobody a master or a member yet
@@ -212,8 +248,10 @@ async def test_u1_invitation_is_invited_and_seen_by_the_invitee(api: Api, link_t
         ([], []),
         (["VIEW_FINANCE"], ["VIEW_FINANCE"]),
         (["MANAGE_INVOICES", "SYNC_CREDIT_CONTROL"], ["SYNC_CREDIT_CONTROL", "MANAGE_INVOICES"]),
-        (["MANAGE_INVOICES", "VIEW_FINANCE", "SYNC_CREDIT_CONTROL", "VIEW_FINANCE"],
-         ALL_PERMISSIONS),
+        (
+            ["MANAGE_INVOICES", "VIEW_FINANCE", "SYNC_CREDIT_CONTROL", "VIEW_FINANCE"],
+            ALL_PERMISSIONS,
+        ),
     ],
     ids=["none", "view-finance", "two", "all-with-duplicate"],
 )
@@ -241,7 +279,9 @@ async def test_u1_accept_activates_the_link_with_the_granted_permissions(
     assert await role_of(api, master) == "MASTER"
     assert await role_of(api, member) == "MEMBER"
     assert (await api.gql(ROLE, {"id": member}))["account"]["link"] == {
-        "id": link_id, "status": "ACTIVE"}
+        "id": link_id,
+        "status": "ACTIVE",
+    }
     seen = (await api.gql(MY_INVITATIONS, token=member_token))["viewer"]["account"]
     assert seen["invitations"] == []
     assert await table_counts(api.engine) == (1, 2)
@@ -253,8 +293,9 @@ async def test_u1_decline_ends_the_invitation(api: Api) -> None:
     started = datetime.now(UTC)
 
     # when
-    payload = await respond(api, link_id, accept=False, permissions=["VIEW_FINANCE"],
-                            token=member_token)
+    payload = await respond(
+        api, link_id, accept=False, permissions=["VIEW_FINANCE"], token=member_token
+    )
 
     # then
     link = payload["link"]
@@ -268,7 +309,8 @@ async def test_u1_decline_ends_the_invitation(api: Api) -> None:
     # Account.link is "any status but DECLINED"
     assert (await api.gql(ROLE, {"id": member}))["account"]["link"] is None
     assert (await api.gql(MY_INVITATIONS, token=member_token))["viewer"]["account"][
-        "invitations"] == []
+        "invitations"
+    ] == []
     # the master still sees how its invitation ended
     seen = (await api.gql(NODE_LINK, {"id": link_id}, token=master_token))["node"]
     assert seen["status"] == "DECLINED"
@@ -337,11 +379,16 @@ async def test_h2_every_change_is_recorded_with_actor_and_time(api: Api) -> None
     assert times == sorted(times)
     assert at(seen["invitedAt"]) <= times[0] + SOON
     async with api.engine.connect() as conn:
-        stored = (await conn.execute(
-            select(link_events.c.status, link_events.c.actor).order_by(link_events.c.id)
-        )).all()
+        stored = (
+            await conn.execute(
+                select(link_events.c.status, link_events.c.actor).order_by(link_events.c.id)
+            )
+        ).all()
     assert [tuple(row) for row in stored] == [
-        ("INVITED", "Master:alice"), ("ACTIVE", "Member:bob"), ("DISSOCIATED", OPERATOR_ACTOR)]
+        ("INVITED", "Master:alice"),
+        ("ACTIVE", "Member:bob"),
+        ("DISSOCIATED", OPERATOR_ACTOR),
+    ]
 
 
 # ---------------------------------------------------------------- roles and one master (H1)
@@ -364,8 +411,7 @@ async def test_h1_roles_are_master_member_or_standalone(api: Api) -> None:
     for link_id in given.links:
         await dissociate(api, link_id)
     assert await role_of(api, given.master) == "STANDALONE"
-    assert [await role_of(api, member) for member in given.members] == [
-        "STANDALONE", "STANDALONE"]
+    assert [await role_of(api, member) for member in given.members] == ["STANDALONE", "STANDALONE"]
 
 
 async def test_h1_after_dissociation_a_member_can_join_another_master(api: Api) -> None:
@@ -374,9 +420,14 @@ async def test_h1_after_dissociation_a_member_can_join_another_master(api: Api) 
     member = await api.account("Member")
     first_link = await api.link(first, member)
     member_token = await api.token(member)
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": second, "memberId": member, "type": "FINANCIAL"},
-                  "ALREADY_A_MEMBER", ["memberId"])
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": second, "memberId": member, "type": "FINANCIAL"},
+        "ALREADY_A_MEMBER",
+        ["memberId"],
+    )
 
     # when
     await dissociate(api, first_link, token=member_token)
@@ -387,8 +438,11 @@ async def test_h1_after_dissociation_a_member_can_join_another_master(api: Api) 
     assert (await read_link(api, second_link["id"]))["status"] == "ACTIVE"
     assert (await read_link(api, first_link))["status"] == "DISSOCIATED"
     own = (await api.gql(ROLE, {"id": member}, token=member_token))["account"]
-    assert own == {"id": member, "role": "MEMBER",
-                   "link": {"id": second_link["id"], "status": "ACTIVE"}}
+    assert own == {
+        "id": member,
+        "role": "MEMBER",
+        "link": {"id": second_link["id"], "status": "ACTIVE"},
+    }
     assert await role_of(api, first) == "STANDALONE"
     assert await role_of(api, second) == "MASTER"
 
@@ -437,23 +491,36 @@ async def test_h1_concurrent_accepts_make_the_account_a_member_of_one_master(api
     link_ids = [(await invite(api, master, member))["id"] for master in masters]
 
     # when
-    payloads = await asyncio.gather(*(
-        api.mutate("respondToInvitation", RESPOND,
-                   {"linkId": link_id, "accept": True, "permissions": []}, member_token)
-        for link_id in link_ids
-    ))
+    payloads = await asyncio.gather(
+        *(
+            api.mutate(
+                "respondToInvitation",
+                RESPOND,
+                {"linkId": link_id, "accept": True, "permissions": []},
+                member_token,
+            )
+            for link_id in link_ids
+        )
+    )
 
     # then
     accepted = [p for p in payloads if not p["userErrors"]]
     assert len(accepted) == 1
-    assert sorted(p["userErrors"][0]["code"] for p in payloads if p["userErrors"]) == [
-        "ALREADY_A_MEMBER"] * 3
+    assert (
+        sorted(p["userErrors"][0]["code"] for p in payloads if p["userErrors"])
+        == ["ALREADY_A_MEMBER"] * 3
+    )
     statuses = [(await read_link(api, link_id))["status"] for link_id in link_ids]
     assert sorted(statuses) == ["ACTIVE", "INVITED", "INVITED", "INVITED"]
     async with api.engine.connect() as conn:
-        active = (await conn.execute(select(func.count()).where(
-            links.c.member_id == ids.decode_as(member, "Account"), links.c.status == "ACTIVE"
-        ))).scalar_one()
+        active = (
+            await conn.execute(
+                select(func.count()).where(
+                    links.c.member_id == ids.decode_as(member, "Account"),
+                    links.c.status == "ACTIVE",
+                )
+            )
+        ).scalar_one()
     assert active == 1
 
 
@@ -468,14 +535,25 @@ async def test_h1_inviting_a_member_of_another_master_is_refused(api: Api) -> No
 
     # when / then
     for link_type in ("TRUSTEESHIP", "FINANCIAL"):
-        await refused(api, "inviteMember", INVITE,
-                      {"masterId": other, "memberId": given.members[0], "type": link_type},
-                      "ALREADY_A_MEMBER", ["memberId"], token=other_token)
+        await refused(
+            api,
+            "inviteMember",
+            INVITE,
+            {"masterId": other, "memberId": given.members[0], "type": link_type},
+            "ALREADY_A_MEMBER",
+            ["memberId"],
+            token=other_token,
+        )
     # the same master cannot invite its own member again either
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": given.master, "memberId": given.members[0],
-                   "type": "FINANCIAL"},
-                  "ALREADY_A_MEMBER", ["memberId"], token=given.master_token)
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": given.master, "memberId": given.members[0], "type": "FINANCIAL"},
+        "ALREADY_A_MEMBER",
+        ["memberId"],
+        token=given.master_token,
+    )
     assert [(await read_link(api, link))["status"] for link in given.links] == ["ACTIVE"]
 
 
@@ -486,9 +564,15 @@ async def test_h1_inviting_an_account_that_has_members_is_refused(api: Api) -> N
     other_token = await api.token(other)
 
     # when / then
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": other, "memberId": given.master, "type": "TRUSTEESHIP"},
-                  "ALREADY_A_MEMBER", ["memberId"], token=other_token)
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": other, "memberId": given.master, "type": "TRUSTEESHIP"},
+        "ALREADY_A_MEMBER",
+        ["memberId"],
+        token=other_token,
+    )
     assert await role_of(api, given.master) == "MASTER"
 
 
@@ -500,9 +584,15 @@ async def test_h1_a_member_cannot_invite_members_of_its_own(api: Api, by: str) -
     token = given.member_tokens[0] if by == "member" else None
 
     # when / then
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": given.members[0], "memberId": standalone, "type": "FINANCIAL"},
-                  "ALREADY_A_MEMBER", ["masterId"], token=token)
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": given.members[0], "memberId": standalone, "type": "FINANCIAL"},
+        "ALREADY_A_MEMBER",
+        ["masterId"],
+        token=token,
+    )
 
 
 async def test_h1_accepting_after_joining_another_master_is_refused(api: Api) -> None:
@@ -515,9 +605,15 @@ async def test_h1_accepting_after_joining_another_master_is_refused(api: Api) ->
     await respond(api, second_link["id"], accept=True, token=member_token)
 
     # when / then
-    await refused(api, "respondToInvitation", RESPOND,
-                  {"linkId": first_link["id"], "accept": True, "permissions": ALL_PERMISSIONS},
-                  "ALREADY_A_MEMBER", ["linkId"], token=member_token)
+    await refused(
+        api,
+        "respondToInvitation",
+        RESPOND,
+        {"linkId": first_link["id"], "accept": True, "permissions": ALL_PERMISSIONS},
+        "ALREADY_A_MEMBER",
+        ["linkId"],
+        token=member_token,
+    )
     assert (await read_link(api, first_link["id"]))["status"] == "INVITED"
     assert len((await read_link(api, first_link["id"]))["history"]) == 1
 
@@ -529,29 +625,43 @@ async def test_h1_accepting_after_joining_another_master_is_refused(api: Api) ->
 
 async def test_h1_accepting_after_becoming_a_master_is_refused(api: Api) -> None:
     # given: X is invited by M, then gets a member of its own
-    master, account, its_member = (await api.account("M"), await api.account("X"),
-                                   await api.account("Y"))
+    master, account, its_member = (
+        await api.account("M"),
+        await api.account("X"),
+        await api.account("Y"),
+    )
     link = await invite(api, master, account)
     await api.link(account, its_member)
 
     # when / then
-    await refused(api, "respondToInvitation", RESPOND,
-                  {"linkId": link["id"], "accept": True, "permissions": []},
-                  "ALREADY_A_MEMBER", ["linkId"], token=await api.token(account))
+    await refused(
+        api,
+        "respondToInvitation",
+        RESPOND,
+        {"linkId": link["id"], "accept": True, "permissions": []},
+        "ALREADY_A_MEMBER",
+        ["linkId"],
+        token=await api.token(account),
+    )
     assert (await read_link(api, link["id"]))["status"] == "INVITED"
 
 
 async def test_h1_accepting_when_the_inviter_became_a_member_is_refused(api: Api) -> None:
     # given: A invites X, then A itself joins B
-    inviter, account, top = (await api.account("A"), await api.account("X"),
-                             await api.account("B"))
+    inviter, account, top = (await api.account("A"), await api.account("X"), await api.account("B"))
     link = await invite(api, inviter, account)
     await api.link(top, inviter)
 
     # when / then
-    await refused(api, "respondToInvitation", RESPOND,
-                  {"linkId": link["id"], "accept": True, "permissions": []},
-                  "ALREADY_A_MEMBER", ["linkId"], token=await api.token(account))
+    await refused(
+        api,
+        "respondToInvitation",
+        RESPOND,
+        {"linkId": link["id"], "accept": True, "permissions": []},
+        "ALREADY_A_MEMBER",
+        ["linkId"],
+        token=await api.token(account),
+    )
     assert (await read_link(api, link["id"]))["status"] == "INVITED"
     assert await role_of(api, account) == "STANDALONE"
 
@@ -572,14 +682,27 @@ async def test_h5_disabled_hierarchy_refuses_new_trusteeship_links_only(api: Api
     # then
     assert payload["settings"] == {"billingHierarchyEnabled": False}
     assert (await api.gql(SETTINGS, token=given.master_token))["settings"] == {
-        "billingHierarchyEnabled": False}
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": given.master, "memberId": newcomer, "type": "TRUSTEESHIP"},
-                  "HIERARCHY_DISABLED", ["type"], token=given.master_token)
+        "billingHierarchyEnabled": False
+    }
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": given.master, "memberId": newcomer, "type": "TRUSTEESHIP"},
+        "HIERARCHY_DISABLED",
+        ["type"],
+        token=given.master_token,
+    )
     # accepting an earlier TRUSTEESHIP invitation would create one too
-    await refused(api, "respondToInvitation", RESPOND,
-                  {"linkId": pending_link["id"], "accept": True, "permissions": []},
-                  "HIERARCHY_DISABLED", ["linkId"], token=await api.token(candidate))
+    await refused(
+        api,
+        "respondToInvitation",
+        RESPOND,
+        {"linkId": pending_link["id"], "accept": True, "permissions": []},
+        "HIERARCHY_DISABLED",
+        ["linkId"],
+        token=await api.token(candidate),
+    )
     # FINANCIAL links are still made
     financial = await invite(api, given.master, newcomer, "FINANCIAL", token=given.master_token)
     await respond(api, financial["id"], accept=True, token=await api.token(newcomer))
@@ -589,7 +712,7 @@ async def test_h5_disabled_hierarchy_refuses_new_trusteeship_links_only(api: Api
     assert (existing["type"], existing["status"]) == ("TRUSTEESHIP", "ACTIVE")
     assert len(existing["history"]) == 2
     assert await role_of(api, given.members[0]) == "MEMBER"
-    members = (await api.gql(MEMBERS, {"id": given.master}, token=given.master_token))
+    members = await api.gql(MEMBERS, {"id": given.master}, token=given.master_token)
     assert members["account"]["members"]["totalCount"] == 2
 
 
@@ -615,9 +738,15 @@ async def test_h2_a_second_open_invitation_conflicts(api: Api, second_type: str)
     master, member, master_token, _, link_id = await pending(api)
 
     # when / then
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": master, "memberId": member, "type": second_type},
-                  "CONFLICT", ["memberId"], token=master_token)
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": master, "memberId": member, "type": second_type},
+        "CONFLICT",
+        ["memberId"],
+        token=master_token,
+    )
     assert (await read_link(api, link_id))["status"] == "INVITED"
     assert await table_counts(api.engine) == (1, 1)
 
@@ -646,9 +775,15 @@ async def test_h2_answering_a_link_that_is_not_invited_conflicts(
     history = len((await read_link(api, link_id))["history"])
 
     # when / then
-    await refused(api, "respondToInvitation", RESPOND,
-                  {"linkId": link_id, "accept": accept, "permissions": ["VIEW_FINANCE"]},
-                  "CONFLICT", ["linkId"], token=member_token)
+    await refused(
+        api,
+        "respondToInvitation",
+        RESPOND,
+        {"linkId": link_id, "accept": accept, "permissions": ["VIEW_FINANCE"]},
+        "CONFLICT",
+        ["linkId"],
+        token=member_token,
+    )
     link = await read_link(api, link_id)
     assert link["status"] == state
     assert len(link["history"]) == history
@@ -680,8 +815,9 @@ async def test_u5_dissociating_a_link_that_is_not_active_is_refused(
     token = {"master": master_token, "member": member_token, "operator": None}[by]
 
     # when / then
-    await refused(api, "dissociateMember", DISSOCIATE, {"linkId": link_id}, code, ["linkId"],
-                  token=token)
+    await refused(
+        api, "dissociateMember", DISSOCIATE, {"linkId": link_id}, code, ["linkId"], token=token
+    )
     assert (await read_link(api, link_id))["status"] == state
 
 
@@ -694,9 +830,15 @@ async def test_u1_the_master_cannot_answer_for_the_invitee(api: Api, accept: boo
     _, _, master_token, _, link_id = await pending(api)
 
     # when / then
-    await refused(api, "respondToInvitation", RESPOND,
-                  {"linkId": link_id, "accept": accept, "permissions": ALL_PERMISSIONS},
-                  "PERMISSION_NOT_GRANTED", ["linkId"], token=master_token)
+    await refused(
+        api,
+        "respondToInvitation",
+        RESPOND,
+        {"linkId": link_id, "accept": accept, "permissions": ALL_PERMISSIONS},
+        "PERMISSION_NOT_GRANTED",
+        ["linkId"],
+        token=master_token,
+    )
     assert (await read_link(api, link_id))["status"] == "INVITED"
 
 
@@ -706,9 +848,15 @@ async def test_u1_a_master_cannot_invite_in_the_name_of_its_member(api: Api) -> 
     standalone = await api.account("Standalone")
 
     # when / then: the member is visible to the master, but inviting is its own users' act
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": given.members[0], "memberId": standalone, "type": "FINANCIAL"},
-                  "PERMISSION_NOT_GRANTED", ["masterId"], token=given.master_token)
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": given.members[0], "memberId": standalone, "type": "FINANCIAL"},
+        "PERMISSION_NOT_GRANTED",
+        ["masterId"],
+        token=given.master_token,
+    )
 
 
 # ---------------------------------------------------------------- INVALID_INPUT (H1)
@@ -721,9 +869,15 @@ async def test_h1_an_account_cannot_invite_itself(api: Api, by: str) -> None:
     token = await api.token(account) if by == "account" else None
 
     # when / then
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": account, "memberId": account, "type": "TRUSTEESHIP"},
-                  "INVALID_INPUT", ["memberId"], token=token)
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": account, "memberId": account, "type": "TRUSTEESHIP"},
+        "INVALID_INPUT",
+        ["memberId"],
+        token=token,
+    )
     assert await table_counts(api.engine) == (0, 0)
 
 
@@ -733,24 +887,50 @@ async def test_h1_an_account_cannot_invite_itself(api: Api, by: str) -> None:
 async def test_h2_ids_that_name_no_account_or_link_are_not_found(api: Api) -> None:
     # given
     master, member, master_token, member_token, link_id = await pending(api)
-    wrong_ids = ["garbage", "", "!!!", missing("Account"), missing("Link"), missing("Site"),
-                 link_id, master]
+    wrong_ids = [
+        "garbage",
+        "",
+        "!!!",
+        missing("Account"),
+        missing("Link"),
+        missing("Site"),
+        link_id,
+        master,
+    ]
 
     # when / then
     for wrong in wrong_ids:
         if wrong != master:
-            await refused(api, "inviteMember", INVITE,
-                          {"masterId": master, "memberId": wrong, "type": "FINANCIAL"},
-                          "NOT_FOUND", ["memberId"], token=master_token)
-            await refused(api, "inviteMember", INVITE,
-                          {"masterId": wrong, "memberId": member, "type": "FINANCIAL"},
-                          "NOT_FOUND", ["masterId"])
+            await refused(
+                api,
+                "inviteMember",
+                INVITE,
+                {"masterId": master, "memberId": wrong, "type": "FINANCIAL"},
+                "NOT_FOUND",
+                ["memberId"],
+                token=master_token,
+            )
+            await refused(
+                api,
+                "inviteMember",
+                INVITE,
+                {"masterId": wrong, "memberId": member, "type": "FINANCIAL"},
+                "NOT_FOUND",
+                ["masterId"],
+            )
         if wrong != link_id:
-            await refused(api, "respondToInvitation", RESPOND,
-                          {"linkId": wrong, "accept": True}, "NOT_FOUND", ["linkId"],
-                          token=member_token)
-            await refused(api, "dissociateMember", DISSOCIATE, {"linkId": wrong},
-                          "NOT_FOUND", ["linkId"])
+            await refused(
+                api,
+                "respondToInvitation",
+                RESPOND,
+                {"linkId": wrong, "accept": True},
+                "NOT_FOUND",
+                ["linkId"],
+                token=member_token,
+            )
+            await refused(
+                api, "dissociateMember", DISSOCIATE, {"linkId": wrong}, "NOT_FOUND", ["linkId"]
+            )
     assert (await read_link(api, link_id))["status"] == "INVITED"
 
 
@@ -770,22 +950,46 @@ async def test_h2_links_the_caller_cannot_see_are_not_found(api: Api) -> None:
         (outsider_token, given.links[0]),
         (outsider_token, invitation),
     ]:
-        await refused(api, "dissociateMember", DISSOCIATE, {"linkId": link_id},
-                      "NOT_FOUND", ["linkId"], token=token)
-        await refused(api, "respondToInvitation", RESPOND,
-                      {"linkId": link_id, "accept": True, "permissions": []},
-                      "NOT_FOUND", ["linkId"], token=token)
+        await refused(
+            api,
+            "dissociateMember",
+            DISSOCIATE,
+            {"linkId": link_id},
+            "NOT_FOUND",
+            ["linkId"],
+            token=token,
+        )
+        await refused(
+            api,
+            "respondToInvitation",
+            RESPOND,
+            {"linkId": link_id, "accept": True, "permissions": []},
+            "NOT_FOUND",
+            ["linkId"],
+            token=token,
+        )
         assert (await api.gql(NODE_LINK, {"id": link_id}, token=token))["node"] is None
 
     # inviting in the name of an account the caller cannot see
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": given.master, "memberId": outsider, "type": "FINANCIAL"},
-                  "NOT_FOUND", ["masterId"], token=given.member_tokens[0])
-    await refused(api, "inviteMember", INVITE,
-                  {"masterId": given.master, "memberId": outsider, "type": "FINANCIAL"},
-                  "NOT_FOUND", ["masterId"], token=outsider_token)
-    assert [(await read_link(api, link))["status"] for link in given.links] == [
-        "ACTIVE", "ACTIVE"]
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": given.master, "memberId": outsider, "type": "FINANCIAL"},
+        "NOT_FOUND",
+        ["masterId"],
+        token=given.member_tokens[0],
+    )
+    await refused(
+        api,
+        "inviteMember",
+        INVITE,
+        {"masterId": given.master, "memberId": outsider, "type": "FINANCIAL"},
+        "NOT_FOUND",
+        ["masterId"],
+        token=outsider_token,
+    )
+    assert [(await read_link(api, link))["status"] for link in given.links] == ["ACTIVE", "ACTIVE"]
     assert (await read_link(api, invitation))["status"] == "INVITED"
 
 
@@ -798,8 +1002,7 @@ async def test_h2_hidden_and_missing_links_answer_the_same(api: Api) -> None:
 
     # when
     hidden = await api.mutate("dissociateMember", DISSOCIATE, {"linkId": given.links[1]}, token)
-    absent = await api.mutate("dissociateMember", DISSOCIATE, {"linkId": missing("Link")},
-                              token)
+    absent = await api.mutate("dissociateMember", DISSOCIATE, {"linkId": missing("Link")}, token)
 
     # then
     assert hidden == absent

@@ -49,15 +49,26 @@ async def db_sites(engine: AsyncEngine) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in rows]
 
 
-async def add_site(api: Api, account_id: str, bill_to_id: str, name: str = "Plant",
-                   token: str | None = None, **fields: Any) -> dict[str, Any]:
+async def add_site(
+    api: Api,
+    account_id: str,
+    bill_to_id: str,
+    name: str = "Plant",
+    token: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
-    return await api.mutate("addSite", ADD_SITE, {
-        "accountId": account_id, "billToId": bill_to_id, "name": name, **fields}, **kwargs)
+    return await api.mutate(
+        "addSite",
+        ADD_SITE,
+        {"accountId": account_id, "billToId": bill_to_id, "name": name, **fields},
+        **kwargs,
+    )
 
 
-async def update_site(api: Api, site_id: str, token: str | None = None,
-                      **fields: Any) -> dict[str, Any]:
+async def update_site(
+    api: Api, site_id: str, token: str | None = None, **fields: Any
+) -> dict[str, Any]:
     kwargs = {} if token is None else {"token": token}
     return await api.mutate("updateSite", UPDATE_SITE, {"siteId": site_id, **fields}, **kwargs)
 
@@ -69,22 +80,40 @@ async def test_h4_add_site_pointing_at_a_bill_to_of_its_account(api: Api) -> Non
     second = await api.bill_to(account, "Acme Branch")
 
     # when a site is added pointing at the second, with every field
-    payload = await api.ok("addSite", ADD_SITE, {
-        "accountId": account, "billToId": second, "name": " Plant 1 ",
-        "address": "1 Mill Rd", "branch": "North", "taxGroup": "TG-7",
-    })
+    payload = await api.ok(
+        "addSite",
+        ADD_SITE,
+        {
+            "accountId": account,
+            "billToId": second,
+            "name": " Plant 1 ",
+            "address": "1 Mill Rd",
+            "branch": "North",
+            "taxGroup": "TG-7",
+        },
+    )
 
     # then the site is stored with its fields (trimmed) and resolves its bill-to
     site = payload["site"]
     assert site == {
-        "id": site["id"], "name": "Plant 1", "address": "1 Mill Rd", "branch": "North",
-        "taxGroup": "TG-7", "billTo": {"id": second, "name": "Acme Branch", "isPrimary": False},
+        "id": site["id"],
+        "name": "Plant 1",
+        "address": "1 Mill Rd",
+        "branch": "North",
+        "taxGroup": "TG-7",
+        "billTo": {"id": second, "name": "Acme Branch", "isPrimary": False},
     }
     listed = (await api.gql(SITES, {"id": account}))["account"]["sites"]
-    assert listed == [{
-        "id": site["id"], "name": "Plant 1", "address": "1 Mill Rd", "branch": "North",
-        "taxGroup": "TG-7", "billTo": {"id": second, "name": "Acme Branch"},
-    }]
+    assert listed == [
+        {
+            "id": site["id"],
+            "name": "Plant 1",
+            "address": "1 Mill Rd",
+            "branch": "North",
+            "taxGroup": "TG-7",
+            "billTo": {"id": second, "name": "Acme Branch"},
+        }
+    ]
     rows = await db_sites(api.engine)
     assert [(r["account_id"], r["bill_to_id"]) for r in rows] == [
         (ids.decode_as(account, "Account"), ids.decode_as(second, "BillTo"))
@@ -161,39 +190,73 @@ async def test_h4_update_site_changes_fields_and_moves_to_another_bill_to(api: A
     site = await api.site(account, "Plant", primary)
 
     # when its fields change and it moves to the second bill-to
-    payload = await api.ok("updateSite", UPDATE_SITE, {
-        "siteId": site, "name": "Plant 2", "address": "2 Mill Rd", "branch": "South",
-        "taxGroup": "TG-9", "billToId": second,
-    })
+    payload = await api.ok(
+        "updateSite",
+        UPDATE_SITE,
+        {
+            "siteId": site,
+            "name": "Plant 2",
+            "address": "2 Mill Rd",
+            "branch": "South",
+            "taxGroup": "TG-9",
+            "billToId": second,
+        },
+    )
 
     # then it has the new fields and points at the second bill-to
-    expected = {"id": site, "name": "Plant 2", "address": "2 Mill Rd", "branch": "South",
-                "taxGroup": "TG-9", "billTo": {"id": second, "name": "Acme Branch"}}
+    expected = {
+        "id": site,
+        "name": "Plant 2",
+        "address": "2 Mill Rd",
+        "branch": "South",
+        "taxGroup": "TG-9",
+        "billTo": {"id": second, "name": "Acme Branch"},
+    }
     assert payload["site"] == expected
     assert (await api.gql(SITES, {"id": account}))["account"]["sites"] == [expected]
 
     # and the first bill-to, no longer pointed at, can now be removed naming a new primary
-    await api.ok("removeBillTo", """
+    await api.ok(
+        "removeBillTo",
+        """
         mutation($input: RemoveBillToInput!) {
           removeBillTo(input: $input) { userErrors { code field message } }
-        }""", {"billToId": primary, "newPrimaryId": second})
+        }""",
+        {"billToId": primary, "newPrimaryId": second},
+    )
 
 
 async def test_h4_update_site_keeps_what_is_not_given(api: Api) -> None:
     # given a site with every field set
     account = await api.account("Acme")
     bill_to = await api.bill_to(account, "Acme AP")
-    site = (await api.ok("addSite", ADD_SITE, {
-        "accountId": account, "billToId": bill_to, "name": "Plant", "address": "1 Mill Rd",
-        "branch": "North", "taxGroup": "TG-7"}))["site"]["id"]
+    site = (
+        await api.ok(
+            "addSite",
+            ADD_SITE,
+            {
+                "accountId": account,
+                "billToId": bill_to,
+                "name": "Plant",
+                "address": "1 Mill Rd",
+                "branch": "North",
+                "taxGroup": "TG-7",
+            },
+        )
+    )["site"]["id"]
 
     # when only the branch changes
     payload = await api.ok("updateSite", UPDATE_SITE, {"siteId": site, "branch": "East"})
 
     # then the rest is as it was
-    assert payload["site"] == {"id": site, "name": "Plant", "address": "1 Mill Rd",
-                               "branch": "East", "taxGroup": "TG-7",
-                               "billTo": {"id": bill_to, "name": "Acme AP"}}
+    assert payload["site"] == {
+        "id": site,
+        "name": "Plant",
+        "address": "1 Mill Rd",
+        "branch": "East",
+        "taxGroup": "TG-7",
+        "billTo": {"id": bill_to, "name": "Acme AP"},
+    }
 
 
 async def test_h4_update_site_to_another_accounts_bill_to_is_not_found(api: Api) -> None:
@@ -231,9 +294,16 @@ async def test_h4_empty_site_name_is_invalid_input(api: Api, name: str) -> None:
     assert await db_sites(api.engine) == before
 
 
-@pytest.mark.parametrize(("field", "length"), [
-    ("name", 201), ("address", 201), ("branch", 201), ("taxGroup", 201), ("taxGroup", 65),
-])
+@pytest.mark.parametrize(
+    ("field", "length"),
+    [
+        ("name", 201),
+        ("address", 201),
+        ("branch", 201),
+        ("taxGroup", 201),
+        ("taxGroup", 65),
+    ],
+)
 async def test_h4_over_long_text_is_invalid_input(api: Api, field: str, length: int) -> None:
     """Text is at most 200 characters, and a tax group at most its column's 64."""
     # given a site
@@ -243,8 +313,10 @@ async def test_h4_over_long_text_is_invalid_input(api: Api, field: str, length: 
     before = await db_sites(api.engine)
 
     # when a site is added, or the site updated, with an over-long field
-    added = await api.raw(ADD_SITE, {"input": {
-        "accountId": account, "billToId": bill_to, "name": "New", field: "z" * length}})
+    added = await api.raw(
+        ADD_SITE,
+        {"input": {"accountId": account, "billToId": bill_to, "name": "New", field: "z" * length}},
+    )
     updated = await api.raw(UPDATE_SITE, {"input": {"siteId": site, field: "z" * length}})
 
     # then both are INVALID_INPUT user errors at that field and nothing changed
@@ -264,12 +336,16 @@ async def test_h4_master_of_an_active_link_adds_and_updates_member_sites(api: Ap
     second = await api.bill_to(member, "Member Branch")
 
     # when the master adds a site to its member and moves it to the other bill-to
-    added = await api.ok("addSite", ADD_SITE,
-                         {"accountId": member, "billToId": first, "name": "Member plant"},
-                         token=master_token)
+    added = await api.ok(
+        "addSite",
+        ADD_SITE,
+        {"accountId": member, "billToId": first, "name": "Member plant"},
+        token=master_token,
+    )
     site = added["site"]["id"]
-    moved = await api.ok("updateSite", UPDATE_SITE, {"siteId": site, "billToId": second},
-                         token=master_token)
+    moved = await api.ok(
+        "updateSite", UPDATE_SITE, {"siteId": site, "billToId": second}, token=master_token
+    )
 
     # then the member has the site on its second bill-to, as its own users see it
     assert added["site"]["billTo"]["id"] == first
@@ -286,9 +362,12 @@ async def test_h4_member_adds_sites_to_itself(api: Api) -> None:
     bill_to = await api.bill_to(member, "Member AP")
 
     # when the member's own users add a site
-    payload = await api.ok("addSite", ADD_SITE,
-                           {"accountId": member, "billToId": bill_to, "name": "Own plant"},
-                           token=token)
+    payload = await api.ok(
+        "addSite",
+        ADD_SITE,
+        {"accountId": member, "billToId": bill_to, "name": "Own plant"},
+        token=token,
+    )
 
     # then it is the member's
     assert payload["site"]["billTo"]["id"] == bill_to
@@ -300,19 +379,22 @@ async def test_h4_member_cannot_add_a_site_to_its_master_or_sibling(api: Api) ->
     master_bill_to = await api.bill_to(given.master, "Master AP")
     master_site = await api.site(given.master, "Master plant", master_bill_to)
     sibling = given.members[1]
-    sibling_bill_to = (await api.gql(
-        "query($id: ID!) { account(id: $id) { primaryBillTo { id } sites { id } } }",
-        {"id": sibling}))["account"]
+    sibling_bill_to = (
+        await api.gql(
+            "query($id: ID!) { account(id: $id) { primaryBillTo { id } sites { id } } }",
+            {"id": sibling},
+        )
+    )["account"]
     token = given.member_tokens[0]
     before = await db_sites(api.engine)
 
     # when the first member adds sites to, or changes sites of, its master and its sibling
     to_master = await add_site(api, given.master, master_bill_to, token=token)
-    to_sibling = await add_site(api, sibling, sibling_bill_to["primaryBillTo"]["id"],
-                                token=token)
+    to_sibling = await add_site(api, sibling, sibling_bill_to["primaryBillTo"]["id"], token=token)
     master_update = await update_site(api, master_site, token=token, name="Mine")
-    sibling_update = await update_site(api, sibling_bill_to["sites"][0]["id"], token=token,
-                                       name="Mine")
+    sibling_update = await update_site(
+        api, sibling_bill_to["sites"][0]["id"], token=token, name="Mine"
+    )
     node = await api.gql(NODE, {"id": master_site}, token=token)
 
     # then all are NOT_FOUND and nothing changed
@@ -328,14 +410,21 @@ async def test_h4_stranger_and_former_master_get_not_found(api: Api) -> None:
     # given a member with a site, dissociated from its master, and a stranger
     given = await enterprise(api, 1, sites=True)
     member = given.members[0]
-    member_sites = (await api.gql(
-        "query($id: ID!) { account(id: $id) { primaryBillTo { id } sites { id } } }",
-        {"id": member}))["account"]
+    member_sites = (
+        await api.gql(
+            "query($id: ID!) { account(id: $id) { primaryBillTo { id } sites { id } } }",
+            {"id": member},
+        )
+    )["account"]
     bill_to, site = member_sites["primaryBillTo"]["id"], member_sites["sites"][0]["id"]
-    await api.ok("dissociateMember", """
+    await api.ok(
+        "dissociateMember",
+        """
         mutation($input: DissociateMemberInput!) {
           dissociateMember(input: $input) { userErrors { code } }
-        }""", {"linkId": given.links[0]})
+        }""",
+        {"linkId": given.links[0]},
+    )
     stranger_token = await api.token(await api.account("Stranger"))
     before = await db_sites(api.engine)
 
@@ -359,8 +448,9 @@ async def test_h4_nul_character_is_invalid_input(api: Api) -> None:
     bill_to = await api.bill_to(account, "Acme AP")
 
     # when a site is added with a NUL in its name
-    body = await api.raw(ADD_SITE, {"input": {
-        "accountId": account, "billToId": bill_to, "name": "a\x00b"}})
+    body = await api.raw(
+        ADD_SITE, {"input": {"accountId": account, "billToId": bill_to, "name": "a\x00b"}}
+    )
 
     # then it is an INVALID_INPUT user error and nothing was created
     assert "errors" not in body, body

@@ -32,7 +32,8 @@ async def build_tree(api: Api, members: int) -> str:
     the API path for these writes is covered by the rule tests)."""
     master = await api.account("Master")
     async with api.engine.begin() as conn:
-        await conn.execute(text("""
+        await conn.execute(
+            text("""
             WITH new_accounts AS (
               INSERT INTO accounts (name, display_name)
               SELECT 'Member-' || n, 'Member ' || n FROM generate_series(1, :count) AS n
@@ -46,7 +47,9 @@ async def build_tree(api: Api, members: int) -> str:
               RETURNING id, account_id)
             INSERT INTO sites (account_id, name, bill_to_id)
             SELECT account_id, 'Site of ' || id, id FROM new_bill_tos
-        """), {"count": members})
+        """),
+            {"count": members},
+        )
     return await api.token(master)
 
 
@@ -64,8 +67,9 @@ async def test_tree_query_statement_count_is_the_same_for_10_and_200_members(
     small = await count_statements(api, token, statements)
 
     async with api.engine.begin() as conn:
-        await conn.execute(text("TRUNCATE accounts, links, bill_tos, sites, api_tokens "
-                                "RESTART IDENTITY CASCADE"))
+        await conn.execute(
+            text("TRUNCATE accounts, links, bill_tos, sites, api_tokens RESTART IDENTITY CASCADE")
+        )
     token = await build_tree(api, 200)
     large = await count_statements(api, token, statements)
 

@@ -7,6 +7,7 @@ exactly as for an id that names nothing, and changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +57,16 @@ fragment NameOnly on Account {
   declined: members(status: DECLINED) { totalCount }
   dissociated: members(status: DISSOCIATED) { totalCount }
 }"""
-MY_MASTER = """
-{ viewer { account { id link { id status master { ...NameOnly } } } } }""" + NAME_ONLY_FIELDS
-ACCOUNT_NAME_ONLY = """
-query($id: ID!) { account(id: $id) { ...NameOnly } }""" + NAME_ONLY_FIELDS
+MY_MASTER = (
+    """
+{ viewer { account { id link { id status master { ...NameOnly } } } } }"""
+    + NAME_ONLY_FIELDS
+)
+ACCOUNT_NAME_ONLY = (
+    """
+query($id: ID!) { account(id: $id) { ...NameOnly } }"""
+    + NAME_ONLY_FIELDS
+)
 OWN_VIEW = """
 query($id: ID!) {
   viewer { account { id } }
@@ -120,24 +127,31 @@ class MutationCase:
         return BUILDERS[self.id](other, own)
 
 
-BUILDERS: dict[str, Any] = {
+BUILDERS: dict[str, Callable[[Objects, Objects], dict[str, Any]]] = {
     "update-account": lambda o, _: {"accountId": o["Account"], "displayName": "Taken"},
     "add-bill-to": lambda o, _: {"accountId": o["Account"], "name": "Taken"},
     "update-bill-to": lambda o, _: {"billToId": o["BillTo"], "name": "Taken"},
     "promote-bill-to": lambda o, _: {"billToId": o["BillTo"], "isPrimary": True},
     "remove-bill-to": lambda o, _: {"billToId": o["BillTo"]},
-    "add-site": lambda o, _: {"accountId": o["Account"], "name": "Taken",
-                              "billToId": o["BillTo"]},
-    "add-own-site-on-their-bill-to": lambda o, own: {"accountId": own["Account"],
-                                                     "name": "Taken", "billToId": o["BillTo"]},
+    "add-site": lambda o, _: {"accountId": o["Account"], "name": "Taken", "billToId": o["BillTo"]},
+    "add-own-site-on-their-bill-to": lambda o, own: {
+        "accountId": own["Account"],
+        "name": "Taken",
+        "billToId": o["BillTo"],
+    },
     "update-site": lambda o, _: {"siteId": o["Site"], "name": "Taken"},
-    "point-own-site-at-their-bill-to": lambda o, own: {"siteId": own["Site"],
-                                                       "billToId": o["BillTo"]},
+    "point-own-site-at-their-bill-to": lambda o, own: {
+        "siteId": own["Site"],
+        "billToId": o["BillTo"],
+    },
     "dissociate": lambda o, _: {"linkId": o["Link"]},
     "accept": lambda o, _: {"linkId": o["Link"], "accept": True, "permissions": []},
     "decline": lambda o, _: {"linkId": o["Link"], "accept": False},
-    "invite-as-them": lambda o, own: {"masterId": o["Account"], "memberId": own["Account"],
-                                      "type": "FINANCIAL"},
+    "invite-as-them": lambda o, own: {
+        "masterId": o["Account"],
+        "memberId": own["Account"],
+        "type": "FINANCIAL",
+    },
     "token-for-them": lambda o, _: {"accountId": o["Account"], "name": "stolen"},
 }
 CASES = [
@@ -199,15 +213,25 @@ async def with_site(api: Api, name: str, **fields: Any) -> str:
 
 async def tree(api: Api) -> Tree:
     given = await enterprise(api, 2, sites=True)
-    await api.ok("updateAccount", UPDATE_ACCOUNT, {
-        "accountId": given.master, "branch": "North", "terms": "NET30",
-        "salesperson": "Sam", "costCenterEnabled": True,
-    })
+    await api.ok(
+        "updateAccount",
+        UPDATE_ACCOUNT,
+        {
+            "accountId": given.master,
+            "branch": "North",
+            "terms": "NET30",
+            "salesperson": "Sam",
+            "costCenterEnabled": True,
+        },
+    )
     bill_to = await api.bill_to(given.master, "Master AP")
     await api.site(given.master, "Master HQ", bill_to)
     invitee = await with_site(api, "Invitee")
-    await api.ok("inviteMember", INVITE,
-                 {"masterId": given.master, "memberId": invitee, "type": "TRUSTEESHIP"})
+    await api.ok(
+        "inviteMember",
+        INVITE,
+        {"masterId": given.master, "memberId": invitee, "type": "TRUSTEESHIP"},
+    )
     stranger = await with_site(api, "Stranger")
     master = await objects_of(api, given.master)
     master["Link"] = given.links[0]  # a master has no link of its own; any of the tree's
@@ -258,19 +282,23 @@ async def member_ids(api: Api, master: str, token: str, status: str | None) -> l
     return [edge["node"]["id"] for edge in members["edges"]]
 
 
-async def assert_not_found(api: Api, case: MutationCase, other: Objects, own: Objects,
-                           token: str) -> None:
+async def assert_not_found(
+    api: Api, case: MutationCase, other: Objects, own: Objects, token: str
+) -> None:
     """The mutation naming ``other`` answers NOT_FOUND, like one naming ids that do not
     exist, and changes nothing."""
     before = await graph_state(api.engine)
-    hidden = await api.mutate(case.mutation, MUTATIONS[case.mutation],
-                              case.input(other, own), token)
-    assert [(e["code"], e["field"]) for e in hidden["userErrors"]] == [
-        ("NOT_FOUND", case.field)], hidden
+    hidden = await api.mutate(
+        case.mutation, MUTATIONS[case.mutation], case.input(other, own), token
+    )
+    assert [(e["code"], e["field"]) for e in hidden["userErrors"]] == [("NOT_FOUND", case.field)], (
+        hidden
+    )
     assert all(value is None for key, value in hidden.items() if key != "userErrors")
     assert await graph_state(api.engine) == before
-    absent = await api.mutate(case.mutation, MUTATIONS[case.mutation],
-                              case.input(missing(other), own), token)
+    absent = await api.mutate(
+        case.mutation, MUTATIONS[case.mutation], case.input(missing(other), own), token
+    )
     assert absent == hidden  # nothing reveals whether a hidden id exists
 
 
@@ -296,8 +324,10 @@ async def test_p2_master_reads_itself_and_its_members(api: Api) -> None:
     master, members = given.master["Account"], [m["Account"] for m in given.members]
 
     # when
-    read = [(await api.gql(ACCOUNT, {"id": account}, token=token))["account"]
-            for account in [master, *members]]
+    read = [
+        (await api.gql(ACCOUNT, {"id": account}, token=token))["account"]
+        for account in [master, *members]
+    ]
     view = (await api.gql(MASTER_TREE, token=token))["viewer"]["account"]
 
     # then
@@ -326,8 +356,7 @@ async def test_p2_master_sees_an_invited_account_by_name_only(api: Api) -> None:
     # then: the invitation names it, nothing more (it is not a member yet)
     assert seen["name"] == "Invitee"
     assert (seen["sites"], seen["billTos"], seen["primaryBillTo"]) == ([], [], None)
-    assert await member_ids(api, given.master["Account"], token, "INVITED") == [
-        invitee["Account"]]
+    assert await member_ids(api, given.master["Account"], token, "INVITED") == [invitee["Account"]]
     assert invitee["Account"] not in await listed(api, token)
     assert invitee["Account"] not in await member_ids(api, given.master["Account"], token, None)
     assert await node(api, invitee["BillTo"], token) is None
@@ -362,8 +391,7 @@ async def test_p3_member_never_reads_a_sibling(api: Api, kind: str) -> None:
     assert mine == {"__typename": kind, "id": own[kind]}
     assert theirs is None
     if kind == "Account":
-        assert (await api.gql(ACCOUNT, {"id": sibling["Account"]}, token=token))[
-            "account"] is None
+        assert (await api.gql(ACCOUNT, {"id": sibling["Account"]}, token=token))["account"] is None
 
 
 async def test_p3_siblings_are_absent_from_every_list(api: Api) -> None:
@@ -396,21 +424,31 @@ async def test_p3_member_sees_its_master_only_by_name(api: Api) -> None:
     # then
     assert own["link"]["id"] == given.members[0]["Link"]
     assert own["link"]["master"] == {
-        "id": master, "name": "Master", "displayName": "Master",
-        "branch": None, "terms": None, "salesperson": None, "role": "MASTER",
-        "costCenterEnabled": False, "link": None,
-        "sites": [], "billTos": [], "primaryBillTo": None, "invitations": [],
+        "id": master,
+        "name": "Master",
+        "displayName": "Master",
+        "branch": None,
+        "terms": None,
+        "salesperson": None,
+        "role": "MASTER",
+        "costCenterEnabled": False,
+        "link": None,
+        "sites": [],
+        "billTos": [],
+        "primaryBillTo": None,
+        "invitations": [],
         "members": {"totalCount": 0, "edges": []},
-        "active": {"totalCount": 0}, "invited": {"totalCount": 0},
-        "declined": {"totalCount": 0}, "dissociated": {"totalCount": 0},
+        "active": {"totalCount": 0},
+        "invited": {"totalCount": 0},
+        "declined": {"totalCount": 0},
+        "dissociated": {"totalCount": 0},
     }
     # account(id) of its master shows no more than the link does
     assert direct == own["link"]["master"]
     for kind in ("BillTo", "Site"):
         assert await node(api, given.master[kind], token) is None
     # ... while the master itself sees its details
-    full = (await api.gql(ACCOUNT_NAME_ONLY, {"id": master}, token=given.master_token))[
-        "account"]
+    full = (await api.gql(ACCOUNT_NAME_ONLY, {"id": master}, token=given.master_token))["account"]
     assert (full["branch"], full["terms"], full["salesperson"]) == ("North", "NET30", "Sam")
     assert full["costCenterEnabled"] is True
     assert len(full["sites"]) == len(full["billTos"]) == 1
@@ -430,8 +468,11 @@ async def test_p3_mutations_naming_a_siblings_objects_are_not_found(
     await assert_not_found(api, case, sibling, own, given.member_tokens[0])
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "Link" not in c.kinds],
-                         ids=[c.id for c in CASES if "Link" not in c.kinds])
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if "Link" not in c.kinds],
+    ids=[c.id for c in CASES if "Link" not in c.kinds],
+)
 async def test_p3_mutations_naming_the_masters_objects_are_not_found(
     api: Api, case: MutationCase
 ) -> None:
@@ -447,16 +488,15 @@ async def test_p3_mutations_naming_the_masters_objects_are_not_found(
 
 async def dissociated(api: Api, given: Tree, by: str) -> None:
     token = given.master_token if by == "master" else given.member_tokens[0]
-    payload = await api.mutate("dissociateMember", DISSOCIATE,
-                               {"linkId": given.members[0]["Link"]}, token)
+    payload = await api.mutate(
+        "dissociateMember", DISSOCIATE, {"linkId": given.members[0]["Link"]}, token
+    )
     assert payload["userErrors"] == []
 
 
 @pytest.mark.parametrize("by", ["master", "member"])
 @pytest.mark.parametrize("kind", KINDS)
-async def test_u5_former_master_sees_nothing_of_the_member(
-    api: Api, kind: str, by: str
-) -> None:
+async def test_u5_former_master_sees_nothing_of_the_member(api: Api, kind: str, by: str) -> None:
     # given
     given = await tree(api)
     former = given.members[0]
@@ -468,8 +508,9 @@ async def test_u5_former_master_sees_nothing_of_the_member(
     # then
     assert await node(api, former[kind], given.master_token) is None
     if kind == "Account":
-        assert (await api.gql(ACCOUNT, {"id": former["Account"]},
-                              token=given.master_token))["account"] is None
+        assert (await api.gql(ACCOUNT, {"id": former["Account"]}, token=given.master_token))[
+            "account"
+        ] is None
 
 
 async def test_u5_former_member_is_absent_from_the_masters_lists(api: Api) -> None:
@@ -516,10 +557,16 @@ async def test_u5_dissociated_member_still_sees_its_own_account(api: Api) -> Non
     data = await api.gql(OWN_VIEW, {"id": own["Account"]}, token=token)
     assert data["viewer"]["account"] == {"id": own["Account"]}
     assert data["account"] == {
-        "id": own["Account"], "name": "Member-1", "role": "STANDALONE",
-        "billTos": [{"id": own["BillTo"]}], "sites": [{"id": own["Site"]}],
-        "link": {"id": own["Link"], "status": "DISSOCIATED",
-                 "master": {"id": given.master["Account"], "name": "Master"}},
+        "id": own["Account"],
+        "name": "Member-1",
+        "role": "STANDALONE",
+        "billTos": [{"id": own["BillTo"]}],
+        "sites": [{"id": own["Site"]}],
+        "link": {
+            "id": own["Link"],
+            "status": "DISSOCIATED",
+            "master": {"id": given.master["Account"], "name": "Master"},
+        },
     }
     for kind in KINDS:
         assert await node(api, own[kind], token) == {"__typename": kind, "id": own[kind]}
@@ -535,15 +582,17 @@ async def test_u5_former_master_sees_nothing_despite_an_earlier_declined_invitat
     master = await api.account("Master")
     member = await with_site(api, "X")
     master_token = await api.token(master)
-    first = await api.mutate("inviteMember", INVITE,
-                             {"masterId": master, "memberId": member, "type": "FINANCIAL"},
-                             master_token)
+    first = await api.mutate(
+        "inviteMember",
+        INVITE,
+        {"masterId": master, "memberId": member, "type": "FINANCIAL"},
+        master_token,
+    )
     declined = first["link"]["id"]
     await api.ok("respondToInvitation", RESPOND, {"linkId": declined, "accept": False})
     assert (await api.gql(ACCOUNT, {"id": member}, token=master_token))["account"] is not None
     active = await api.link(master, member)
-    await api.ok("dissociateMember", DISSOCIATE, {"linkId": active},
-                 token=await api.token(member))
+    await api.ok("dissociateMember", DISSOCIATE, {"linkId": active}, token=await api.token(member))
 
     # then
     assert (await api.gql(ACCOUNT, {"id": member}, token=master_token))["account"] is None
@@ -568,8 +617,9 @@ async def test_p3_a_stranger_sees_nothing_of_the_enterprise(
     # when / then
     assert await node(api, target[kind], given.stranger_token) is None
     if kind == "Account":
-        assert (await api.gql(ACCOUNT, {"id": target["Account"]},
-                              token=given.stranger_token))["account"] is None
+        assert (await api.gql(ACCOUNT, {"id": target["Account"]}, token=given.stranger_token))[
+            "account"
+        ] is None
         assert await member_ids(api, target["Account"], given.stranger_token, None) == []
 
 

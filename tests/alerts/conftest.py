@@ -66,8 +66,7 @@ def slow_mailbox() -> Iterator[SlowMailbox]:
 async def own_redis(tmp_path: Path) -> AsyncIterator[OwnRedis]:
     """A Redis of this test's own on a fixed port, which the test stops and restarts."""
     port = free_port()
-    found = OwnRedis(embedded.start_redis(tmp_path / "redis", port=port), tmp_path / "redis",
-                     port)
+    found = OwnRedis(embedded.start_redis(tmp_path / "redis", port=port), tmp_path / "redis", port)
     yield found
     with contextlib.suppress(Exception):
         found.server.stop()

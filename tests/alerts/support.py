@@ -57,21 +57,34 @@ async def pay(api: Api, account: str, amount: str) -> None:
 
 
 async def charge(api: Api, account: str, amount: str, description: str = "usage") -> str:
-    payload = await api.ok("recordCharge", CHARGE, {
-        "accountId": account, "amount": amount, "description": description})
+    payload = await api.ok(
+        "recordCharge", CHARGE, {"accountId": account, "amount": amount, "description": description}
+    )
     quota: str = payload["account"]["finance"]["availableQuota"]
     return quota
 
 
-async def set_alert(api: Api, accounts: list[str], threshold: str, enabled: bool = True,
-                    token: str = OPERATOR_TOKEN) -> dict[str, Any]:
-    return await api.mutate("setQuotaAlerts", SET_ALERTS, {
-        "accountIds": accounts, "threshold": threshold, "enabled": enabled}, token)
+async def set_alert(
+    api: Api, accounts: list[str], threshold: str, enabled: bool = True, token: str = OPERATOR_TOKEN
+) -> dict[str, Any]:
+    return await api.mutate(
+        "setQuotaAlerts",
+        SET_ALERTS,
+        {"accountIds": accounts, "threshold": threshold, "enabled": enabled},
+        token,
+    )
 
 
-async def watched(api: Api, name: str, *, cash: str = "100.00", threshold: str = "50.00",
-                  email: str | None = None, webhook_url: str | None = None,
-                  phone: str | None = None) -> str:
+async def watched(
+    api: Api,
+    name: str,
+    *,
+    cash: str = "100.00",
+    threshold: str = "50.00",
+    email: str | None = None,
+    webhook_url: str | None = None,
+    phone: str | None = None,
+) -> str:
     """A standalone account with ``cash``, an enabled alert at ``threshold`` (armed) and
     the channels given."""
     account = await api.account(name)
@@ -80,8 +93,11 @@ async def watched(api: Api, name: str, *, cash: str = "100.00", threshold: str =
     payload = await set_alert(api, [account], threshold)
     assert payload["userErrors"] == [], payload
     if email or webhook_url or phone:
-        await api.ok("setNotificationChannels", SET_CHANNELS, {
-            "accountId": account, "email": email, "webhookUrl": webhook_url, "phone": phone})
+        await api.ok(
+            "setNotificationChannels",
+            SET_CHANNELS,
+            {"accountId": account, "email": email, "webhookUrl": webhook_url, "phone": phone},
+        )
     return account
 
 
@@ -111,19 +127,20 @@ async def scalar(engine: AsyncEngine, sql: str, **params: Any) -> Any:
 
 ALERT_TABLES = {
     "quota_alerts": "SELECT account_id, threshold, enabled, armed, crossings, last_fired_at "
-                    "FROM quota_alerts ORDER BY account_id",
+    "FROM quota_alerts ORDER BY account_id",
     "notification_channels": "SELECT * FROM notification_channels ORDER BY account_id",
     "notifications": "SELECT id, account_id, kind, available_quota, threshold, dedupe_key "
-                     "FROM notifications ORDER BY id",
+    "FROM notifications ORDER BY id",
     "deliveries": "SELECT notification_id, channel, target, status, attempts, last_error "
-                  "FROM deliveries ORDER BY notification_id, channel",
+    "FROM deliveries ORDER BY notification_id, channel",
 }
 
 
 async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the alert tables, to show that a refused mutation changed nothing."""
-    return {name: [tuple(row) for row in await fetch(engine, sql)]
-            for name, sql in ALERT_TABLES.items()}
+    return {
+        name: [tuple(row) for row in await fetch(engine, sql)] for name, sql in ALERT_TABLES.items()
+    }
 
 
 async def drain(settings: Settings, engine: AsyncEngine, redis: ArqRedis) -> None:
@@ -229,19 +246,28 @@ async def subscribers(redis: ArqRedis) -> int:
 
 
 @contextlib.asynccontextmanager
-async def subscribed(api: Api, redis: ArqRedis, token: str, account: str | None
-                     ) -> AsyncIterator[Subscription]:
+async def subscribed(
+    api: Api, redis: ArqRedis, token: str, account: str | None
+) -> AsyncIterator[Subscription]:
     """A real WebSocket client subscribed to ``notifications(accountId)``; yields once the
     gateway has read the subscribe message (a ping sent after it is answered) and its
     one shared listener (alerts/fanout.py) is subscribed on Redis pub/sub, so nothing
     published afterwards can be missed. (The listener stays subscribed between tests: the
     count on the channel no longer grows with each subscription.)"""
     async with websockets.connect(ws_url(api), subprotocols=[Subprotocol(WS_PROTOCOL)]) as socket:
-        await socket.send(json.dumps({"type": "connection_init",
-                                      "payload": {"Authorization": f"Bearer {token}"}}))
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
         assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "connection_ack"
-        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-            "query": SUBSCRIBE, "variables": {"id": account}}}))
+        await socket.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE, "variables": {"id": account}},
+                }
+            )
+        )
         await socket.send(json.dumps({"type": "ping"}))
         answer = json.loads(await asyncio.wait_for(socket.recv(), 10))
         assert answer["type"] == "pong", answer

@@ -28,6 +28,7 @@ from accountgraph.alerts import service
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from accountgraph.db import make_engine
+from accountgraph.runtime import redis_settings
 from tests.alerts.conftest import OwnRedis, SlowMailbox
 from tests.alerts.support import (
     Receiver,
@@ -42,7 +43,7 @@ from tests.alerts.support import (
 )
 from tests.conftest import Mailbox, free_port, serving
 from tests.helpers import Api
-from workers.settings import build_worker, redis_settings
+from workers.settings import build_worker
 
 
 async def pool_of(url: str, settings: Settings) -> ArqRedis:
@@ -52,8 +53,9 @@ async def pool_of(url: str, settings: Settings) -> ArqRedis:
 
 
 @contextlib.asynccontextmanager
-async def background_worker(settings: Settings, engine: AsyncEngine, redis_url: str
-                            ) -> AsyncIterator[Worker]:
+async def background_worker(
+    settings: Settings, engine: AsyncEngine, redis_url: str
+) -> AsyncIterator[Worker]:
     """The deployed shape in this process: an arq worker with its outbox relay, on a Redis
     pool of its own (``Worker.close`` closes it), until the block ends."""
     worker = build_worker(settings, engine, await pool_of(redis_url, settings))
@@ -73,8 +75,9 @@ async def stop(worker: Worker, task: asyncio.Task[None]) -> None:
 
 
 async def delivery_states(engine: AsyncEngine) -> list[tuple[str, str, int]]:
-    rows = await fetch(engine, "SELECT channel, status, attempts FROM deliveries "
-                               "ORDER BY notification_id, channel")
+    rows = await fetch(
+        engine, "SELECT channel, status, attempts FROM deliveries ORDER BY notification_id, channel"
+    )
     return [(row.channel, row.status, row.attempts) for row in rows]
 
 
@@ -96,8 +99,10 @@ async def test_a5_with_redis_down_charges_commit_and_every_alert_fires_once_when
     pool = await pool_of(own_redis.url, settings)
     try:
         await drain(settings, engine, pool)  # the payments' evaluations: nothing fires
-        async with serving(create_app(settings, engine, pool)) as url, \
-                httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with (
+            serving(create_app(settings, engine, pool)) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
             gateway = Api(client, engine)
             own_redis.stop()
             for account in low:  # 100 -> 40 -> 30: one crossing each
@@ -107,8 +112,13 @@ async def test_a5_with_redis_down_charges_commit_and_every_alert_fires_once_when
             assert (await client.get("/readyz")).json()["down"] == ["redis"]
         with pytest.raises(Exception):  # noqa: B017 - whatever redis-py raises for "down"
             await outbox.relay_once(engine, pool, resend_after_s=60)
-        assert await scalar(engine, "SELECT count(*) FROM outbox WHERE topic = "
-                                    "'quota.changed' AND sent_at IS NULL") == 9  # waiting
+        assert (
+            await scalar(
+                engine,
+                "SELECT count(*) FROM outbox WHERE topic = 'quota.changed' AND sent_at IS NULL",
+            )
+            == 9
+        )  # waiting
         assert await scalar(engine, "SELECT count(*) FROM notifications") == 0
 
         own_redis.start()
@@ -143,10 +153,14 @@ def assert_one_notification_delivered_at_least_once(
     [notification] = notifications
     assert len(hook.requests) >= 2 and len(box.messages) >= 2  # the cut-off send, then again
     assert {headers["x-accountgraph-delivery"] for headers, _ in hook.requests} == {
-        str(notification.id)}
-    message_ids = {line for envelope in box.messages
-                   for line in envelope.content.decode().splitlines()
-                   if line.lower().startswith("message-id:")}
+        str(notification.id)
+    }
+    message_ids = {
+        line
+        for envelope in box.messages
+        for line in envelope.content.decode().splitlines()
+        if line.lower().startswith("message-id:")
+    }
     assert message_ids == {f"Message-ID: <notification-{notification.id}@accountgraph>"}
 
 
@@ -186,18 +200,29 @@ async def test_a4_a_worker_stopped_mid_delivery_completes_after_restart_without_
 
 def _worker_environment(settings: Settings, smtp_port: int) -> dict[str, str]:
     assert settings.database_url and settings.redis_url
-    return {**os.environ, "DATABASE_URL": settings.database_url,
-            "REDIS_URL": settings.redis_url, "ACCOUNTGRAPH_QUEUE": settings.queue_name,
-            "ACCOUNTGRAPH_OUTBOX_POLL_S": "0.2", "ACCOUNTGRAPH_SMTP_HOST": "127.0.0.1",
-            "ACCOUNTGRAPH_SMTP_PORT": str(smtp_port),
-            "ACCOUNTGRAPH_WEBHOOK_SECRET": settings.webhook_secret or "",
-            "ACCOUNTGRAPH_WEBHOOK_ALLOW_HTTP": "true", "ACCOUNTGRAPH_WEBHOOK_ALLOW_PRIVATE": "true",
-            "ACCOUNTGRAPH_DELIVERY_ATTEMPTS": "3", "ACCOUNTGRAPH_DELIVERY_BACKOFF_S": "0.01"}
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "ACCOUNTGRAPH_QUEUE": settings.queue_name,
+        "ACCOUNTGRAPH_OUTBOX_POLL_S": "0.2",
+        "ACCOUNTGRAPH_SMTP_HOST": "127.0.0.1",
+        "ACCOUNTGRAPH_SMTP_PORT": str(smtp_port),
+        "ACCOUNTGRAPH_WEBHOOK_SECRET": settings.webhook_secret or "",
+        "ACCOUNTGRAPH_WEBHOOK_ALLOW_HTTP": "true",
+        "ACCOUNTGRAPH_WEBHOOK_ALLOW_PRIVATE": "true",
+        "ACCOUNTGRAPH_DELIVERY_ATTEMPTS": "3",
+        "ACCOUNTGRAPH_DELIVERY_BACKOFF_S": "0.01",
+    }
 
 
 async def test_a4_a_worker_process_killed_mid_delivery_completes_after_restart(
-    api: Api, settings: Settings, redis: ArqRedis, hook: Receiver,
-    slow_mailbox: SlowMailbox, tmp_path: Path,
+    api: Api,
+    settings: Settings,
+    redis: ArqRedis,
+    hook: Receiver,
+    slow_mailbox: SlowMailbox,
+    tmp_path: Path,
 ) -> None:
     """``accountgraph worker`` as a real process, SIGKILLed while both sends are in flight:
     no shutdown, no clean-up. arq keeps such a job's in-progress key for the worker's
@@ -210,8 +235,10 @@ async def test_a4_a_worker_process_killed_mid_delivery_completes_after_restart(
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, killed below
         [sys.executable, "-m", "accountgraph.cli", "worker"],
-        env=_worker_environment(settings, slow_mailbox.port), stdout=log,
-        stderr=subprocess.STDOUT)
+        env=_worker_environment(settings, slow_mailbox.port),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         await charge(api, account, "60.00")
 
@@ -232,8 +259,9 @@ async def test_a4_a_worker_process_killed_mid_delivery_completes_after_restart(
 
     hook.stall.release()
     slow_mailbox.stall.release()
-    async with background_worker(settings.model_copy(update={
-            "smtp_port": slow_mailbox.port}), engine, settings.redis_url):
+    async with background_worker(
+        settings.model_copy(update={"smtp_port": slow_mailbox.port}), engine, settings.redis_url
+    ):
         await wait_for(lambda: sent_everywhere(engine), timeout_s=30)
         await wait_for(lambda: outbox_finished(engine))
 
@@ -247,7 +275,11 @@ async def test_a4_a_worker_process_killed_mid_delivery_completes_after_restart(
 
 @pytest.mark.parametrize("fault", ["answers 451", "unreachable"])
 async def test_a4_with_smtp_down_email_fails_after_the_retries_and_the_webhook_is_sent(
-    api: Api, settings: Settings, redis: ArqRedis, mailbox: Mailbox, hook: Receiver,
+    api: Api,
+    settings: Settings,
+    redis: ArqRedis,
+    mailbox: Mailbox,
+    hook: Receiver,
     fault: str,
 ) -> None:
     account = await watched(api, "No mail", email="ops@example.com", webhook_url=hook.url)
@@ -282,9 +314,9 @@ async def test_a5_a_stopped_relay_closes_its_listening_connection(
     engine = make_engine(settings.database_url, pool_size=1)
     opened: list[Any] = []
     event.listen(engine.sync_engine, "connect", lambda dbapi, record: opened.append(dbapi))
-    relay = asyncio.create_task(outbox.relay_forever(engine, redis, poll_s=0.05,
-                                                     resend_after_s=60))
+    relay = asyncio.create_task(outbox.relay_forever(engine, redis, poll_s=0.05, resend_after_s=60))
     try:
+
         async def pool_full() -> bool:  # the listener's connection, and the pool's own
             return len(opened) == 2 and "Connections in pool: 1 " in engine.pool.status()
 

@@ -53,22 +53,34 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 async def test_a2_a4_a_crossing_fires_once_by_email_and_signed_webhook(
-    api: Api, run_jobs: Callable[[], Awaitable[None]], mailbox: Mailbox,
+    api: Api,
+    run_jobs: Callable[[], Awaitable[None]],
+    mailbox: Mailbox,
     receiver: tuple[Receiver, str],
 ) -> None:
     hook, hook_url = receiver
     account = await api.account("Watched")
     await api.ok("recordPayment", PAY, {"accountId": account, "amount": "100.00"})
-    await api.ok("setQuotaAlerts", SET_ALERTS,
-                 {"accountIds": [account], "threshold": "50.00", "enabled": True})
-    await api.ok("setNotificationChannels", SET_CHANNELS, {
-        "accountId": account, "email": "finance@example.com", "webhookUrl": hook_url})
+    await api.ok(
+        "setQuotaAlerts",
+        SET_ALERTS,
+        {"accountIds": [account], "threshold": "50.00", "enabled": True},
+    )
+    await api.ok(
+        "setNotificationChannels",
+        SET_CHANNELS,
+        {"accountId": account, "email": "finance@example.com", "webhookUrl": hook_url},
+    )
     mailbox.messages.clear()
 
-    await api.ok("recordCharge", CHARGE, {"accountId": account, "amount": "60.00",
-                                          "description": "usage"})
-    await api.ok("recordCharge", CHARGE, {"accountId": account, "amount": "10.00",
-                                          "description": "more usage, still below"})
+    await api.ok(
+        "recordCharge", CHARGE, {"accountId": account, "amount": "60.00", "description": "usage"}
+    )
+    await api.ok(
+        "recordCharge",
+        CHARGE,
+        {"accountId": account, "amount": "10.00", "description": "more usage, still below"},
+    )
     await run_jobs()
 
     data: dict[str, Any] = (await api.gql(NOTIFICATIONS, {"id": account}))["account"]
@@ -76,14 +88,21 @@ async def test_a2_a4_a_crossing_fires_once_by_email_and_signed_webhook(
     assert data["notifications"]["totalCount"] == 1
     node = data["notifications"]["edges"][0]["node"]
     assert (node["kind"], node["availableQuota"], node["threshold"]) == (
-        "LOW_QUOTA", "30.00", "50.00")  # the quota when evaluated: both charges are in
+        "LOW_QUOTA",
+        "30.00",
+        "50.00",
+    )  # the quota when evaluated: both charges are in
     assert sorted((d["channel"], d["status"], d["attempts"]) for d in node["deliveries"]) == [
-        ("EMAIL", "SENT", 1), ("WEBHOOK", "SENT", 1)]
+        ("EMAIL", "SENT", 1),
+        ("WEBHOOK", "SENT", 1),
+    ]
     assert [m.rcpt_tos for m in mailbox.messages] == [["finance@example.com"]]
     assert len(hook.requests) == 1
     headers, body = hook.requests[0]
-    expected = hmac.new(b"test-webhook-secret",
-                        headers["x-accountgraph-timestamp"].encode() + b"." + body,
-                        hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        b"test-webhook-secret",
+        headers["x-accountgraph-timestamp"].encode() + b"." + body,
+        hashlib.sha256,
+    ).hexdigest()
     assert headers["x-accountgraph-signature"] == f"sha256={expected}"
     assert json.loads(body)["kind"] == "LOW_QUOTA"

@@ -64,10 +64,19 @@ async def family(api: Api) -> Family:
     master = await api.account("Master")
     seen, hidden = await api.account("Seen"), await api.account("Hidden")
     seen_link = await api.link(master, seen, "FINANCIAL")
-    hidden_link = await api.link(master, hidden, "FINANCIAL",
-                                 permissions=["SYNC_CREDIT_CONTROL", "MANAGE_INVOICES"])
-    return Family(master, seen, hidden, hidden_link, seen_link, await api.token(master),
-                  await api.token(seen), await api.token(hidden))
+    hidden_link = await api.link(
+        master, hidden, "FINANCIAL", permissions=["SYNC_CREDIT_CONTROL", "MANAGE_INVOICES"]
+    )
+    return Family(
+        master,
+        seen,
+        hidden,
+        hidden_link,
+        seen_link,
+        await api.token(master),
+        await api.token(seen),
+        await api.token(hidden),
+    )
 
 
 def codes(payload: dict[str, Any]) -> list[tuple[str, list[str] | None]]:
@@ -75,8 +84,7 @@ def codes(payload: dict[str, Any]) -> list[tuple[str, list[str] | None]]:
 
 
 async def alert_rows(api: Api) -> dict[int, tuple[str, bool, bool]]:
-    rows = await fetch(api.engine, "SELECT account_id, threshold, enabled, armed "
-                                   "FROM quota_alerts")
+    rows = await fetch(api.engine, "SELECT account_id, threshold, enabled, armed FROM quota_alerts")
     return {row.account_id: (str(row.threshold), row.enabled, row.armed) for row in rows}
 
 
@@ -104,9 +112,13 @@ async def test_a1_operator_sets_one_threshold_for_many_accounts(api: Api) -> Non
     assert [a["quotaAlert"] for a in payload["accounts"]] == [
         {"threshold": "50.00", "enabled": True, "armed": True, "lastFiredAt": None},
         {"threshold": "50.00", "enabled": True, "armed": False, "lastFiredAt": None},
-        {"threshold": "50.00", "enabled": True, "armed": False, "lastFiredAt": None}]
+        {"threshold": "50.00", "enabled": True, "armed": False, "lastFiredAt": None},
+    ]
     assert sorted((await alert_rows(api)).values()) == [
-        ("50.00", True, False), ("50.00", True, False), ("50.00", True, True)]
+        ("50.00", True, False),
+        ("50.00", True, False),
+        ("50.00", True, True),
+    ]
 
 
 async def test_a1_setting_again_replaces_threshold_and_flag(api: Api) -> None:
@@ -117,7 +129,11 @@ async def test_a1_setting_again_replaces_threshold_and_flag(api: Api) -> None:
     payload = await set_alert(api, [account], "150.00", enabled=False)
 
     assert payload["accounts"][0]["quotaAlert"] == {
-        "threshold": "150.00", "enabled": False, "armed": False, "lastFiredAt": None}
+        "threshold": "150.00",
+        "enabled": False,
+        "armed": False,
+        "lastFiredAt": None,
+    }
     assert list((await alert_rows(api)).values()) == [("150.00", False, False)]
 
 
@@ -138,17 +154,22 @@ async def test_a1_master_with_view_finance_sets_its_members_alert(api: Api) -> N
 
     assert payload["userErrors"] == []
     assert (await alert_view(api, given.seen, given.master_token))["quotaAlert"] == {
-        "threshold": "25.00", "enabled": True, "armed": False, "lastFiredAt": None}
+        "threshold": "25.00",
+        "enabled": True,
+        "armed": False,
+        "lastFiredAt": None,
+    }
 
 
 async def test_a1_master_without_view_finance_is_refused_per_index_and_the_rest_set(
-    api: Api
+    api: Api,
 ) -> None:
     given = await family(api)
     before = await snapshot(api.engine)
 
-    payload = await set_alert(api, [given.seen, given.hidden, given.master], "25.00",
-                              token=given.master_token)
+    payload = await set_alert(
+        api, [given.seen, given.hidden, given.master], "25.00", token=given.master_token
+    )
 
     assert codes(payload) == [("PERMISSION_NOT_GRANTED", ["accountIds", "1"])]
     assert [a["id"] for a in payload["accounts"]] == [given.seen, given.master]
@@ -160,24 +181,26 @@ async def test_a1_master_without_view_finance_is_refused_per_index_and_the_rest_
 
 
 async def test_a1_accounts_the_caller_cannot_see_are_not_found_and_nothing_changes(
-    api: Api
+    api: Api,
 ) -> None:
     given = await family(api)
     stranger = await api.account("Stranger")
     gone = await api.account("Gone")
     await api.link(given.master, gone, "FINANCIAL")
     gone_link_payload = await api.gql(
-        "query($id: ID!) { account(id: $id) { link { id } } }", {"id": gone})
-    await api.ok("dissociateMember", DISSOCIATE,
-                 {"linkId": gone_link_payload["account"]["link"]["id"]})
+        "query($id: ID!) { account(id: $id) { link { id } } }", {"id": gone}
+    )
+    await api.ok(
+        "dissociateMember", DISSOCIATE, {"linkId": gone_link_payload["account"]["link"]["id"]}
+    )
     await set_alert(api, [given.master], "1.00")  # something that must stay as it is
     before = await snapshot(api.engine)
     refused = [
-        (given.hidden_token, given.seen),     # a sibling (P3)
-        (given.seen_token, given.master),     # its master: name fields only (P3)
-        (given.seen_token, stranger),         # an unrelated account
-        (given.master_token, gone),           # a dissociated member (U5)
-        (given.master_token, "not-an-id"),    # garbage
+        (given.hidden_token, given.seen),  # a sibling (P3)
+        (given.seen_token, given.master),  # its master: name fields only (P3)
+        (given.seen_token, stranger),  # an unrelated account
+        (given.master_token, gone),  # a dissociated member (U5)
+        (given.master_token, "not-an-id"),  # garbage
         (given.master_token, given.seen_link),  # an id of another type
     ]
 
@@ -213,10 +236,11 @@ async def test_a1_more_than_500_accounts_at_once_is_invalid_input(api: Api) -> N
 async def test_a1_without_a_token_is_unauthenticated(api: Api) -> None:
     account = await api.account("Anon")
 
-    body = await api.raw("mutation($i: SetQuotaAlertsInput!) { setQuotaAlerts(input: $i) "
-                         "{ userErrors { code } } }",
-                         {"i": {"accountIds": [account], "threshold": "1.00", "enabled": True}},
-                         token=None)
+    body = await api.raw(
+        "mutation($i: SetQuotaAlertsInput!) { setQuotaAlerts(input: $i) { userErrors { code } } }",
+        {"i": {"accountIds": [account], "threshold": "1.00", "enabled": True}},
+        token=None,
+    )
 
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert await alert_rows(api) == {}
@@ -260,49 +284,97 @@ async def test_a4_channels_are_set_by_own_users_and_a_null_clears_one(api: Api) 
     account = await api.account("Reachable")
     token = await api.token(account)
 
-    payload = await api.ok("setNotificationChannels", SET_CHANNELS, {
-        "accountId": account, "email": " finance@example.com ", "phone": "+1 (555) 010-0199",
-        "webhookUrl": "https://hooks.example.com/a?b=c"}, token)
+    payload = await api.ok(
+        "setNotificationChannels",
+        SET_CHANNELS,
+        {
+            "accountId": account,
+            "email": " finance@example.com ",
+            "phone": "+1 (555) 010-0199",
+            "webhookUrl": "https://hooks.example.com/a?b=c",
+        },
+        token,
+    )
     assert payload["account"]["channels"] == {
-        "email": "finance@example.com", "phone": "+1 (555) 010-0199",
-        "webhookUrl": "https://hooks.example.com/a?b=c"}
+        "email": "finance@example.com",
+        "phone": "+1 (555) 010-0199",
+        "webhookUrl": "https://hooks.example.com/a?b=c",
+    }
 
-    payload = await api.ok("setNotificationChannels", SET_CHANNELS, {
-        "accountId": account, "email": "finance@example.com"}, token)
+    payload = await api.ok(
+        "setNotificationChannels",
+        SET_CHANNELS,
+        {"accountId": account, "email": "finance@example.com"},
+        token,
+    )
     assert payload["account"]["channels"] == {
-        "email": "finance@example.com", "phone": None, "webhookUrl": None}
+        "email": "finance@example.com",
+        "phone": None,
+        "webhookUrl": None,
+    }
 
 
 async def test_a4_master_with_view_finance_sets_a_members_channels(api: Api) -> None:
     given = await family(api)
 
-    payload = await api.ok("setNotificationChannels", SET_CHANNELS, {
-        "accountId": given.seen, "webhookUrl": "http://127.0.0.1:9/hook"}, given.master_token)
+    payload = await api.ok(
+        "setNotificationChannels",
+        SET_CHANNELS,
+        {"accountId": given.seen, "webhookUrl": "http://127.0.0.1:9/hook"},
+        given.master_token,
+    )
 
     assert payload["account"]["channels"]["webhookUrl"] == "http://127.0.0.1:9/hook"
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("email", "not-an-email"), ("email", "a@b"), ("email", "a b@example.com"),
-    ("email", "a@@example.com"), ("email", "x" * 310 + "@example.com"),
-    ("phone", "12"), ("phone", "call me"), ("phone", "-----"), ("phone", "+" + "1" * 40),
-    ("webhookUrl", "ftp://example.com/hook"), ("webhookUrl", "javascript:alert(1)"),
-    ("webhookUrl", "example.com/hook"), ("webhookUrl", "http://"),
-    ("webhookUrl", "http://[::1/hook"), ("webhookUrl", "http://example.com:99999/"),
-    ("webhookUrl", "https://example.com/" + "a" * 2000),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("email", "not-an-email"),
+        ("email", "a@b"),
+        ("email", "a b@example.com"),
+        ("email", "a@@example.com"),
+        ("email", "x" * 310 + "@example.com"),
+        ("phone", "12"),
+        ("phone", "call me"),
+        ("phone", "-----"),
+        ("phone", "+" + "1" * 40),
+        ("webhookUrl", "ftp://example.com/hook"),
+        ("webhookUrl", "javascript:alert(1)"),
+        ("webhookUrl", "example.com/hook"),
+        ("webhookUrl", "http://"),
+        ("webhookUrl", "http://[::1/hook"),
+        ("webhookUrl", "http://example.com:99999/"),
+        ("webhookUrl", "https://example.com/" + "a" * 2000),
+    ],
+)
 async def test_a4_bad_channels_are_invalid_input_and_change_nothing(
     api: Api, field: str, value: str
 ) -> None:
     account = await api.account("Careful")
-    await api.ok("setNotificationChannels", SET_CHANNELS, {
-        "accountId": account, "email": "ok@example.com", "phone": "+44 20 7946 0000",
-        "webhookUrl": "https://example.com/ok"})
+    await api.ok(
+        "setNotificationChannels",
+        SET_CHANNELS,
+        {
+            "accountId": account,
+            "email": "ok@example.com",
+            "phone": "+44 20 7946 0000",
+            "webhookUrl": "https://example.com/ok",
+        },
+    )
     before = await snapshot(api.engine)
 
-    payload = await api.mutate("setNotificationChannels", SET_CHANNELS, {
-        "accountId": account, "email": "new@example.com", "phone": "+44 20 7946 0001",
-        "webhookUrl": "https://example.com/new", field: value})
+    payload = await api.mutate(
+        "setNotificationChannels",
+        SET_CHANNELS,
+        {
+            "accountId": account,
+            "email": "new@example.com",
+            "phone": "+44 20 7946 0001",
+            "webhookUrl": "https://example.com/new",
+            field: value,
+        },
+    )
 
     assert codes(payload) == [("INVALID_INPUT", [field])]
     assert payload["account"] is None
@@ -312,13 +384,19 @@ async def test_a4_bad_channels_are_invalid_input_and_change_nothing(
 async def test_a4_channels_of_accounts_the_caller_may_not_manage_are_refused(api: Api) -> None:
     given = await family(api)
     before = await snapshot(api.engine)
-    cases = [(given.master_token, given.hidden, "PERMISSION_NOT_GRANTED"),
-             (given.hidden_token, given.seen, "NOT_FOUND"),
-             (given.seen_token, given.master, "NOT_FOUND")]
+    cases = [
+        (given.master_token, given.hidden, "PERMISSION_NOT_GRANTED"),
+        (given.hidden_token, given.seen, "NOT_FOUND"),
+        (given.seen_token, given.master, "NOT_FOUND"),
+    ]
 
     for token, account, code in cases:
-        payload = await api.mutate("setNotificationChannels", SET_CHANNELS, {
-            "accountId": account, "email": "spy@example.com"}, token)
+        payload = await api.mutate(
+            "setNotificationChannels",
+            SET_CHANNELS,
+            {"accountId": account, "email": "spy@example.com"},
+            token,
+        )
         assert codes(payload) == [(code, ["accountId"])]
 
     assert await snapshot(api.engine) == before
@@ -352,8 +430,10 @@ async def test_a2_fires_once_per_crossing_not_while_below_and_rearms_at_the_thre
     await charge(api, account, "0.01")  # 49.99: crossing 2
     await run_jobs()
     assert await kinds(api, account) == ["LOW_QUOTA", "LOW_QUOTA"]
-    keys = [r.dedupe_key for r in await fetch(api.engine, "SELECT dedupe_key FROM "
-                                                          "notifications ORDER BY id")]
+    keys = [
+        r.dedupe_key
+        for r in await fetch(api.engine, "SELECT dedupe_key FROM notifications ORDER BY id")
+    ]
     assert [key.split(":", 1)[1] for key in keys] == ["LOW_QUOTA:1", "LOW_QUOTA:2"]
     assert await scalar(api.engine, "SELECT crossings FROM quota_alerts") == 2
 
@@ -390,14 +470,23 @@ async def test_a2_any_quota_change_is_evaluated_not_only_charges(
 ) -> None:
     account = await watched(api, "Adjusted")
 
-    await api.ok("adjustBalance", ADJUST, {  # the back office's unsettled amount grows
-        "accountId": account, "bucket": "UNSETTLED_AMOUNT", "amount": "70.00",
-        "reason": "billing run"})
+    await api.ok(
+        "adjustBalance",
+        ADJUST,
+        {  # the back office's unsettled amount grows
+            "accountId": account,
+            "bucket": "UNSETTLED_AMOUNT",
+            "amount": "70.00",
+            "reason": "billing run",
+        },
+    )
     await run_jobs()
 
     view = await alert_view(api, account)
-    assert [(e["node"]["kind"], e["node"]["availableQuota"], e["node"]["threshold"])
-            for e in view["notifications"]["edges"]] == [("LOW_QUOTA", "30.00", "50.00")]
+    assert [
+        (e["node"]["kind"], e["node"]["availableQuota"], e["node"]["threshold"])
+        for e in view["notifications"]["edges"]
+    ] == [("LOW_QUOTA", "30.00", "50.00")]
 
 
 async def test_a2_a_members_alert_follows_its_own_quota(api: Api, run_jobs: RunJobs) -> None:
@@ -414,8 +503,9 @@ async def test_a2_a_members_alert_follows_its_own_quota(api: Api, run_jobs: RunJ
     # The member's users see their own notifications; a sibling sees nothing of them.
     own = await alert_view(api, given.seen, given.seen_token)
     assert own["notifications"]["totalCount"] == 1
-    sibling = await api.gql("query($id: ID!) { account(id: $id) { id } }",
-                            {"id": given.seen}, given.hidden_token)
+    sibling = await api.gql(
+        "query($id: ID!) { account(id: $id) { id } }", {"id": given.seen}, given.hidden_token
+    )
     assert sibling["account"] is None
 
 
@@ -431,12 +521,15 @@ async def test_a3_a_charge_that_makes_the_account_overdue_fires_overdue_instead(
     await run_jobs()
 
     view = await alert_view(api, account)
-    assert [(e["node"]["kind"], e["node"]["availableQuota"], e["node"]["threshold"])
-            for e in view["notifications"]["edges"]] == [("OVERDUE", "-10.00", "50.00")]
+    assert [
+        (e["node"]["kind"], e["node"]["availableQuota"], e["node"]["threshold"])
+        for e in view["notifications"]["edges"]
+    ] == [("OVERDUE", "-10.00", "50.00")]
     assert view["quotaAlert"]["armed"] is False  # that crossing is used up
     entry = await scalar(api.engine, "SELECT max(id) FROM journal_entries")
     assert await scalar(api.engine, "SELECT dedupe_key FROM notifications") == (
-        f"{await scalar(api.engine, 'SELECT account_id FROM quota_alerts')}:OVERDUE:{entry}")
+        f"{await scalar(api.engine, 'SELECT account_id FROM quota_alerts')}:OVERDUE:{entry}"
+    )
 
 
 async def test_a3_from_exactly_zero_to_below_is_overdue(api: Api, run_jobs: RunJobs) -> None:
@@ -482,9 +575,16 @@ async def test_a3_what_is_not_one_charge_from_zero_or_above_is_not_overdue(
     assert await kinds(api, already) == ["OVERDUE"]
 
     adjusted = await watched(api, "Adjusted")
-    await api.ok("adjustBalance", ADJUST, {  # not a charge: LOW_QUOTA, not OVERDUE
-        "accountId": adjusted, "bucket": "UNSETTLED_AMOUNT", "amount": "120.00",
-        "reason": "billing run"})
+    await api.ok(
+        "adjustBalance",
+        ADJUST,
+        {  # not a charge: LOW_QUOTA, not OVERDUE
+            "accountId": adjusted,
+            "bucket": "UNSETTLED_AMOUNT",
+            "amount": "120.00",
+            "reason": "billing run",
+        },
+    )
     await run_jobs()
     assert await kinds(api, adjusted) == ["LOW_QUOTA"]
 
@@ -493,20 +593,27 @@ async def test_a3_what_is_not_one_charge_from_zero_or_above_is_not_overdue(
 
 
 async def test_a4_a_notification_is_delivered_on_each_channel_with_its_status(
-    api: Api, run_jobs: RunJobs, mailbox: Mailbox, hook: Receiver, gateway: Receiver,
-    settings: Settings, engine: Any, redis: ArqRedis,
+    api: Api,
+    run_jobs: RunJobs,
+    mailbox: Mailbox,
+    hook: Receiver,
+    gateway: Receiver,
+    settings: Settings,
+    engine: Any,
+    redis: ArqRedis,
 ) -> None:
-    account = await watched(api, "Everywhere", email="ops@example.com", webhook_url=hook.url,
-                            phone="+15550100")
+    account = await watched(
+        api, "Everywhere", email="ops@example.com", webhook_url=hook.url, phone="+15550100"
+    )
     mailbox.messages.clear()
     await charge(api, account, "60.00")
 
     await drain(settings.model_copy(update={"sms_gateway_url": gateway.url}), engine, redis)
 
     node = (await alert_view(api, account))["notifications"]["edges"][0]["node"]
-    assert sorted((d["channel"], d["status"], d["attempts"], d["lastError"])
-                  for d in node["deliveries"]) == [
-        ("EMAIL", "SENT", 1, None), ("SMS", "SENT", 1, None), ("WEBHOOK", "SENT", 1, None)]
+    assert sorted(
+        (d["channel"], d["status"], d["attempts"], d["lastError"]) for d in node["deliveries"]
+    ) == [("EMAIL", "SENT", 1, None), ("SMS", "SENT", 1, None), ("WEBHOOK", "SENT", 1, None)]
     [message] = mailbox.messages
     assert message.rcpt_tos == ["ops@example.com"]
     assert b"Low available quota: Everywhere" in message.content
@@ -527,8 +634,7 @@ async def test_a4_sms_without_a_gateway_fails_after_the_retries_with_a_clear_err
 
     await run_jobs()
 
-    [delivery] = (await alert_view(api, account))["notifications"]["edges"][0]["node"][
-        "deliveries"]
+    [delivery] = (await alert_view(api, account))["notifications"]["edges"][0]["node"]["deliveries"]
     assert (delivery["channel"], delivery["status"], delivery["attempts"]) == ("SMS", "FAILED", 3)
     assert "ACCOUNTGRAPH_SMS_GATEWAY_URL" in delivery["lastError"]
 
@@ -542,10 +648,13 @@ async def test_a4_a_webhook_that_keeps_failing_is_retried_then_failed_with_one_i
 
     await run_jobs()
 
-    [delivery] = (await alert_view(api, account))["notifications"]["edges"][0]["node"][
-        "deliveries"]
-    assert delivery == {"channel": "WEBHOOK", "status": "FAILED", "attempts": 3,
-                        "lastError": "delivery failed (status 503)"}
+    [delivery] = (await alert_view(api, account))["notifications"]["edges"][0]["node"]["deliveries"]
+    assert delivery == {
+        "channel": "WEBHOOK",
+        "status": "FAILED",
+        "attempts": 3,
+        "lastError": "delivery failed (status 503)",
+    }
     assert len(hook.requests) == 3
     assert len({headers["x-accountgraph-delivery"] for headers, _ in hook.requests}) == 1
 
@@ -570,10 +679,16 @@ async def test_a5_a_quota_change_commits_with_the_request_to_evaluate_it(api: Ap
 
     await charge(api, account, "60.00")
 
-    [row] = await fetch(api.engine, "SELECT payload, sent_at, done_at FROM outbox "
-                                    "WHERE topic = 'quota.changed' ORDER BY id DESC LIMIT 1")
+    [row] = await fetch(
+        api.engine,
+        "SELECT payload, sent_at, done_at FROM outbox "
+        "WHERE topic = 'quota.changed' ORDER BY id DESC LIMIT 1",
+    )
     assert {k: row.payload[k] for k in ("before", "after", "cause")} == {
-        "before": "100.00", "after": "40.00", "cause": "CHARGE"}
+        "before": "100.00",
+        "after": "40.00",
+        "cause": "CHARGE",
+    }
     assert row.payload["entry_id"] and row.sent_at is None and row.done_at is None
     assert await kinds(api, account) == []  # nothing fires before the job runs
 
@@ -621,11 +736,12 @@ async def test_a5_a_doubled_job_whose_done_mark_was_lost_still_fires_once(
     await charge(api, account, "110.00")
     await run_jobs()
     async with api.engine.begin() as conn:
-        await conn.execute(text("UPDATE outbox SET done_at = NULL "
-                                "WHERE topic = 'quota.changed'"))
+        await conn.execute(text("UPDATE outbox SET done_at = NULL WHERE topic = 'quota.changed'"))
 
-    for row_id in [r.id for r in await fetch(api.engine, "SELECT id FROM outbox "
-                                                         "WHERE done_at IS NULL ORDER BY id")]:
+    for row_id in [
+        r.id
+        for r in await fetch(api.engine, "SELECT id FROM outbox WHERE done_at IS NULL ORDER BY id")
+    ]:
         assert await outbox.run_row(api.engine, row_id) is True
     await run_jobs()
 
@@ -639,16 +755,26 @@ async def test_a5_the_database_refuses_a_second_notification_with_the_same_key(
     account = await watched(api, "Unique")
     await charge(api, account, "60.00")
     await run_jobs()
-    [row] = await fetch(api.engine, "SELECT account_id, kind, available_quota, threshold, "
-                                    "dedupe_key FROM notifications")
+    [row] = await fetch(
+        api.engine,
+        "SELECT account_id, kind, available_quota, threshold, dedupe_key FROM notifications",
+    )
 
     with pytest.raises(IntegrityError):
         async with api.engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO notifications (account_id, kind, available_quota, threshold, "
-                "dedupe_key) VALUES (:a, :k, :q, :t, :d)"),
-                {"a": row.account_id, "k": row.kind, "q": row.available_quota,
-                 "t": row.threshold, "d": row.dedupe_key})
+            await conn.execute(
+                text(
+                    "INSERT INTO notifications (account_id, kind, available_quota, threshold, "
+                    "dedupe_key) VALUES (:a, :k, :q, :t, :d)"
+                ),
+                {
+                    "a": row.account_id,
+                    "k": row.kind,
+                    "q": row.available_quota,
+                    "t": row.threshold,
+                    "d": row.dedupe_key,
+                },
+            )
 
     assert await scalar(api.engine, "SELECT count(*) FROM notifications") == 1
 
@@ -661,10 +787,13 @@ async def test_a5_the_sweep_catches_a_crossing_whose_evaluation_was_lost(
     await run_jobs()
     await charge(api, account, "60.00")
     async with api.engine.begin() as conn:
-        await conn.execute(text(
-            "DELETE FROM outbox WHERE topic = 'quota.changed' AND done_at IS NULL"
-            if loss == "deleted" else
-            "UPDATE outbox SET done_at = now() WHERE topic = 'quota.changed'"))
+        await conn.execute(
+            text(
+                "DELETE FROM outbox WHERE topic = 'quota.changed' AND done_at IS NULL"
+                if loss == "deleted"
+                else "UPDATE outbox SET done_at = now() WHERE topic = 'quota.changed'"
+            )
+        )
     await run_jobs()
     assert await kinds(api, account) == []  # the event is gone
 
@@ -735,7 +864,10 @@ async def test_a4_a_master_with_view_finance_gets_its_members_notification_live(
 
     node = event["data"]["notifications"]
     assert (node["kind"], node["availableQuota"], node["threshold"]) == (
-        "LOW_QUOTA", "40.00", "50.00")
+        "LOW_QUOTA",
+        "40.00",
+        "50.00",
+    )
     assert node["account"] == {"id": given.seen, "name": "Seen"}
     stored = (await alert_view(api, given.seen))["notifications"]["edges"][0]["node"]["id"]
     assert node["id"] == stored
@@ -767,10 +899,12 @@ async def test_a4_a_sibling_or_a_master_without_view_finance_gets_nothing(
         await pay(api, account, "100.00")
         await set_alert(api, [account], "50.00")
 
-    async with subscribed(api, redis, given.hidden_token, given.seen) as sibling, \
-            subscribed(api, redis, given.hidden_token, None) as sibling_all, \
-            subscribed(api, redis, given.master_token, given.hidden) as no_grant, \
-            subscribed(api, redis, given.seen_token, None) as own:
+    async with (
+        subscribed(api, redis, given.hidden_token, given.seen) as sibling,
+        subscribed(api, redis, given.hidden_token, None) as sibling_all,
+        subscribed(api, redis, given.master_token, given.hidden) as no_grant,
+        subscribed(api, redis, given.seen_token, None) as own,
+    ):
         await charge(api, given.seen, "60.00")
         await charge(api, given.hidden, "60.00")
         await run_jobs()
@@ -797,8 +931,15 @@ async def test_a4_a_subscription_with_a_bad_token_is_closed_4403(
         await socket.send(json.dumps(init))
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await socket.recv()
-            await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-                "query": "subscription { notifications { id } }"}}))
+            await socket.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": "subscription { notifications { id } }"},
+                    }
+                )
+            )
             await socket.recv()
 
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403

@@ -22,6 +22,7 @@ from accountgraph.alerts.fanout import NotificationFanout
 from accountgraph.alerts.service import PUBSUB_CHANNEL
 from accountgraph.app import create_app
 from accountgraph.config import Settings
+from accountgraph.runtime import redis_settings
 from tests.alerts.conftest import OwnRedis
 from tests.alerts.support import (
     SUBSCRIBE,
@@ -35,14 +36,14 @@ from tests.alerts.support import (
 )
 from tests.conftest import serving
 from tests.helpers import OPERATOR_TOKEN, Api
-from workers.settings import redis_settings
 
 RunJobs = Callable[[], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def gateway(settings: Settings, engine: AsyncEngine, redis: ArqRedis, **limits: int
-                  ) -> AsyncIterator[tuple[str, NotificationFanout]]:
+async def gateway(
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, **limits: int
+) -> AsyncIterator[tuple[str, NotificationFanout]]:
     """A gateway of this test's own (so its hub starts from nothing): its WebSocket URL and
     its hub, with ``limits`` (``max_subscriptions_per_principal=3``) over the settings."""
     app = create_app(settings.model_copy(update=limits), engine, redis)
@@ -53,16 +54,24 @@ async def gateway(settings: Settings, engine: AsyncEngine, redis: ArqRedis, **li
 @contextlib.asynccontextmanager
 async def connected(url: str, token: str = OPERATOR_TOKEN) -> AsyncIterator[Any]:
     async with websockets.connect(url, subprotocols=[Subprotocol(WS_PROTOCOL)]) as socket:
-        await socket.send(json.dumps({"type": "connection_init",
-                                      "payload": {"Authorization": f"Bearer {token}"}}))
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
         assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "connection_ack"
         yield socket
 
 
 async def subscribe(socket: Any, ids: list[str], account: str | None = None) -> None:
     for id in ids:
-        await socket.send(json.dumps({"id": id, "type": "subscribe", "payload": {
-            "query": SUBSCRIBE, "variables": {"id": account}}}))
+        await socket.send(
+            json.dumps(
+                {
+                    "id": id,
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE, "variables": {"id": account}},
+                }
+            )
+        )
 
 
 async def receive(socket: Any, count: int, timeout_s: float = 15.0) -> list[dict[str, Any]]:
@@ -77,6 +86,7 @@ async def nothing(socket: Any, timeout_s: float = 0.5) -> None:
 
 async def active(hub: NotificationFanout, count: int) -> None:
     """Until the hub has ``count`` live subscriptions and listens on Redis."""
+
     async def reached() -> bool:
         return hub.active == count and hub.listening
 
@@ -86,8 +96,9 @@ async def active(hub: NotificationFanout, count: int) -> None:
 def delivered(messages: list[dict[str, Any]]) -> dict[str, str]:
     """``next`` messages: subscription id -> notification id (each id once)."""
     assert all(message["type"] == "next" for message in messages), messages
-    found = {message["id"]: message["payload"]["data"]["notifications"]["id"]
-             for message in messages}
+    found = {
+        message["id"]: message["payload"]["data"]["notifications"]["id"] for message in messages
+    }
     assert len(found) == len(messages), messages
     return found
 
@@ -114,8 +125,11 @@ async def test_finding5_twenty_subscriptions_on_two_sockets_share_one_redis_conn
     pubsub_before = await pubsub_clients(redis)
     numsub_before = await subscribers(redis)
 
-    async with gateway(settings, engine, redis) as (url, hub), \
-            connected(url) as first, connected(url) as second:
+    async with (
+        gateway(settings, engine, redis) as (url, hub),
+        connected(url) as first,
+        connected(url) as second,
+    ):
         await subscribe(first, [str(n) for n in range(1, 11)])
         await subscribe(second, [str(n) for n in range(1, 6)], account)
         await subscribe(second, [str(n) for n in range(6, 11)])
@@ -136,8 +150,9 @@ async def test_finding5_twenty_subscriptions_on_two_sockets_share_one_redis_conn
         await nothing(second, 0.1)
 
     [notification] = set(got_first.values()) | set(got_second.values())
-    assert sorted(got_first, key=int) == sorted(got_second, key=int) == [
-        str(n) for n in range(1, 11)]
+    assert (
+        sorted(got_first, key=int) == sorted(got_second, key=int) == [str(n) for n in range(1, 11)]
+    )
     assert await pubsub_clients(redis) == pubsub_before  # closed with the gateway
     stored = (await alert_view(api, account))["notifications"]["edges"]
     assert [edge["node"]["id"] for edge in stored] == [notification]
@@ -177,9 +192,12 @@ async def test_finding5_a_principal_holds_at_most_its_limit_across_sockets(
 ) -> None:
     account = await watched(api, "Capped")
     own_token = await api.token(account)
-    async with gateway(settings, engine, redis, max_subscriptions_per_principal=3) as (
-            url, hub), connected(url) as first, connected(url) as second, \
-            connected(url, own_token) as own:
+    async with (
+        gateway(settings, engine, redis, max_subscriptions_per_principal=3) as (url, hub),
+        connected(url) as first,
+        connected(url) as second,
+        connected(url, own_token) as own,
+    ):
         await subscribe(first, ["a", "b"])
         await active(hub, 2)
         await subscribe(second, ["c"])
@@ -213,8 +231,7 @@ async def test_finding5_a_completed_or_closed_subscription_frees_its_slot(
     api: Api, settings: Settings, engine: AsyncEngine, redis: ArqRedis, run_jobs: RunJobs
 ) -> None:
     account = await watched(api, "Freed")
-    async with gateway(settings, engine, redis, max_subscriptions_per_principal=2) as (
-            url, hub):
+    async with gateway(settings, engine, redis, max_subscriptions_per_principal=2) as (url, hub):
         async with connected(url) as socket:
             await subscribe(socket, ["1", "2"])
             await active(hub, 2)
@@ -248,8 +265,7 @@ async def test_finding5_subscriptions_survive_a_redis_restart(
     """The hub reopens its connection with a backoff; the subscription stays open and gets
     the next notification (pub/sub keeps nothing published while Redis was down)."""
     account = await watched(api, "Restarted")
-    pool = await create_pool(redis_settings(own_redis.url),
-                             default_queue_name=settings.queue_name)
+    pool = await create_pool(redis_settings(own_redis.url), default_queue_name=settings.queue_name)
     pool.connection_pool.connection_kwargs["socket_connect_timeout"] = 0.5
     try:
         async with gateway(settings, engine, pool) as (url, hub), connected(url) as socket:
@@ -289,8 +305,9 @@ async def test_finding5_a_slow_subscriber_keeps_the_newest_events_and_never_bloc
         await active(hub, 2)
         taken = []
         for number in range(1, 6):  # ``other`` keeps up, ``slow`` reads nothing
-            await redis.publish(PUBSUB_CHANNEL, json.dumps(
-                {"notification_id": number, "account_id": 1}))
+            await redis.publish(
+                PUBSUB_CHANNEL, json.dumps({"notification_id": number, "account_id": 1})
+            )
             taken.append((await asyncio.wait_for(anext(other), 5)).notification_id)
 
         async def dropped() -> bool:
@@ -312,7 +329,8 @@ async def test_finding5_a_slow_subscriber_keeps_the_newest_events_and_never_bloc
 def test_finding5_the_limits_are_settings() -> None:
     assert Settings().max_subscriptions_per_principal == 20
     assert Settings().max_subscriptions_per_connection == 10
-    found = Settings(ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL=5,
-                     ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION=2)
-    assert (found.max_subscriptions_per_principal, found.max_subscriptions_per_connection) == (
-        5, 2)
+    found = Settings(
+        ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_PRINCIPAL=5,
+        ACCOUNTGRAPH_MAX_SUBSCRIPTIONS_PER_CONNECTION=2,
+    )
+    assert (found.max_subscriptions_per_principal, found.max_subscriptions_per_connection) == (5, 2)

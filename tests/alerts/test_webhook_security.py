@@ -60,30 +60,39 @@ UNRESOLVABLE = "The webhook URL's host could not be resolved."
 
 def strict(settings: Settings, **update: Any) -> Settings:
     """The production defaults: https only, public addresses only."""
-    return settings.model_copy(update={"webhook_allow_http": False,
-                                       "webhook_allow_private": False, **update})
+    return settings.model_copy(
+        update={"webhook_allow_http": False, "webhook_allow_private": False, **update}
+    )
 
 
 @pytest.fixture
-async def strict_api(api: Api, settings: Settings, engine: AsyncEngine, redis: ArqRedis
-                     ) -> AsyncIterator[Api]:
+async def strict_api(
+    api: Api, settings: Settings, engine: AsyncEngine, redis: ArqRedis
+) -> AsyncIterator[Api]:
     """A second app on a real uvicorn, with the production defaults (same database)."""
-    async with serving(create_app(strict(settings), engine, redis)) as url, \
-            httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with (
+        serving(create_app(strict(settings), engine, redis)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
         yield Api(client, engine)
 
 
 async def set_webhook(api: Api, account: str, url: str | None, token: str) -> dict[str, Any]:
-    return await api.mutate("setNotificationChannels", SET_CHANNELS,
-                            {"accountId": account, "webhookUrl": url}, token)
+    return await api.mutate(
+        "setNotificationChannels", SET_CHANNELS, {"accountId": account, "webhookUrl": url}, token
+    )
 
 
 async def store_target(engine: AsyncEngine, name: str, url: str) -> None:
     """The stored channel changed behind the check's back (a DNS change after it)."""
     async with engine.begin() as conn:
-        await conn.execute(text(
-            "UPDATE notification_channels SET webhook_url = :url WHERE account_id = "
-            "(SELECT id FROM accounts WHERE name = :name)"), {"url": url, "name": name})
+        await conn.execute(
+            text(
+                "UPDATE notification_channels SET webhook_url = :url WHERE account_id = "
+                "(SELECT id FROM accounts WHERE name = :name)"
+            ),
+            {"url": url, "name": name},
+        )
 
 
 async def webhook_delivery(api: Api, account: str) -> dict[str, Any]:
@@ -95,67 +104,105 @@ async def webhook_delivery(api: Api, account: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the guard, unit by unit
 
 
-@pytest.mark.parametrize(("address", "public"), [
-    ("93.184.215.14", True), ("8.8.8.8", True), ("2606:4700:4700::1111", True),
-    ("127.0.0.1", False), ("127.255.255.254", False), ("0.0.0.0", False),
-    ("10.0.0.5", False), ("172.16.0.1", False), ("192.168.1.1", False),
-    ("169.254.169.254", False), ("100.64.0.1", False), ("224.0.0.1", False),
-    ("239.255.255.250", False), ("255.255.255.255", False), ("240.0.0.1", False),
-    ("192.0.2.1", False), ("198.18.0.1", False),
-    ("::1", False), ("::", False), ("fe80::1", False), ("fc00::1", False), ("fd12::1", False),
-    ("ff02::1", False), ("fec0::1", False), ("2001:db8::1", False),
-    ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("::127.0.0.1", False),
-    ("64:ff9b::7f00:1", False), ("2002:7f00:1::1", False), ("2002:a00:1::1", False),
-])
-def test_finding4_only_globally_routable_addresses_are_public(address: str, public: bool
-                                                               ) -> None:
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.215.14", True),
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("127.255.255.254", False),
+        ("0.0.0.0", False),
+        ("10.0.0.5", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("224.0.0.1", False),
+        ("239.255.255.250", False),
+        ("255.255.255.255", False),
+        ("240.0.0.1", False),
+        ("192.0.2.1", False),
+        ("198.18.0.1", False),
+        ("::1", False),
+        ("::", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("fd12::1", False),
+        ("ff02::1", False),
+        ("fec0::1", False),
+        ("2001:db8::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("::127.0.0.1", False),
+        ("64:ff9b::7f00:1", False),
+        ("2002:7f00:1::1", False),
+        ("2002:a00:1::1", False),
+    ],
+)
+def test_finding4_only_globally_routable_addresses_are_public(address: str, public: bool) -> None:
     assert is_public_address(ipaddress.ip_address(address)) is public
 
 
-@pytest.mark.parametrize(("url", "allow_http", "reason"), [
-    ("http://93.184.215.14/hook", False, "scheme"),
-    ("HTTP://93.184.215.14/hook", False, "scheme"),
-    ("https://user:pass@93.184.215.14/hook", True, "userinfo"),
-    ("https://user@93.184.215.14/hook", True, "userinfo"),
-    ("https://@93.184.215.14/hook", True, "userinfo"),
-    ("http://127.0.0.1\\@93.184.215.14/hook", True, "userinfo"),
-    ("ftp://93.184.215.14/hook", True, "malformed"),
-    ("javascript:alert(1)", True, "malformed"),
-    ("93.184.215.14/hook", True, "malformed"),
-    ("https://", True, "malformed"),
-    ("https://[::1/hook", True, "malformed"),
-    ("https://93.184.215.14:99999/", True, "malformed"),
-    ("https://93.184.215.14/a b", True, "malformed"),
-    ("https://93.184.215.14/\nHost: x", True, "malformed"),
-    ("https://93.184.215.14/" + "a" * 2000, True, "malformed"),
-])
+@pytest.mark.parametrize(
+    ("url", "allow_http", "reason"),
+    [
+        ("http://93.184.215.14/hook", False, "scheme"),
+        ("HTTP://93.184.215.14/hook", False, "scheme"),
+        ("https://user:pass@93.184.215.14/hook", True, "userinfo"),
+        ("https://user@93.184.215.14/hook", True, "userinfo"),
+        ("https://@93.184.215.14/hook", True, "userinfo"),
+        ("http://127.0.0.1\\@93.184.215.14/hook", True, "userinfo"),
+        ("ftp://93.184.215.14/hook", True, "malformed"),
+        ("javascript:alert(1)", True, "malformed"),
+        ("93.184.215.14/hook", True, "malformed"),
+        ("https://", True, "malformed"),
+        ("https://[::1/hook", True, "malformed"),
+        ("https://93.184.215.14:99999/", True, "malformed"),
+        ("https://93.184.215.14/a b", True, "malformed"),
+        ("https://93.184.215.14/\nHost: x", True, "malformed"),
+        ("https://93.184.215.14/" + "a" * 2000, True, "malformed"),
+    ],
+)
 def test_finding4_parse_refuses_bad_urls(url: str, allow_http: bool, reason: str) -> None:
     with pytest.raises(WebhookRefused) as refused:
         parse_webhook_url(url, allow_http=allow_http)
     assert refused.value.reason == reason
 
 
-@pytest.mark.parametrize(("url", "host", "port"), [
-    ("https://93.184.215.14/hook", "93.184.215.14", 443),
-    ("https://Hooks.Example.COM:8443/a?b=c", "hooks.example.com", 8443),
-    ("https://[2606:4700:4700::1111]/hook", "2606:4700:4700::1111", 443),
-])
+@pytest.mark.parametrize(
+    ("url", "host", "port"),
+    [
+        ("https://93.184.215.14/hook", "93.184.215.14", 443),
+        ("https://Hooks.Example.COM:8443/a?b=c", "hooks.example.com", 8443),
+        ("https://[2606:4700:4700::1111]/hook", "2606:4700:4700::1111", 443),
+    ],
+)
 def test_finding4_parse_keeps_good_urls(url: str, host: str, port: int) -> None:
     parsed = parse_webhook_url(url, allow_http=False)
     assert (parsed.scheme, parsed.host, parsed.port) == ("https", host, port)
     assert parse_webhook_url(url.replace("https", "http", 1), allow_http=True).scheme == "http"
 
 
-@pytest.mark.parametrize(("url", "reason"), [
-    ("https://127.0.0.1/hook", "address"), ("https://127.1/hook", "address"),
-    ("https://2130706433/hook", "address"), ("https://0x7f.1/hook", "address"),
-    ("https://localhost/hook", "address"), ("https://LOCALHOST:8080/hook", "address"),
-    ("https://10.1.2.3/hook", "address"), ("https://169.254.169.254/latest", "address"),
-    ("https://[::1]/hook", "address"), ("https://[::ffff:127.0.0.1]/hook", "address"),
-    ("https://[fe80::1]/hook", "address"), ("https://0.0.0.0/hook", "address"),
-    ("https://a..b/hook", "unresolvable"),  # refused by the IDNA codec: no lookup is sent
-    ("https://" + "a" * 64 + ".example/hook", "unresolvable"),
-])
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://127.0.0.1/hook", "address"),
+        ("https://127.1/hook", "address"),
+        ("https://2130706433/hook", "address"),
+        ("https://0x7f.1/hook", "address"),
+        ("https://localhost/hook", "address"),
+        ("https://LOCALHOST:8080/hook", "address"),
+        ("https://10.1.2.3/hook", "address"),
+        ("https://169.254.169.254/latest", "address"),
+        ("https://[::1]/hook", "address"),
+        ("https://[::ffff:127.0.0.1]/hook", "address"),
+        ("https://[fe80::1]/hook", "address"),
+        ("https://0.0.0.0/hook", "address"),
+        ("https://a..b/hook", "unresolvable"),  # refused by the IDNA codec: no lookup is sent
+        ("https://" + "a" * 64 + ".example/hook", "unresolvable"),
+    ],
+)
 async def test_finding4_resolve_refuses_hosts_that_are_not_public(
     settings: Settings, url: str, reason: str
 ) -> None:
@@ -181,7 +228,10 @@ async def test_finding4_resolve_keeps_public_literals_and_allow_private_skips_th
 
 
 async def test_finding4_attack_an_inside_port_is_reachable_only_where_private_is_allowed(
-    api: Api, strict_api: Api, run_jobs: Any, hook: Receiver,
+    api: Api,
+    strict_api: Api,
+    run_jobs: Any,
+    hook: Receiver,
 ) -> None:
     """The attack: an account user points its webhook at an inside port and the worker
     posts there. Reproduced where private addresses are allowed (the shared test app, as
@@ -197,8 +247,13 @@ async def test_finding4_attack_an_inside_port_is_reachable_only_where_private_is
     for url in (hook.url, hook.url.replace("http:", "https:")):
         refused = await set_webhook(strict_api, account, url, token)
         assert refused["account"] is None
-        assert refused["userErrors"] == [{"code": "INVALID_INPUT", "field": ["webhookUrl"],
-                                          "message": HTTPS_ONLY if url == hook.url else PRIVATE}]
+        assert refused["userErrors"] == [
+            {
+                "code": "INVALID_INPUT",
+                "field": ["webhookUrl"],
+                "message": HTTPS_ONLY if url == hook.url else PRIVATE,
+            }
+        ]
     assert (await alert_view(api, account))["channels"]["webhookUrl"] == hook.url  # unchanged
 
 
@@ -213,31 +268,35 @@ async def test_finding4_an_http_url_is_refused_and_nothing_is_stored(
 
     assert payload["account"] is None
     assert payload["userErrors"] == [
-        {"code": "INVALID_INPUT", "field": ["webhookUrl"], "message": HTTPS_ONLY}]
+        {"code": "INVALID_INPUT", "field": ["webhookUrl"], "message": HTTPS_ONLY}
+    ]
     assert (await alert_view(api, account))["channels"] is None
     assert await snapshot(api.engine) == before
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("https://127.0.0.1:6379/hook", PRIVATE),  # loopback (Redis' port)
-    ("https://127.0.0.2/hook", PRIVATE),
-    ("https://10.0.0.5/hook", PRIVATE),  # private
-    ("https://172.16.0.1/hook", PRIVATE),
-    ("https://192.168.1.1/hook", PRIVATE),
-    ("https://169.254.169.254/latest/meta-data/", PRIVATE),  # link-local (cloud metadata)
-    ("https://100.64.0.1/hook", PRIVATE),  # shared address space (carrier-grade NAT)
-    ("https://0.0.0.0/hook", PRIVATE),  # unspecified
-    ("https://224.0.0.1/hook", PRIVATE),  # multicast
-    ("https://[::1]/hook", PRIVATE),  # IPv6 loopback
-    ("https://[::ffff:127.0.0.1]/hook", PRIVATE),  # IPv4-mapped IPv6
-    ("https://[fe80::1]/hook", PRIVATE),
-    ("https://[fd00::1]/hook", PRIVATE),
-    ("https://localhost/hook", PRIVATE),  # a name that resolves to loopback
-    ("https://2130706433/hook", PRIVATE),  # 127.0.0.1 as one number
-    ("https://user:pass@93.184.215.14/hook", USERINFO),
-    ("https://a..b/hook", UNRESOLVABLE),
-    ("https://[::1/hook", "An http(s) URL is needed."),
-])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://127.0.0.1:6379/hook", PRIVATE),  # loopback (Redis' port)
+        ("https://127.0.0.2/hook", PRIVATE),
+        ("https://10.0.0.5/hook", PRIVATE),  # private
+        ("https://172.16.0.1/hook", PRIVATE),
+        ("https://192.168.1.1/hook", PRIVATE),
+        ("https://169.254.169.254/latest/meta-data/", PRIVATE),  # link-local (cloud metadata)
+        ("https://100.64.0.1/hook", PRIVATE),  # shared address space (carrier-grade NAT)
+        ("https://0.0.0.0/hook", PRIVATE),  # unspecified
+        ("https://224.0.0.1/hook", PRIVATE),  # multicast
+        ("https://[::1]/hook", PRIVATE),  # IPv6 loopback
+        ("https://[::ffff:127.0.0.1]/hook", PRIVATE),  # IPv4-mapped IPv6
+        ("https://[fe80::1]/hook", PRIVATE),
+        ("https://[fd00::1]/hook", PRIVATE),
+        ("https://localhost/hook", PRIVATE),  # a name that resolves to loopback
+        ("https://2130706433/hook", PRIVATE),  # 127.0.0.1 as one number
+        ("https://user:pass@93.184.215.14/hook", USERINFO),
+        ("https://a..b/hook", UNRESOLVABLE),
+        ("https://[::1/hook", "An http(s) URL is needed."),
+    ],
+)
 async def test_finding4_private_loopback_and_odd_urls_are_refused_and_change_nothing(
     api: Api, strict_api: Api, url: str, message: str
 ) -> None:
@@ -250,16 +309,16 @@ async def test_finding4_private_loopback_and_odd_urls_are_refused_and_change_not
 
     assert payload["account"] is None
     assert payload["userErrors"] == [
-        {"code": "INVALID_INPUT", "field": ["webhookUrl"], "message": message}]
+        {"code": "INVALID_INPUT", "field": ["webhookUrl"], "message": message}
+    ]
     assert (await alert_view(api, account))["channels"]["webhookUrl"] == PUBLIC_URL
     assert await snapshot(api.engine) == before
 
 
-@pytest.mark.parametrize("url", [
-    PUBLIC_URL, "https://8.8.8.8:8443/a?b=c", "https://[2606:4700:4700::1111]/hook"])
-async def test_finding4_a_public_https_url_is_accepted(
-    api: Api, strict_api: Api, url: str
-) -> None:
+@pytest.mark.parametrize(
+    "url", [PUBLIC_URL, "https://8.8.8.8:8443/a?b=c", "https://[2606:4700:4700::1111]/hook"]
+)
+async def test_finding4_a_public_https_url_is_accepted(api: Api, strict_api: Api, url: str) -> None:
     account = await api.account("Public")
     token = await api.token(account)
 
@@ -275,7 +334,11 @@ async def test_finding4_a_public_https_url_is_accepted(
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
 async def test_finding4_a_stored_target_now_loopback_is_not_posted_at_delivery(
-    api: Api, strict_api: Api, settings: Settings, redis: ArqRedis, hook: Receiver,
+    api: Api,
+    strict_api: Api,
+    settings: Settings,
+    redis: ArqRedis,
+    hook: Receiver,
     host: str,
 ) -> None:
     """Checked when set, then the name's address changed (simulated in the table): the
@@ -291,12 +354,19 @@ async def test_finding4_a_stored_target_now_loopback_is_not_posted_at_delivery(
 
     assert hook.requests == []
     assert await webhook_delivery(api, account) == {
-        "channel": "WEBHOOK", "status": "FAILED", "attempts": 3,
-        "lastError": "delivery refused (address not allowed)"}
+        "channel": "WEBHOOK",
+        "status": "FAILED",
+        "attempts": 3,
+        "lastError": "delivery refused (address not allowed)",
+    }
 
 
 async def test_finding4_an_http_target_is_not_posted_by_a_strict_worker(
-    api: Api, strict_api: Api, settings: Settings, redis: ArqRedis, hook: Receiver,
+    api: Api,
+    strict_api: Api,
+    settings: Settings,
+    redis: ArqRedis,
+    hook: Receiver,
 ) -> None:
     account = await watched(api, "Downgraded")
     await set_webhook(strict_api, account, PUBLIC_URL, await api.token(account))
@@ -307,11 +377,14 @@ async def test_finding4_an_http_target_is_not_posted_by_a_strict_worker(
 
     assert hook.requests == []
     assert (await webhook_delivery(api, account))["lastError"] == (
-        "delivery refused (address not allowed)")
+        "delivery refused (address not allowed)"
+    )
 
 
 async def test_finding4_delivery_connects_to_the_checked_address_with_the_hosts_name(
-    api: Api, run_jobs: Any, hook: Receiver,
+    api: Api,
+    run_jobs: Any,
+    hook: Receiver,
 ) -> None:
     """``localhost`` is resolved once by the worker and the checked address is dialled
     (the receiver listens on 127.0.0.1 only; ::1, if it comes first, fails over to it);
@@ -328,7 +401,9 @@ async def test_finding4_delivery_connects_to_the_checked_address_with_the_hosts_
 
 
 async def test_finding4_an_error_status_is_recorded_as_a_generic_text(
-    api: Api, run_jobs: Any, hook: Receiver,
+    api: Api,
+    run_jobs: Any,
+    hook: Receiver,
 ) -> None:
     """Before: "HTTP 405", the answer of whatever listened on the port."""
     hook.status = 405
@@ -338,8 +413,11 @@ async def test_finding4_an_error_status_is_recorded_as_a_generic_text(
     await run_jobs()
 
     assert await webhook_delivery(api, account) == {
-        "channel": "WEBHOOK", "status": "FAILED", "attempts": 3,
-        "lastError": "delivery failed (status 405)"}
+        "channel": "WEBHOOK",
+        "status": "FAILED",
+        "attempts": 3,
+        "lastError": "delivery failed (status 405)",
+    }
     assert len(hook.requests) == 3
 
 
@@ -353,12 +431,14 @@ async def test_finding4_a_closed_port_is_recorded_as_could_not_connect(
     await run_jobs()
 
     assert await webhook_delivery(api, account) == {
-        "channel": "WEBHOOK", "status": "FAILED", "attempts": 3,
-        "lastError": "could not connect"}
+        "channel": "WEBHOOK",
+        "status": "FAILED",
+        "attempts": 3,
+        "lastError": "could not connect",
+    }
 
 
-async def test_finding4_a_redirect_is_not_followed(api: Api, run_jobs: Any, hook: Receiver
-                                                    ) -> None:
+async def test_finding4_a_redirect_is_not_followed(api: Api, run_jobs: Any, hook: Receiver) -> None:
     async def moved(request: Request) -> Response:
         return Response(status_code=307, headers={"Location": hook.url})
 
@@ -373,7 +453,11 @@ async def test_finding4_a_redirect_is_not_followed(api: Api, run_jobs: Any, hook
 
 
 async def test_finding4_sms_and_email_errors_are_generic_too(
-    api: Api, settings: Settings, redis: ArqRedis, mailbox: Mailbox, gateway: Receiver,
+    api: Api,
+    settings: Settings,
+    redis: ArqRedis,
+    mailbox: Mailbox,
+    gateway: Receiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="accountgraph.alerts.delivery")
@@ -383,17 +467,21 @@ async def test_finding4_sms_and_email_errors_are_generic_too(
     mailbox.refuse = True
     try:
         await charge(api, account, "60.00")
-        await drain(settings.model_copy(update={"sms_gateway_url": gateway.url}),
-                    api.engine, redis)
+        await drain(settings.model_copy(update={"sms_gateway_url": gateway.url}), api.engine, redis)
         await charge(api, closed, "60.00")
-        await drain(settings.model_copy(update={
-            "sms_gateway_url": f"http://127.0.0.1:{free_port()}/sms"}), api.engine, redis)
+        await drain(
+            settings.model_copy(update={"sms_gateway_url": f"http://127.0.0.1:{free_port()}/sms"}),
+            api.engine,
+            redis,
+        )
     finally:
         mailbox.refuse = False
 
     [edge] = (await alert_view(api, account))["notifications"]["edges"]
     assert sorted((d["channel"], d["lastError"]) for d in edge["node"]["deliveries"]) == [
-        ("EMAIL", "could not deliver email"), ("SMS", "delivery failed (status 503)")]
+        ("EMAIL", "could not deliver email"),
+        ("SMS", "delivery failed (status 503)"),
+    ]
     [edge] = (await alert_view(api, closed))["notifications"]["edges"]
     assert [d["lastError"] for d in edge["node"]["deliveries"]] == ["could not connect"]
     assert any("451" in record.getMessage() for record in caplog.records)  # in the log only
@@ -403,7 +491,10 @@ async def test_finding4_sms_and_email_errors_are_generic_too(
 
 
 async def test_finding4_without_a_secret_webhooks_are_still_signed_with_a_process_key(
-    api: Api, settings: Settings, redis: ArqRedis, hook: Receiver,
+    api: Api,
+    settings: Settings,
+    redis: ArqRedis,
+    hook: Receiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="accountgraph.alerts.delivery")
@@ -420,10 +511,12 @@ async def test_finding4_without_a_secret_webhooks_are_still_signed_with_a_proces
     key = delivery._process_secret()
     assert re.fullmatch(r"[0-9a-f]{64}", key)
     for headers, body in hook.requests:
-        expected = hmac.new(key.encode(), headers["x-accountgraph-timestamp"].encode()
-                            + b"." + body, hashlib.sha256).hexdigest()
+        expected = hmac.new(
+            key.encode(), headers["x-accountgraph-timestamp"].encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
         assert headers["x-accountgraph-signature"] == f"sha256={expected}"
-    warnings = [record for record in caplog.records
-                if "ACCOUNTGRAPH_WEBHOOK_SECRET" in record.getMessage()]
+    warnings = [
+        record for record in caplog.records if "ACCOUNTGRAPH_WEBHOOK_SECRET" in record.getMessage()
+    ]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
     assert "random per-process key" in warnings[0].getMessage()

@@ -15,10 +15,13 @@ fragment InvoiceFields on Invoice {
   account { id } member { id } billTo { id name }
   lines { member { id name } site { id name } description amount discountPercent discount net }
 }"""
-RUN = """
+RUN = (
+    """
 mutation($input: RunBillCycleInput!) {
   runBillCycle(input: $input) { invoices { ...InvoiceFields } userErrors { code field message } }
-}""" + INVOICE_FIELDS
+}"""
+    + INVOICE_FIELDS
+)
 SET_DISCOUNT = """
 mutation($input: SetDiscountInput!) {
   setDiscount(input: $input) { account { id discountPercent } userErrors { code field message } }
@@ -31,7 +34,8 @@ CHARGE = """
 mutation($input: RecordChargeInput!) {
   recordCharge(input: $input) { charge { id } userErrors { code field message } }
 }"""
-INVOICES = """
+INVOICES = (
+    """
 query($id: ID!, $first: Int, $after: String) {
   account(id: $id) {
     id invoiceMode discountPercent
@@ -40,18 +44,40 @@ query($id: ID!, $first: Int, $after: String) {
       edges { cursor node { ...InvoiceFields } }
     }
   }
-}""" + INVOICE_FIELDS
+}"""
+    + INVOICE_FIELDS
+)
 NODE = """
 query($id: ID!) { node(id: $id) { id ... on Invoice { total documentUrl } } }"""
-BILLING_TABLES = ("invoices", "invoice_lines", "invoiced_charges", "bill_cycles", "discounts",
-                  "invoice_settings")
+BILLING_TABLES = (
+    "invoices",
+    "invoice_lines",
+    "invoiced_charges",
+    "bill_cycles",
+    "discounts",
+    "invoice_settings",
+)
 
 
-async def charge(api: Api, account: str, amount: str, occurred_at: str,
-                 site: str | None = None, description: str = "usage") -> str:
-    payload = await api.ok("recordCharge", CHARGE, {
-        "accountId": account, "amount": amount, "description": description,
-        "occurredAt": occurred_at, **({"siteId": site} if site else {})})
+async def charge(
+    api: Api,
+    account: str,
+    amount: str,
+    occurred_at: str,
+    site: str | None = None,
+    description: str = "usage",
+) -> str:
+    payload = await api.ok(
+        "recordCharge",
+        CHARGE,
+        {
+            "accountId": account,
+            "amount": amount,
+            "description": description,
+            "occurredAt": occurred_at,
+            **({"siteId": site} if site else {}),
+        },
+    )
     charge_id: str = payload["charge"]["id"]
     return charge_id
 
@@ -60,17 +86,37 @@ async def discount(api: Api, account: str, percent: str | None) -> None:
     await api.ok("setDiscount", SET_DISCOUNT, {"accountId": account, "percent": percent})
 
 
-async def run(api: Api, account: str, start: str, end: str, bill_to: str | None = None,
-              token: str = OPERATOR_TOKEN) -> dict[str, Any]:
+async def run(
+    api: Api,
+    account: str,
+    start: str,
+    end: str,
+    bill_to: str | None = None,
+    token: str = OPERATOR_TOKEN,
+) -> dict[str, Any]:
     """The runBillCycle payload (invoices and userErrors)."""
-    payload = await api.mutate("runBillCycle", RUN, {
-        "accountId": account, "periodStart": start, "periodEnd": end,
-        **({"billToId": bill_to} if bill_to else {})}, token)
+    payload = await api.mutate(
+        "runBillCycle",
+        RUN,
+        {
+            "accountId": account,
+            "periodStart": start,
+            "periodEnd": end,
+            **({"billToId": bill_to} if bill_to else {}),
+        },
+        token,
+    )
     return payload
 
 
-async def issued(api: Api, account: str, start: str, end: str, bill_to: str | None = None,
-                 token: str = OPERATOR_TOKEN) -> list[dict[str, Any]]:
+async def issued(
+    api: Api,
+    account: str,
+    start: str,
+    end: str,
+    bill_to: str | None = None,
+    token: str = OPERATOR_TOKEN,
+) -> list[dict[str, Any]]:
     """The invoices of a cycle that must succeed."""
     payload = await run(api, account, start, end, bill_to, token)
     assert payload["userErrors"] == [], payload["userErrors"]
@@ -81,16 +127,27 @@ async def issued(api: Api, account: str, start: str, end: str, bill_to: str | No
 async def counts(engine: AsyncEngine) -> dict[str, int]:
     """Rows of every billing table: a refused mutation changes none of them."""
     async with engine.connect() as conn:
-        return {table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
-                for table in BILLING_TABLES}
+        return {
+            table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            for table in BILLING_TABLES
+        }
 
 
 def lines(invoice: dict[str, Any]) -> list[tuple[Any, ...]]:
     """An invoice's lines as (member name, site name, description, amount, percent,
     discount, net), to compare with literals."""
-    return [((line["member"] or {}).get("name"), (line["site"] or {}).get("name"),
-             line["description"], line["amount"], line["discountPercent"], line["discount"],
-             line["net"]) for line in invoice["lines"]]
+    return [
+        (
+            (line["member"] or {}).get("name"),
+            (line["site"] or {}).get("name"),
+            line["description"],
+            line["amount"],
+            line["discountPercent"],
+            line["discount"],
+            line["net"],
+        )
+        for line in invoice["lines"]
+    ]
 
 
 def totals(invoice: dict[str, Any]) -> tuple[str, str, str]:

@@ -19,8 +19,9 @@ async def cost_center(api: Api, account: str) -> bool:
 
 
 async def enable(api: Api, account: str, enabled: bool = True) -> None:
-    await api.ok("updateAccount", UPDATE_ACCOUNT,
-                 {"accountId": account, "costCenterEnabled": enabled})
+    await api.ok(
+        "updateAccount", UPDATE_ACCOUNT, {"accountId": account, "costCenterEnabled": enabled}
+    )
 
 
 @pytest.mark.parametrize("type", ["TRUSTEESHIP", "FINANCIAL"])
@@ -32,8 +33,9 @@ async def test_u6_a_masters_cost_center_is_enabled_for_a_member_on_association(
     member = await api.account("Member")
     link = await api.invite(master, member, type)
     assert await cost_center(api, member) is False  # an invitation is not an association
-    await api.ok("respondToInvitation", RESPOND, {"linkId": link, "accept": True,
-                                                  "permissions": []})
+    await api.ok(
+        "respondToInvitation", RESPOND, {"linkId": link, "accept": True, "permissions": []}
+    )
     assert await cost_center(api, member) is True
     # The member may turn it off later, and it stays as it is after dissociation.
     await enable(api, member, False)
@@ -45,8 +47,11 @@ async def test_u6_a_masters_cost_center_is_enabled_for_a_member_on_association(
 
 async def test_u6_a_master_without_cost_center_changes_nothing(api: Api) -> None:
     master = await api.account("Master")
-    plain, enabled, declined = (await api.account("Plain"), await api.account("Enabled"),
-                                await api.account("Declined"))
+    plain, enabled, declined = (
+        await api.account("Plain"),
+        await api.account("Enabled"),
+        await api.account("Declined"),
+    )
     await enable(api, enabled)
     await api.link(master, plain)
     await api.link(master, enabled)

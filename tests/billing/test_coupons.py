@@ -64,11 +64,15 @@ async def coupon_count(api: Api, account: str, token: str = OPERATOR_TOKEN) -> i
 async def test_v3_an_operator_issues_coupons_to_an_account(api: Api) -> None:
     account = await api.account("Standalone")
     counts = await row_counts(api.engine)
-    payload = await api.ok("issueCoupon", ISSUE_COUPON, {
-        "accountId": account, "amount": "25.00", "validUntil": "2031-01-01T00:00:00Z"})
+    payload = await api.ok(
+        "issueCoupon",
+        ISSUE_COUPON,
+        {"accountId": account, "amount": "25.00", "validUntil": "2031-01-01T00:00:00Z"},
+    )
     coupons = payload["account"]["coupons"]
     assert [{k: c[k] for k in ("amount", "remaining", "validUntil")} for c in coupons] == [
-        {"amount": "25.00", "remaining": "25.00", "validUntil": "2031-01-01T00:00:00+00:00"}]
+        {"amount": "25.00", "remaining": "25.00", "validUntil": "2031-01-01T00:00:00+00:00"}
+    ]
     assert payload["account"]["finance"] == {"couponCount": 1}
     await coupon(api, account, "5.50")
     assert await coupon_count(api, account, await api.token(account)) == 2
@@ -86,10 +90,15 @@ async def test_v3_masters_and_financial_members_get_coupons(api: Api) -> None:
 
 async def test_u4_no_coupon_for_a_trusteeship_member_until_it_leaves(api: Api) -> None:
     given = await pair(api)
-    await refused(api, "issueCoupon", ISSUE_COUPON,
-                  {"accountId": given.member, "amount": "10.00", "validUntil": at(days=30)},
-                  code="NOT_ALLOWED_WHILE_ASSOCIATED", field=["accountId"],
-                  accounts=[given.master, given.member])
+    await refused(
+        api,
+        "issueCoupon",
+        ISSUE_COUPON,
+        {"accountId": given.member, "amount": "10.00", "validUntil": at(days=30)},
+        code="NOT_ALLOWED_WHILE_ASSOCIATED",
+        field=["accountId"],
+        accounts=[given.master, given.member],
+    )
     await api.ok("dissociateMember", DISSOCIATE, {"linkId": given.link})
     await coupon(api, given.member, "10.00")
     assert await coupon_count(api, given.member) == 1
@@ -99,28 +108,49 @@ async def test_u4_no_coupon_for_a_trusteeship_member_until_it_leaves(api: Api) -
 async def test_v3_a_coupon_expires_in_the_future(api: Api, valid_until: str) -> None:
     account = await api.account("Standalone")
     when = at(seconds=-1) if valid_until == "now" else valid_until
-    await refused(api, "issueCoupon", ISSUE_COUPON,
-                  {"accountId": account, "amount": "10.00", "validUntil": when},
-                  code="INVALID_INPUT", field=["validUntil"], accounts=[account])
+    await refused(
+        api,
+        "issueCoupon",
+        ISSUE_COUPON,
+        {"accountId": account, "amount": "10.00", "validUntil": when},
+        code="INVALID_INPUT",
+        field=["validUntil"],
+        accounts=[account],
+    )
 
 
 @pytest.mark.parametrize("amount", ["0", "-1.00", "2.345", "Infinity", ""])
 async def test_v3_a_coupon_amount_is_a_positive_plain_amount(api: Api, amount: str) -> None:
     account = await api.account("Standalone")
-    await refused(api, "issueCoupon", ISSUE_COUPON,
-                  {"accountId": account, "amount": amount, "validUntil": at(days=1)},
-                  code="INVALID_AMOUNT", field=["amount"], accounts=[account])
+    await refused(
+        api,
+        "issueCoupon",
+        ISSUE_COUPON,
+        {"accountId": account, "amount": amount, "validUntil": at(days=1)},
+        code="INVALID_AMOUNT",
+        field=["amount"],
+        accounts=[account],
+    )
 
 
 async def test_v3_issue_coupon_is_for_operators_on_existing_accounts(api: Api) -> None:
     account = await api.account("Standalone")
-    await forbidden(api, ISSUE_COUPON,
-                    {"accountId": account, "amount": "10.00", "validUntil": at(days=1)},
-                    token=await api.token(account), accounts=[account])
-    await refused(api, "issueCoupon", ISSUE_COUPON,
-                  {"accountId": ids.encode("Account", 999_999), "amount": "10.00",
-                   "validUntil": at(days=1)},
-                  code="NOT_FOUND", field=["accountId"], accounts=[account])
+    await forbidden(
+        api,
+        ISSUE_COUPON,
+        {"accountId": account, "amount": "10.00", "validUntil": at(days=1)},
+        token=await api.token(account),
+        accounts=[account],
+    )
+    await refused(
+        api,
+        "issueCoupon",
+        ISSUE_COUPON,
+        {"accountId": ids.encode("Account", 999_999), "amount": "10.00", "validUntil": at(days=1)},
+        code="NOT_FOUND",
+        field=["accountId"],
+        accounts=[account],
+    )
 
 
 async def test_v3_coupons_are_finances_of_their_account(api: Api) -> None:
@@ -131,8 +161,9 @@ async def test_v3_coupons_are_finances_of_their_account(api: Api) -> None:
     invisible = await coupon(api, hidden.member, "10.00")
     assert (await node(api, visible["id"], seen.master_token) or {})["remaining"] == "10.00"
     assert (await node(api, visible["id"], seen.member_token) or {})["remaining"] == "10.00"
-    assert [c["id"] for c in (await credits_of(api, seen.member, seen.master_token) or {})[
-        "coupons"]] == [visible["id"]]
+    assert [
+        c["id"] for c in (await credits_of(api, seen.member, seen.master_token) or {})["coupons"]
+    ] == [visible["id"]]
     assert await node(api, invisible["id"], hidden.master_token) is None
     assert (await credits_of(api, hidden.member, hidden.master_token) or {})["coupons"] == []
     assert await node(api, visible["id"], hidden.master_token) is None
@@ -173,9 +204,11 @@ async def test_v2_coupons_pay_before_cash_earliest_expiry_first(api: Api) -> Non
     charges = [row(c["charge"]["id"], "Charge") for c in (first, later, rest)]
     coupons = [row(c["id"], "Coupon") for c in (late, early, short)]
     assert await credit_rows(api) == [
-        (charges[0], coupons[2], None, "10.00"), (charges[0], coupons[1], None, "2.00"),
+        (charges[0], coupons[2], None, "10.00"),
+        (charges[0], coupons[1], None, "2.00"),
         (charges[1], coupons[0], None, "3.00"),
-        (charges[2], coupons[1], None, "8.00"), (charges[2], coupons[0], None, "7.00"),
+        (charges[2], coupons[1], None, "8.00"),
+        (charges[2], coupons[0], None, "7.00"),
     ]
     await assert_sound(api.engine)
 
@@ -196,13 +229,18 @@ async def test_v2_coupons_then_vouchers_then_transferred_cash_then_own_cash(api:
     assert await remaining(api, gift, made) == ["0.00", "0.00"]
     assert_finance(first["account"]["finance"], cashBalance="55.00", transferredCash="5.00")
     second = await charge(api, given.member, "10.00")
-    assert_finance(second["account"]["finance"], cashBalance="45.00", transferredCash="0.00",
-                   outstandingFees="0.00")
+    assert_finance(
+        second["account"]["finance"],
+        cashBalance="45.00",
+        transferredCash="0.00",
+        outstandingFees="0.00",
+    )
     assert_finance(await finance(api, given.master), cashBalance="80.00")
     charge_id = row(first["charge"]["id"], "Charge")
     assert await credit_rows(api) == [
         (charge_id, row(gift["id"], "Coupon"), None, "10.00"),
-        (charge_id, None, row(made["id"], "Voucher"), "10.00")]
+        (charge_id, None, row(made["id"], "Voucher"), "10.00"),
+    ]
     await assert_sound(api.engine)
 
 
@@ -211,8 +249,12 @@ async def test_v2_a_charge_covered_by_coupons_moves_no_money(api: Api) -> None:
     await coupon(api, account, "50.00")
     counts = await row_counts(api.engine)
     payload = await charge(api, account, "20.00")
-    assert_finance(payload["account"]["finance"], cashBalance="0.00", outstandingFees="0.00",
-                   availableQuota="0.00")
+    assert_finance(
+        payload["account"]["finance"],
+        cashBalance="0.00",
+        outstandingFees="0.00",
+        availableQuota="0.00",
+    )
     assert await row_counts(api.engine) == {**counts, "charges": counts["charges"] + 1}
     async with api.engine.connect() as conn:
         entry = (await conn.execute(text("SELECT entry_id FROM charges"))).scalar_one()
@@ -223,9 +265,7 @@ async def test_v2_a_charge_covered_by_coupons_moves_no_money(api: Api) -> None:
 # ---------------------------------------------------------------- U2, U4 under trusteeship
 
 
-async def test_u2_a_members_own_coupons_pay_only_bills_before_the_association(
-    api: Api
-) -> None:
+async def test_u2_a_members_own_coupons_pay_only_bills_before_the_association(api: Api) -> None:
     member = await api.account("Member")
     gift = await coupon(api, member, "20.00")
     master = await api.account("Master")
@@ -243,9 +283,7 @@ async def test_u2_a_members_own_coupons_pay_only_bills_before_the_association(
     await assert_sound(api.engine)
 
 
-async def test_u4_the_masters_coupons_pay_the_part_of_a_members_charge_it_settles(
-    api: Api
-) -> None:
+async def test_u4_the_masters_coupons_pay_the_part_of_a_members_charge_it_settles(api: Api) -> None:
     """V2, F7: member's vouchers, its transferred cash, then the master's coupons, then the
     master's cash, then the master's credit."""
     given = await pair(api)
@@ -259,16 +297,15 @@ async def test_u4_the_masters_coupons_pay_the_part_of_a_members_charge_it_settle
     assert payload["charge"]["paidByMaster"] == "35.00"
     assert await remaining(api, made, gift) == ["0.00", "0.00"]
     assert_finance(payload["account"]["finance"], cashBalance="0.00", transferredCash="0.00")
-    assert_finance(await finance(api, given.master), cashBalance="80.00",
-                   outstandingFees="0.00")
+    assert_finance(await finance(api, given.master), cashBalance="80.00", outstandingFees="0.00")
     more = await charge(api, given.member, "90.00")
     assert more["charge"]["paidByMaster"] == "90.00"
-    assert_finance(await finance(api, given.master), cashBalance="0.00",
-                   outstandingFees="10.00")
+    assert_finance(await finance(api, given.master), cashBalance="0.00", outstandingFees="10.00")
     charge_id = row(payload["charge"]["id"], "Charge")
     assert await credit_rows(api) == [
         (charge_id, None, row(made["id"], "Voucher"), "10.00"),
-        (charge_id, row(gift["id"], "Coupon"), None, "20.00")]
+        (charge_id, row(gift["id"], "Coupon"), None, "20.00"),
+    ]
     await assert_sound(api.engine)
 
 

@@ -38,14 +38,27 @@ async def world(api: Api) -> World:
     link = await api.link(master, member, type="FINANCIAL")
     sibling = await api.account("Sibling")
     await api.link(master, sibling, type="FINANCIAL")
-    await api.bill_to(member, "Accounts payable", invoiceTitle="Müller & Söhne GmbH",
-                      taxId="DE-123", address="Hauptstraße 1, Köln", email="ap@example.com")
+    await api.bill_to(
+        member,
+        "Accounts payable",
+        invoiceTitle="Müller & Söhne GmbH",
+        taxId="DE-123",
+        address="Hauptstraße 1, Köln",
+        email="ap@example.com",
+    )
     await charge(api, member, "123.45", "2031-01-02T00:00:00Z")
     await discount(api, member, "10")
     [invoice] = await issued(api, member, "2031-01-01", "2031-01-31")
-    return World(master, await api.token(master), invoice["id"], member,
-                 await api.token(member), link, await api.token(sibling),
-                 await api.token(await api.account("Stranger")))
+    return World(
+        master,
+        await api.token(master),
+        invoice["id"],
+        member,
+        await api.token(member),
+        link,
+        await api.token(sibling),
+        await api.token(await api.account("Stranger")),
+    )
 
 
 async def urls(api: Api, invoice: str, token: str) -> dict[str, str]:
@@ -68,8 +81,15 @@ async def test_documents_are_served_to_who_sees_the_invoice(api: Api) -> None:
         page = await api.client.get(found["html"])
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         body = page.text
-        for shown in (found["number"], "123.45", "12.35", "111.10", "Müller &amp; Söhne GmbH",
-                      "DE-123", "2031-01-01 to 2031-01-31"):
+        for shown in (
+            found["number"],
+            "123.45",
+            "12.35",
+            "111.10",
+            "Müller &amp; Söhne GmbH",
+            "DE-123",
+            "2031-01-01 to 2031-01-31",
+        ):
             assert shown in body, shown
         assert "<script>" not in body and "&lt;script&gt;" in body  # every value escaped
 
@@ -77,15 +97,22 @@ async def test_documents_are_served_to_who_sees_the_invoice(api: Api) -> None:
 async def test_documents_accept_a_bearer_header_instead_of_the_token(api: Api) -> None:
     w = await world(api)
     path = f"/documents/invoices/{w.invoice}.pdf"
-    for token, status in ((w.master_token, 200), (w.member_token, 200), (OPERATOR_TOKEN, 200),
-                          (w.sibling_token, 404), (w.stranger_token, 404), ("agt_wrong", 404)):
+    for token, status in (
+        (w.master_token, 200),
+        (w.member_token, 200),
+        (OPERATOR_TOKEN, 200),
+        (w.sibling_token, 404),
+        (w.stranger_token, 404),
+        ("agt_wrong", 404),
+    ):
         response = await api.client.get(path, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == status, token
     assert (await api.client.get(path)).status_code == 404  # no token, no header
 
 
-async def test_documents_refuse_bad_expired_and_foreign_tokens(api: Api, settings: Settings
-                                                               ) -> None:
+async def test_documents_refuse_bad_expired_and_foreign_tokens(
+    api: Api, settings: Settings
+) -> None:
     w = await world(api)
     found = await urls(api, w.invoice, w.master_token)
     token = parse_qs(urlsplit(found["pdf"]).query)["token"][0]
@@ -94,8 +121,12 @@ async def test_documents_refuse_bad_expired_and_foreign_tokens(api: Api, setting
     assert invoice_id is not None and master_id is not None
     other_invoice = ids.encode("Invoice", invoice_id + 1)
     subject, expires, signature = token.split(".")
-    expired = documents.sign(settings, Principal(PrincipalKind.ACCOUNT_USER, master_id, "t"),
-                             invoice_id, now_s=time.time() - settings.document_url_ttl_s - 1)
+    expired = documents.sign(
+        settings,
+        Principal(PrincipalKind.ACCOUNT_USER, master_id, "t"),
+        invoice_id,
+        now_s=time.time() - settings.document_url_ttl_s - 1,
+    )
     for url in (
         f"{path}?token={subject}.{expires}.{signature[:-2]}AA",  # tampered signature
         f"{path}?token={subject}.{int(expires) + 60}.{signature}",  # extended expiry
@@ -111,8 +142,9 @@ async def test_documents_refuse_bad_expired_and_foreign_tokens(api: Api, setting
         assert (await api.client.get(url)).status_code == 404, url
     assert (await api.client.get(found["pdf"])).status_code == 200
     # With the header: whose header it is counts, the token in the URL decides when given.
-    response = await api.client.get(f"{path}?token=garbage",
-                                    headers={"Authorization": f"Bearer {w.master_token}"})
+    response = await api.client.get(
+        f"{path}?token=garbage", headers={"Authorization": f"Bearer {w.master_token}"}
+    )
     assert response.status_code == 404
 
 
@@ -140,8 +172,9 @@ async def test_documents_of_a_responsible_account_stay_with_it(api: Api) -> None
     [invoice] = await issued(api, master, "2031-01-01", "2031-01-31", token=master_token)
     assert invoice["lines"][0]["member"]["id"] == member
     member_token = await api.token(member)
-    assert (await api.gql(URL, {"id": invoice["id"], "format": "HTML"}, member_token)
-            )["node"] is None
+    assert (await api.gql(URL, {"id": invoice["id"], "format": "HTML"}, member_token))[
+        "node"
+    ] is None
     path = f"/documents/invoices/{invoice['id']}.html"
     response = await api.client.get(path, headers={"Authorization": f"Bearer {member_token}"})
     assert response.status_code == 404

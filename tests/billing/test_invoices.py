@@ -53,8 +53,7 @@ async def enterprise(api: Api) -> Books:
     Member-A (5 %) and Member-B (12.5 %) got their discounts before the association (U4),
     Member-C has none; and the charges of January and February 2031."""
     master = await api.account("Enterprise")
-    hq = await api.bill_to(master, "Enterprise HQ", invoiceTitle="Enterprise Ltd",
-                           taxId="TAX-1")
+    hq = await api.bill_to(master, "Enterprise HQ", invoiceTitle="Enterprise Ltd", taxId="TAX-1")
     books = Books(master, hq, await api.bill_to(master, "Enterprise Branch"))
     books.sites["HQ"] = await api.site(master, "HQ", hq)
     for letter, percent in (("A", "5"), ("B", "12.5"), ("C", None)):
@@ -63,8 +62,7 @@ async def enterprise(api: Api) -> Books:
             await discount(api, member, percent)
         bill_to = await api.bill_to(member, f"Member-{letter} AP")
         for number in (1, 2):
-            books.sites[f"{letter}{number}"] = await api.site(member, f"{letter}{number}",
-                                                              bill_to)
+            books.sites[f"{letter}{number}"] = await api.site(member, f"{letter}{number}", bill_to)
         await api.link(master, member)
         books.members[letter] = member
         books.tokens[letter] = await api.token(member)
@@ -143,27 +141,49 @@ async def test_b2_b3_b4_aggregated_cycles_of_an_enterprise(api: Api) -> None:
 
 async def test_b2_b3_b4_per_member_cycles_of_an_enterprise(api: Api) -> None:
     books = await enterprise(api)
-    await api.ok("setInvoiceMode", SET_MODE, {"accountId": books.master, "mode": "PER_MEMBER"},
-                 books.tokens["M"])
+    await api.ok(
+        "setInvoiceMode",
+        SET_MODE,
+        {"accountId": books.master, "mode": "PER_MEMBER"},
+        books.tokens["M"],
+    )
 
     january = await issued(api, books.master, *JANUARY)
     assert [(i["member"] or {}).get("id") for i in january] == [
-        None, books.members["A"], books.members["B"], books.members["C"]]
+        None,
+        books.members["A"],
+        books.members["B"],
+        books.members["C"],
+    ]
     assert [lines(i) for i in january] == [
-        JANUARY_LINES[:1], JANUARY_LINES[1:3], JANUARY_LINES[3:5], JANUARY_LINES[5:]]
+        JANUARY_LINES[:1],
+        JANUARY_LINES[1:3],
+        JANUARY_LINES[3:5],
+        JANUARY_LINES[5:],
+    ]
     assert [totals(i) for i in january] == [
-        ("10.00", "1.00", "9.00"), ("203.55", "20.36", "183.19"),
-        ("220.00", "22.00", "198.00"), ("100.00", "10.01", "89.99")]
+        ("10.00", "1.00", "9.00"),
+        ("203.55", "20.36", "183.19"),
+        ("220.00", "22.00", "198.00"),
+        ("100.00", "10.01", "89.99"),
+    ]
     assert {i["billTo"]["id"] for i in january} == {books.hq}
     assert {i["account"]["id"] for i in january} == {books.master}
 
     await discount(api, books.master, None)
     february = await issued(api, books.master, *FEBRUARY, bill_to=books.branch)
     assert [lines(i) for i in february] == [
-        FEBRUARY_LINES[:1], FEBRUARY_LINES[1:3], FEBRUARY_LINES[3:5], FEBRUARY_LINES[5:]]
+        FEBRUARY_LINES[:1],
+        FEBRUARY_LINES[1:3],
+        FEBRUARY_LINES[3:5],
+        FEBRUARY_LINES[5:],
+    ]
     assert [totals(i) for i in february] == [
-        ("30.00", "0.00", "30.00"), ("83.33", "4.17", "79.16"),
-        ("112.33", "14.04", "98.29"), ("10.00", "0.00", "10.00")]
+        ("30.00", "0.00", "30.00"),
+        ("83.33", "4.17", "79.16"),
+        ("112.33", "14.04", "98.29"),
+        ("10.00", "0.00", "10.00"),
+    ]
     assert {i["billTo"]["id"] for i in february} == {books.branch}  # H4: the one named
 
     before = await counts(api.engine)
@@ -181,7 +201,8 @@ async def test_b1_a_managed_account_is_never_invoiced(api: Api) -> None:
         payload = await run(api, books.members["A"], *JANUARY, token=token)
         assert payload["invoices"] == []
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-            ("NOT_ALLOWED_WHILE_ASSOCIATED", ["accountId"])]
+            ("NOT_ALLOWED_WHILE_ASSOCIATED", ["accountId"])
+        ]
     assert await counts(api.engine) == before
 
 
@@ -194,11 +215,11 @@ async def test_b1_financial_members_and_standalone_accounts_are_invoiced_themsel
     await charge(api, master, "1.00", "2031-01-02T00:00:00Z")
     await charge(api, member, "2.00", "2031-01-02T00:00:00Z")
     [own] = await issued(api, master, *JANUARY)
-    assert lines(own) == [(None, None, "Own usage, no site (1 charge)", "1.00", "0.00",
-                           "0.00", "1.00")]
+    assert lines(own) == [
+        (None, None, "Own usage, no site (1 charge)", "1.00", "0.00", "0.00", "1.00")
+    ]
     [financial] = await issued(api, member, *JANUARY)
-    assert financial["account"]["id"] == member and totals(financial) == ("2.00", "0.00",
-                                                                          "2.00")
+    assert financial["account"]["id"] == member and totals(financial) == ("2.00", "0.00", "2.00")
 
 
 async def test_b2_cycle_needs_the_account_s_own_users_or_an_operator(api: Api) -> None:
@@ -214,7 +235,8 @@ async def test_b2_cycle_needs_the_account_s_own_users_or_an_operator(api: Api) -
     ):
         payload = await run(api, account, *JANUARY, token=token)
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-            (code, ["accountId"])], (account, token)
+            (code, ["accountId"])
+        ], (account, token)
     assert await counts(api.engine) == before
 
 
@@ -228,8 +250,7 @@ async def test_b2_refused_inputs_change_nothing(api: Api) -> None:
         (*JANUARY, books.members["A"], "NOT_FOUND", "billToId"),  # not a BillTo id
     ):
         payload = await run(api, books.master, start, end, bill_to)
-        assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-            (code, [field_name])]
+        assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [(code, [field_name])]
     assert await counts(api.engine) == before
     assert len(await issued(api, books.master, *JANUARY)) == 1  # the cycle was not recorded
 
@@ -243,8 +264,11 @@ async def test_b2_a_charge_is_invoiced_once_across_overlapping_periods(api: Api)
     assert [line[:4] for line in lines(overlap)] == [line[:4] for line in FEBRUARY_LINES]
     assert await issued(api, books.master, *FEBRUARY) == []  # nothing left to invoice
     async with api.engine.connect() as conn:
-        invoiced = (await conn.execute(text(
-            "SELECT count(*), count(DISTINCT charge_id) FROM invoiced_charges"))).one()
+        invoiced = (
+            await conn.execute(
+                text("SELECT count(*), count(DISTINCT charge_id) FROM invoiced_charges")
+            )
+        ).one()
     assert tuple(invoiced) == (16, 16)
     assert january["total"] == "480.18"
 
@@ -289,7 +313,9 @@ async def test_h4_self_invoiced_account_gets_one_invoice_per_bill_to(api: Api) -
     await discount(api, account, "50")
     invoices = await issued(api, account, *JANUARY)
     assert [(i["billTo"]["name"], totals(i)) for i in invoices] == [
-        ("Head office", ("3.00", "1.50", "1.50")), ("Plant", ("3.00", "1.50", "1.50"))]
+        ("Head office", ("3.00", "1.50", "1.50")),
+        ("Plant", ("3.00", "1.50", "1.50")),
+    ]
     assert [line[1] for line in lines(invoices[0])] == [None, "Office"]
 
 
@@ -314,12 +340,16 @@ async def test_b4_invoices_are_never_edited_and_their_bill_to_may_go(api: Api) -
         with pytest.raises(Exception, match="never edited"):
             await conn.execute(text("UPDATE invoices SET total = 0, subtotal = 0"))
     # The invoice keeps what it said; the bill-to record itself may be removed.
-    await api.ok("removeBillTo", """
+    await api.ok(
+        "removeBillTo",
+        """
         mutation($input: RemoveBillToInput!) { removeBillTo(input: $input) {
           account { id } userErrors { code field message } } }""",
-                 {"billToId": first, "newPrimaryId": second})
-    found = (await api.gql(NODE.replace("total", "total billTo { id }"),
-                           {"id": invoice["id"]}))["node"]
+        {"billToId": first, "newPrimaryId": second},
+    )
+    found = (await api.gql(NODE.replace("total", "total billTo { id }"), {"id": invoice["id"]}))[
+        "node"
+    ]
     assert found["billTo"] is None and found["total"] == "3.00"
 
 
@@ -328,25 +358,31 @@ async def test_b4_invoices_are_never_edited_and_their_bill_to_may_go(api: Api) -
 
 async def test_b3_set_discount_validates_the_percent(api: Api) -> None:
     account = await api.account("Standalone")
+    percent: str | None  # None clears the discount (the last case below)
     for percent in ("100.01", "-1", "1.234", "abc", "1e2", "NaN"):
-        payload = await api.mutate("setDiscount", SET_DISCOUNT,
-                                   {"accountId": account, "percent": percent})
+        payload = await api.mutate(
+            "setDiscount", SET_DISCOUNT, {"accountId": account, "percent": percent}
+        )
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-            ("INVALID_AMOUNT", ["percent"])], percent
+            ("INVALID_AMOUNT", ["percent"])
+        ], percent
     assert (await counts(api.engine))["discounts"] == 0
     for percent, shown in (("0", "0.00"), ("100", "100.00"), ("12.5", "12.50"), (None, None)):
-        payload = await api.ok("setDiscount", SET_DISCOUNT,
-                               {"accountId": account, "percent": percent})
+        payload = await api.ok(
+            "setDiscount", SET_DISCOUNT, {"accountId": account, "percent": percent}
+        )
         assert payload["account"]["discountPercent"] == shown
 
 
 async def test_b3_p4_only_operators_give_discounts(api: Api) -> None:
     account = await api.account("Standalone")
-    body = await api.raw(SET_DISCOUNT, {"input": {"accountId": account, "percent": "5"}},
-                         await api.token(account))
+    body = await api.raw(
+        SET_DISCOUNT, {"input": {"accountId": account, "percent": "5"}}, await api.token(account)
+    )
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    payload = await api.mutate("setDiscount", SET_DISCOUNT,
-                               {"accountId": "QWNjb3VudDo5OTk5", "percent": "5"})
+    payload = await api.mutate(
+        "setDiscount", SET_DISCOUNT, {"accountId": "QWNjb3VudDo5OTk5", "percent": "5"}
+    )
     assert [e["code"] for e in payload["userErrors"]] == ["NOT_FOUND"]
     assert (await counts(api.engine))["discounts"] == 0
 
@@ -354,12 +390,17 @@ async def test_b3_p4_only_operators_give_discounts(api: Api) -> None:
 async def test_u4_no_discount_for_an_associated_trusteeship_member(api: Api) -> None:
     books = await enterprise(api)
     before = await counts(api.engine)
-    for member, percent in ((books.members["A"], "7"), (books.members["A"], None),
-                            (books.members["C"], "7")):
-        payload = await api.mutate("setDiscount", SET_DISCOUNT,
-                                   {"accountId": member, "percent": percent})
+    for member, percent in (
+        (books.members["A"], "7"),
+        (books.members["A"], None),
+        (books.members["C"], "7"),
+    ):
+        payload = await api.mutate(
+            "setDiscount", SET_DISCOUNT, {"accountId": member, "percent": percent}
+        )
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-            ("NOT_ALLOWED_WHILE_ASSOCIATED", ["accountId"])]
+            ("NOT_ALLOWED_WHILE_ASSOCIATED", ["accountId"])
+        ]
     assert await counts(api.engine) == before
     # The discount it had before the association stays (and applied by B3 above).
     found = (await api.gql(INVOICES, {"id": books.members["A"]}))["account"]
@@ -393,8 +434,9 @@ async def test_b2_invoice_mode_defaults_and_is_set_by_own_users_or_operators(api
     found = (await api.gql(INVOICES, {"id": books.master}, books.tokens["M"]))["account"]
     assert found["invoiceMode"] == "AGGREGATED"
     for token, mode in ((books.tokens["M"], "PER_MEMBER"), (OPERATOR_TOKEN, "AGGREGATED")):
-        payload = await api.ok("setInvoiceMode", SET_MODE,
-                               {"accountId": books.master, "mode": mode}, token)
+        payload = await api.ok(
+            "setInvoiceMode", SET_MODE, {"accountId": books.master, "mode": mode}, token
+        )
         assert payload["account"]["invoiceMode"] == mode
     # A managed account has none, and cannot set one.
     member = (await api.gql(INVOICES, {"id": books.members["A"]}, books.tokens["A"]))["account"]
@@ -415,10 +457,12 @@ async def test_b2_invoice_mode_refusals_change_nothing(api: Api) -> None:
         (books.master, books.tokens["A"], "NOT_FOUND"),
         (books.master, stranger, "NOT_FOUND"),
     ):
-        payload = await api.mutate("setInvoiceMode", SET_MODE,
-                                   {"accountId": account, "mode": "PER_MEMBER"}, token)
+        payload = await api.mutate(
+            "setInvoiceMode", SET_MODE, {"accountId": account, "mode": "PER_MEMBER"}, token
+        )
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-            (code, ["accountId"])], (account, token)
+            (code, ["accountId"])
+        ], (account, token)
         assert payload["account"] is None
     assert await counts(api.engine) == before
 
@@ -435,8 +479,9 @@ async def test_b4_invoices_connection_is_newest_first_and_pages(api: Api) -> Non
     pages: list[dict[str, Any]] = []
     after = None
     while True:
-        found = (await api.gql(INVOICES, {"id": account, "first": 2, "after": after})
-                 )["account"]["invoices"]
+        found = (await api.gql(INVOICES, {"id": account, "first": 2, "after": after}))["account"][
+            "invoices"
+        ]
         assert found["totalCount"] == 5
         pages += [edge["node"] for edge in found["edges"]]
         if not found["pageInfo"]["hasNextPage"]:
@@ -450,14 +495,18 @@ async def test_p2_p3_invoices_are_seen_with_the_account_s_finances(api: Api) -> 
     books = await enterprise(api)
     [invoice] = await issued(api, books.master, *JANUARY)
     stranger = await api.token(await api.account("Stranger"))
-    for token, seen in ((books.tokens["M"], True), (OPERATOR_TOKEN, True),
-                        (books.tokens["A"], False), (stranger, False)):
+    for token, seen in (
+        (books.tokens["M"], True),
+        (OPERATOR_TOKEN, True),
+        (books.tokens["A"], False),
+        (stranger, False),
+    ):
         found = (await api.gql(NODE, {"id": invoice["id"]}, token))["node"]
         assert (found is not None) == seen, token
         if seen:
             assert found["total"] == "480.18"
     # A member's users see their own account's (empty) invoices, never the master's.
-    found = (await api.gql(INVOICES, {"id": books.members["A"]}, books.tokens["A"]))
+    found = await api.gql(INVOICES, {"id": books.members["A"]}, books.tokens["A"])
     assert found["account"]["invoices"]["totalCount"] == 0
 
 
@@ -469,18 +518,37 @@ def _round(value: Decimal) -> Decimal:
 
 
 PERCENTS = st.one_of(st.none(), st.integers(0, 10_000).map(lambda c: Decimal(c) / 100))
-CHARGES = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2),
-                             st.integers(1, 100_000).map(lambda c: Decimal(c) / 100),
-                             st.integers(0, 30 * 24 * 3600 - 1)), min_size=1, max_size=12)
+CHARGES = st.lists(
+    st.tuples(
+        st.integers(0, 3),
+        st.integers(0, 2),
+        st.integers(1, 100_000).map(lambda c: Decimal(c) / 100),
+        st.integers(0, 30 * 24 * 3600 - 1),
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
-@settings(max_examples=15, deadline=None, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(master_percent=PERCENTS, member_percents=st.lists(PERCENTS, min_size=3, max_size=3),
-       charges=CHARGES, mode=st.sampled_from(["AGGREGATED", "PER_MEMBER"]))
+@settings(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    master_percent=PERCENTS,
+    member_percents=st.lists(PERCENTS, min_size=3, max_size=3),
+    charges=CHARGES,
+    mode=st.sampled_from(["AGGREGATED", "PER_MEMBER"]),
+)
 async def test_b2_b3_b4_cycle_totals_are_the_discounted_charges_of_the_period(
-    api: Api, master_percent: Decimal | None, member_percents: list[Decimal | None],
-    charges: list[tuple[int, int, Decimal, int]], mode: str,
+    api: Api,
+    master_percent: Decimal | None,
+    member_percents: list[Decimal | None],
+    charges: list[tuple[int, int, Decimal, int]],
+    mode: str,
 ) -> None:
     """Accounts: 0 the master, 1-2 its trusteeship members, 3 a FINANCIAL member (invoiced
     itself). Σ totals of the master's cycle = Σ over (member, site) groups of the amount
@@ -495,8 +563,9 @@ async def test_b2_b3_b4_cycle_totals_are_the_discounted_charges_of_the_period(
         accounts.append(account)
     for account in accounts:
         bill_to = await api.bill_to(account, "AP")
-        sites.append([None, await api.site(account, "S1", bill_to),
-                      await api.site(account, "S2", bill_to)])
+        sites.append(
+            [None, await api.site(account, "S1", bill_to), await api.site(account, "S2", bill_to)]
+        )
     for number, account in enumerate(accounts[1:], start=1):
         await api.link(master, account, type="FINANCIAL" if number == 3 else "TRUSTEESHIP")
     if master_percent is not None:
@@ -526,8 +595,9 @@ async def test_b2_b3_b4_cycle_totals_are_the_discounted_charges_of_the_period(
         invoices = await issued(api, accounts[payer], "2031-03-01", "2031-03-30")
         assert sum((Decimal(i["total"]) for i in invoices), Decimal(0)) == expected[payer]
         for invoice in invoices:
-            assert Decimal(invoice["total"]) == sum(Decimal(line["net"])
-                                                    for line in invoice["lines"])
+            assert Decimal(invoice["total"]) == sum(
+                Decimal(line["net"]) for line in invoice["lines"]
+            )
         before = await counts(api.engine)
         assert await issued(api, accounts[payer], "2031-03-01", "2031-03-30") == []
         assert await counts(api.engine) == before

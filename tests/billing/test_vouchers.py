@@ -46,10 +46,15 @@ def row(global_id: str, type_name: str) -> int:
     return found
 
 
-def create_input(master: str, amount: str, members: list[str], **fields: Any
-                 ) -> dict[str, Any]:
-    return {"masterId": master, "amount": amount, "memberIds": members,
-            "validFrom": at(days=-1), "validUntil": at(days=30), **fields}
+def create_input(master: str, amount: str, members: list[str], **fields: Any) -> dict[str, Any]:
+    return {
+        "masterId": master,
+        "amount": amount,
+        "memberIds": members,
+        "validFrom": at(days=-1),
+        "validUntil": at(days=30),
+        **fields,
+    }
 
 
 # ---------------------------------------------------------------- V1 voucher pool
@@ -60,8 +65,9 @@ async def test_v1_an_operator_grants_a_voucher_pool_that_adds_up(api: Api) -> No
     counts = await row_counts(api.engine)
     assert await grant(api, given.master, "100.00") == "100.00"
     assert await grant(api, given.master, "50.50") == "150.50"
-    assert (await credits_of(api, given.master, given.master_token) or {})["voucherPool"] \
-        == "150.50"
+    assert (await credits_of(api, given.master, given.master_token) or {})[
+        "voucherPool"
+    ] == "150.50"
     # A voucher pool is not cash: no journal entry, no balance moved.
     assert await row_counts(api.engine) == counts
     assert_finance(await finance(api, given.master), cashBalance="0.00", availableQuota="0.00")
@@ -75,16 +81,23 @@ async def test_v1_voucher_pool_is_null_for_members_and_where_finance_is_hidden(a
     assert (await credits_of(api, given.member) or {})["voucherPool"] is None
     assert (await credits_of(api, given.member, given.member_token) or {})["voucherPool"] is None
     # P3: a member sees its master by name only, never its finances.
-    master = (await api.gql(MY_MASTER_POOL, token=given.member_token)
-              )["viewer"]["account"]["link"]["master"]
+    master = (await api.gql(MY_MASTER_POOL, token=given.member_token))["viewer"]["account"]["link"][
+        "master"
+    ]
     assert master == {"id": given.master, "voucherPool": None}
 
 
 async def test_v1_a_member_is_granted_no_voucher_pool(api: Api) -> None:
     given = await pair(api, "FINANCIAL")
-    await refused(api, "grantVoucherPool", GRANT_POOL,
-                  {"masterId": given.member, "amount": "10.00"},
-                  code="INVALID_INPUT", field=["masterId"], accounts=[given.master, given.member])
+    await refused(
+        api,
+        "grantVoucherPool",
+        GRANT_POOL,
+        {"masterId": given.member, "amount": "10.00"},
+        code="INVALID_INPUT",
+        field=["masterId"],
+        accounts=[given.master, given.member],
+    )
     await api.ok("dissociateMember", DISSOCIATE, {"linkId": given.link})
     assert await grant(api, given.member, "10.00") == "10.00"
 
@@ -92,17 +105,35 @@ async def test_v1_a_member_is_granted_no_voucher_pool(api: Api) -> None:
 @pytest.mark.parametrize("amount", ["0", "-5.00", "1.001", "abc", "1e3"])
 async def test_v1_a_pool_grant_is_a_positive_plain_amount(api: Api, amount: str) -> None:
     master = await api.account("Master")
-    await refused(api, "grantVoucherPool", GRANT_POOL, {"masterId": master, "amount": amount},
-                  code="INVALID_AMOUNT", field=["amount"], accounts=[master])
+    await refused(
+        api,
+        "grantVoucherPool",
+        GRANT_POOL,
+        {"masterId": master, "amount": amount},
+        code="INVALID_AMOUNT",
+        field=["amount"],
+        accounts=[master],
+    )
 
 
 async def test_v1_grant_voucher_pool_is_for_operators_on_existing_accounts(api: Api) -> None:
     given = await pair(api)
-    await forbidden(api, GRANT_POOL, {"masterId": given.master, "amount": "10.00"},
-                    token=given.master_token, accounts=[given.master])
-    await refused(api, "grantVoucherPool", GRANT_POOL,
-                  {"masterId": ids.encode("Account", 999_999), "amount": "10.00"},
-                  code="NOT_FOUND", field=["masterId"], accounts=[given.master])
+    await forbidden(
+        api,
+        GRANT_POOL,
+        {"masterId": given.master, "amount": "10.00"},
+        token=given.master_token,
+        accounts=[given.master],
+    )
+    await refused(
+        api,
+        "grantVoucherPool",
+        GRANT_POOL,
+        {"masterId": ids.encode("Account", 999_999), "amount": "10.00"},
+        code="NOT_FOUND",
+        field=["masterId"],
+        accounts=[given.master],
+    )
 
 
 # ---------------------------------------------------------------- V1 vouchers
@@ -116,13 +147,22 @@ async def test_v1_a_master_creates_a_voucher_for_named_members_from_its_pool(api
     await grant(api, given.master, "100.00")
     counts = await row_counts(api.engine)
 
-    made = await voucher(api, given.master, "60.00", [first, financial, first],
-                         valid_from="2030-01-01T00:00:00+00:00",
-                         valid_until="2030-02-01T00:00:00Z", token=given.master_token)
-    assert {k: made[k] for k in ("amount", "remaining", "validFrom", "validUntil", "members")} \
-        == {"amount": "60.00", "remaining": "60.00", "validFrom": "2030-01-01T00:00:00+00:00",
-            "validUntil": "2030-02-01T00:00:00+00:00",
-            "members": [{"id": first}, {"id": financial}]}
+    made = await voucher(
+        api,
+        given.master,
+        "60.00",
+        [first, financial, first],
+        valid_from="2030-01-01T00:00:00+00:00",
+        valid_until="2030-02-01T00:00:00Z",
+        token=given.master_token,
+    )
+    assert {k: made[k] for k in ("amount", "remaining", "validFrom", "validUntil", "members")} == {
+        "amount": "60.00",
+        "remaining": "60.00",
+        "validFrom": "2030-01-01T00:00:00+00:00",
+        "validUntil": "2030-02-01T00:00:00+00:00",
+        "members": [{"id": first}, {"id": financial}],
+    }
     master = await credits_of(api, given.master, given.master_token)
     assert master is not None and master["voucherPool"] == "40.00"
     assert [v["id"] for v in master["vouchers"]] == [made["id"]]
@@ -134,9 +174,15 @@ async def test_v1_a_master_creates_a_voucher_for_named_members_from_its_pool(api
     # The whole rest of the pool, by an operator; then nothing is left.
     await voucher(api, given.master, "40.00", [second])
     assert (await credits_of(api, given.master) or {})["voucherPool"] == "0.00"
-    await refused(api, "createVoucher", CREATE_VOUCHER,
-                  create_input(given.master, "0.01", [second]),
-                  code="INSUFFICIENT_FUNDS", field=["amount"], accounts=[given.master])
+    await refused(
+        api,
+        "createVoucher",
+        CREATE_VOUCHER,
+        create_input(given.master, "0.01", [second]),
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        accounts=[given.master],
+    )
     assert await row_counts(api.engine) == counts  # vouchers are not cash
 
 
@@ -147,29 +193,46 @@ async def test_v1_voucher_count_counts_vouchers_usable_now(api: Api) -> None:
     await voucher(api, given.master, "10.00", [first, second])
     await voucher(api, given.master, "10.00", [first])
     await voucher(api, given.master, "10.00", [first], valid_from=at(days=1))  # not yet
-    await voucher(api, given.master, "10.00", [first], valid_from=at(days=-9),
-                  valid_until=at(days=-1))  # over
-    counts = {account: (await credits_of(api, account) or {})["finance"]["voucherCount"]
-              for account in (given.master, first, second)}
+    await voucher(
+        api, given.master, "10.00", [first], valid_from=at(days=-9), valid_until=at(days=-1)
+    )  # over
+    counts = {
+        account: (await credits_of(api, account) or {})["finance"]["voucherCount"]
+        for account in (given.master, first, second)
+    }
     assert counts == {given.master: 2, first: 2, second: 1}
     await charge(api, second, "10.00")  # uses up the voucher shared with ``first``
-    counts = {account: (await credits_of(api, account) or {})["finance"]["voucherCount"]
-              for account in (given.master, first, second)}
+    counts = {
+        account: (await credits_of(api, account) or {})["finance"]["voucherCount"]
+        for account in (given.master, first, second)
+    }
     assert counts == {given.master: 1, first: 1, second: 0}
     await assert_sound(api.engine)
 
 
 async def test_v1_a_voucher_needs_more_pool_than_its_amount(api: Api) -> None:
     given = await pair(api)
-    await refused(api, "createVoucher", CREATE_VOUCHER,
-                  create_input(given.master, "1.00", [given.member]),
-                  code="INSUFFICIENT_FUNDS", field=["amount"], accounts=[given.master],
-                  token=given.master_token)
+    await refused(
+        api,
+        "createVoucher",
+        CREATE_VOUCHER,
+        create_input(given.master, "1.00", [given.member]),
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        accounts=[given.master],
+        token=given.master_token,
+    )
     await grant(api, given.master, "25.00")
-    await refused(api, "createVoucher", CREATE_VOUCHER,
-                  create_input(given.master, "25.01", [given.member]),
-                  code="INSUFFICIENT_FUNDS", field=["amount"], accounts=[given.master],
-                  token=given.master_token)
+    await refused(
+        api,
+        "createVoucher",
+        CREATE_VOUCHER,
+        create_input(given.master, "25.01", [given.member]),
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        accounts=[given.master],
+        token=given.master_token,
+    )
     await voucher(api, given.master, "25.00", [given.member], token=given.master_token)
 
 
@@ -185,34 +248,71 @@ async def test_v1_named_members_must_be_active_members_of_the_master(api: Api) -
     await api.ok("dissociateMember", DISSOCIATE, {"linkId": former_link})
     other = await pair(api)
     accounts = [given.master, member]
-    for bad in (stranger, invited, former, other.member, given.master, "garbage",
-                ids.encode("Site", 1)):
-        await refused(api, "createVoucher", CREATE_VOUCHER,
-                      create_input(given.master, "10.00", [member, bad]),
-                      code="NOT_FOUND", field=["memberIds", "1"], accounts=accounts)
-    await refused(api, "createVoucher", CREATE_VOUCHER,
-                  create_input(given.master, "10.00", []),
-                  code="INVALID_INPUT", field=["memberIds"], accounts=accounts)
+    for bad in (
+        stranger,
+        invited,
+        former,
+        other.member,
+        given.master,
+        "garbage",
+        ids.encode("Site", 1),
+    ):
+        await refused(
+            api,
+            "createVoucher",
+            CREATE_VOUCHER,
+            create_input(given.master, "10.00", [member, bad]),
+            code="NOT_FOUND",
+            field=["memberIds", "1"],
+            accounts=accounts,
+        )
+    await refused(
+        api,
+        "createVoucher",
+        CREATE_VOUCHER,
+        create_input(given.master, "10.00", []),
+        code="INVALID_INPUT",
+        field=["memberIds"],
+        accounts=accounts,
+    )
 
 
 @pytest.mark.parametrize("valid_until", ["2030-01-01T00:00:00Z", "2029-12-31T23:59:59Z"])
-async def test_v1_a_voucher_is_valid_until_after_it_becomes_valid(api: Api,
-                                                                  valid_until: str) -> None:
+async def test_v1_a_voucher_is_valid_until_after_it_becomes_valid(
+    api: Api, valid_until: str
+) -> None:
     given = await pair(api)
     await grant(api, given.master, "100.00")
-    await refused(api, "createVoucher", CREATE_VOUCHER,
-                  create_input(given.master, "10.00", [given.member],
-                               validFrom="2030-01-01T00:00:00Z", validUntil=valid_until),
-                  code="INVALID_INPUT", field=["validUntil"], accounts=[given.master])
+    await refused(
+        api,
+        "createVoucher",
+        CREATE_VOUCHER,
+        create_input(
+            given.master,
+            "10.00",
+            [given.member],
+            validFrom="2030-01-01T00:00:00Z",
+            validUntil=valid_until,
+        ),
+        code="INVALID_INPUT",
+        field=["validUntil"],
+        accounts=[given.master],
+    )
 
 
 @pytest.mark.parametrize("amount", ["0", "-1.00", "0.001", "NaN"])
 async def test_v1_a_voucher_amount_is_a_positive_plain_amount(api: Api, amount: str) -> None:
     given = await pair(api)
     await grant(api, given.master, "100.00")
-    await refused(api, "createVoucher", CREATE_VOUCHER,
-                  create_input(given.master, amount, [given.member]),
-                  code="INVALID_AMOUNT", field=["amount"], accounts=[given.master])
+    await refused(
+        api,
+        "createVoucher",
+        CREATE_VOUCHER,
+        create_input(given.master, amount, [given.member]),
+        code="INVALID_AMOUNT",
+        field=["amount"],
+        accounts=[given.master],
+    )
 
 
 async def test_v1_vouchers_are_created_by_the_masters_own_users_or_operators(api: Api) -> None:
@@ -222,14 +322,27 @@ async def test_v1_vouchers_are_created_by_the_masters_own_users_or_operators(api
     accounts = [given.master, given.member]
     # Its member and another master do not see it: NOT_FOUND.
     for token in (given.member_token, other.master_token):
-        await refused(api, "createVoucher", CREATE_VOUCHER,
-                      create_input(given.master, "10.00", [given.member]),
-                      code="NOT_FOUND", field=["masterId"], accounts=accounts, token=token)
+        await refused(
+            api,
+            "createVoucher",
+            CREATE_VOUCHER,
+            create_input(given.master, "10.00", [given.member]),
+            code="NOT_FOUND",
+            field=["masterId"],
+            accounts=accounts,
+            token=token,
+        )
     # A master sees its member, but a voucher comes from the account's own pool.
-    await refused(api, "createVoucher", CREATE_VOUCHER,
-                  create_input(given.member, "10.00", [given.member]),
-                  code="PERMISSION_NOT_GRANTED", field=["masterId"], accounts=accounts,
-                  token=given.master_token)
+    await refused(
+        api,
+        "createVoucher",
+        CREATE_VOUCHER,
+        create_input(given.member, "10.00", [given.member]),
+        code="PERMISSION_NOT_GRANTED",
+        field=["masterId"],
+        accounts=accounts,
+        token=given.master_token,
+    )
     await voucher(api, given.master, "10.00", [given.member], token=given.master_token)
     await voucher(api, given.master, "10.00", [given.member])
 
@@ -240,16 +353,19 @@ async def test_v1_a_voucher_is_seen_by_its_master_and_the_members_it_names(api: 
     await grant(api, given.master, "100.00")
     both = await voucher(api, given.master, "10.00", [first, second])
     only_first = await voucher(api, given.master, "10.00", [first])
-    assert (await node(api, only_first["id"], given.master_token) or {})["members"] \
-        == [{"id": first}]
-    assert (await node(api, only_first["id"], given.member_tokens[0]) or {})["remaining"] \
-        == "10.00"
+    assert (await node(api, only_first["id"], given.master_token) or {})["members"] == [
+        {"id": first}
+    ]
+    assert (await node(api, only_first["id"], given.member_tokens[0]) or {})["remaining"] == "10.00"
     assert await node(api, only_first["id"], given.member_tokens[1]) is None
     # P3: a member never sees its siblings, also not among a voucher's members.
-    assert (await node(api, both["id"], given.member_tokens[1]) or {})["members"] \
-        == [{"id": second}]
-    assert (await node(api, both["id"], given.master_token) or {})["members"] \
-        == [{"id": first}, {"id": second}]
+    assert (await node(api, both["id"], given.member_tokens[1]) or {})["members"] == [
+        {"id": second}
+    ]
+    assert (await node(api, both["id"], given.master_token) or {})["members"] == [
+        {"id": first},
+        {"id": second},
+    ]
     stranger_token = await api.token(await api.account("Stranger"))
     assert await node(api, both["id"], stranger_token) is None
 
@@ -266,29 +382,36 @@ async def test_v2_a_voucher_pays_before_transferred_cash_and_the_master(api: Api
 
     first = await charge(api, given.member, "40.00")
     assert first["charge"]["paidByMaster"] == "0.00"
-    assert_finance(first["account"]["finance"], cashBalance="10.00", transferredCash="10.00",
-                   outstandingFees="0.00")
+    assert_finance(
+        first["account"]["finance"],
+        cashBalance="10.00",
+        transferredCash="10.00",
+        outstandingFees="0.00",
+    )
     assert (await node(api, made["id"]) or {})["remaining"] == "0.00"
     second = await charge(api, given.member, "15.00")
     assert second["charge"]["paidByMaster"] == "5.00"
     assert_finance(await finance(api, given.master), cashBalance="75.00")
     assert await credit_rows(api) == [
-        (row(first["charge"]["id"], "Charge"), None, row(made["id"], "Voucher"), "30.00")]
+        (row(first["charge"]["id"], "Charge"), None, row(made["id"], "Voucher"), "30.00")
+    ]
     await assert_sound(api.engine)
 
 
 async def test_v2_vouchers_are_used_earliest_expiry_first_when_valid_at_the_charge(
-    api: Api
+    api: Api,
 ) -> None:
     given = await pair(api, "FINANCIAL")
     await pay(api, given.member, "100.00")
     await grant(api, given.master, "100.00")
     late = await voucher(api, given.master, "10.00", [given.member], valid_until=at(days=30))
     early = await voucher(api, given.master, "10.00", [given.member], valid_until=at(days=10))
-    over = await voucher(api, given.master, "10.00", [given.member],
-                         valid_from=at(days=-10), valid_until=at(days=-1))
-    later = await voucher(api, given.master, "10.00", [given.member], valid_from=at(days=5),
-                          valid_until=at(days=40))
+    over = await voucher(
+        api, given.master, "10.00", [given.member], valid_from=at(days=-10), valid_until=at(days=-1)
+    )
+    later = await voucher(
+        api, given.master, "10.00", [given.member], valid_from=at(days=5), valid_until=at(days=40)
+    )
 
     async def remaining() -> list[str]:
         return [(await node(api, v["id"]) or {})["remaining"] for v in (late, early, over, later)]
@@ -341,8 +464,9 @@ async def test_v2_a_charge_covered_by_a_voucher_moves_no_money(api: Api) -> None
     counts = await row_counts(api.engine)
     payload = await charge(api, given.member, "30.00")
     assert payload["charge"]["paidByMaster"] == "0.00"
-    assert {account: await finance(api, account)
-            for account in (given.master, given.member)} == before
+    assert {
+        account: await finance(api, account) for account in (given.master, given.member)
+    } == before
     after = await row_counts(api.engine)
     assert after == {**counts, "charges": counts["charges"] + 1}
     assert (await node(api, made["id"]) or {})["remaining"] == "0.00"

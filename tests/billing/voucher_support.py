@@ -15,8 +15,14 @@ from sqlalchemy import text
 from tests.funds.support import assert_sound, money_state
 from tests.helpers import OPERATOR_TOKEN, Api
 
-BILLING_TABLES = ("voucher_pools", "vouchers", "voucher_members", "coupons",
-                  "charge_credits", "payment_methods")
+BILLING_TABLES = (
+    "voucher_pools",
+    "vouchers",
+    "voucher_members",
+    "coupons",
+    "charge_credits",
+    "payment_methods",
+)
 
 VOUCHER_FIELDS = """
 fragment VoucherFields on Voucher {
@@ -26,10 +32,13 @@ GRANT_POOL = """
 mutation($input: GrantVoucherPoolInput!) {
   grantVoucherPool(input: $input) { account { id voucherPool } userErrors { code field message } }
 }"""
-CREATE_VOUCHER = """
+CREATE_VOUCHER = (
+    """
 mutation($input: CreateVoucherInput!) {
   createVoucher(input: $input) { voucher { ...VoucherFields } userErrors { code field message } }
-}""" + VOUCHER_FIELDS
+}"""
+    + VOUCHER_FIELDS
+)
 ISSUE_COUPON = """
 mutation($input: IssueCouponInput!) {
   issueCoupon(input: $input) {
@@ -53,15 +62,19 @@ PAYMENT_FIELDS = """
 fragment PaymentFields on Payment {
   id amount createdAt account { id } payer { id } paymentMethod { id label managedFrom { id } }
 }"""
-PAY_WITH = """
+PAY_WITH = (
+    """
 mutation($input: RecordPaymentInput!) {
   recordPayment(input: $input) {
     account { id finance { cashBalance outstandingFees } payments(first: 1) {
       edges { node { ...PaymentFields } } } }
     userErrors { code field message }
   }
-}""" + PAYMENT_FIELDS
-ACCOUNT_CREDITS = """
+}"""
+    + PAYMENT_FIELDS
+)
+ACCOUNT_CREDITS = (
+    """
 query($id: ID!) {
   account(id: $id) {
     id voucherPool
@@ -69,7 +82,9 @@ query($id: ID!) {
     coupons { id amount remaining validUntil }
     finance { couponCount voucherCount cashBalance transferredCash outstandingFees }
   }
-}""" + VOUCHER_FIELDS
+}"""
+    + VOUCHER_FIELDS
+)
 NODE = """
 query($id: ID!) {
   node(id: $id) {
@@ -88,43 +103,61 @@ def at(**delta: float) -> str:
 
 
 async def grant(api: Api, master: str, amount: str) -> str | None:
-    payload = await api.ok("grantVoucherPool", GRANT_POOL,
-                           {"masterId": master, "amount": amount})
+    payload = await api.ok("grantVoucherPool", GRANT_POOL, {"masterId": master, "amount": amount})
     pool: str | None = payload["account"]["voucherPool"]
     return pool
 
 
-async def voucher(api: Api, master: str, amount: str, members: list[str], *,
-                  valid_from: str | None = None, valid_until: str | None = None,
-                  token: str = OPERATOR_TOKEN) -> dict[str, Any]:
-    payload = await api.ok("createVoucher", CREATE_VOUCHER, {
-        "masterId": master, "amount": amount, "memberIds": members,
-        "validFrom": valid_from or at(days=-1), "validUntil": valid_until or at(days=30),
-    }, token)
+async def voucher(
+    api: Api,
+    master: str,
+    amount: str,
+    members: list[str],
+    *,
+    valid_from: str | None = None,
+    valid_until: str | None = None,
+    token: str = OPERATOR_TOKEN,
+) -> dict[str, Any]:
+    payload = await api.ok(
+        "createVoucher",
+        CREATE_VOUCHER,
+        {
+            "masterId": master,
+            "amount": amount,
+            "memberIds": members,
+            "validFrom": valid_from or at(days=-1),
+            "validUntil": valid_until or at(days=30),
+        },
+        token,
+    )
     found: dict[str, Any] = payload["voucher"]
     return found
 
 
-async def coupon(api: Api, account: str, amount: str, valid_until: str | None = None
-                 ) -> dict[str, Any]:
-    payload = await api.ok("issueCoupon", ISSUE_COUPON, {
-        "accountId": account, "amount": amount, "validUntil": valid_until or at(days=30)})
+async def coupon(
+    api: Api, account: str, amount: str, valid_until: str | None = None
+) -> dict[str, Any]:
+    payload = await api.ok(
+        "issueCoupon",
+        ISSUE_COUPON,
+        {"accountId": account, "amount": amount, "validUntil": valid_until or at(days=30)},
+    )
     found: dict[str, Any] = payload["account"]["coupons"][-1]
     return found
 
 
-async def method(api: Api, account: str, label: str = "Card", token: str = OPERATOR_TOKEN
-                 ) -> str:
-    payload = await api.ok("addPaymentMethod", ADD_METHOD,
-                           {"accountId": account, "label": label}, token)
+async def method(api: Api, account: str, label: str = "Card", token: str = OPERATOR_TOKEN) -> str:
+    payload = await api.ok(
+        "addPaymentMethod", ADD_METHOD, {"accountId": account, "label": label}, token
+    )
     method_id: str = payload["paymentMethod"]["id"]
     return method_id
 
 
-async def credits_of(api: Api, account: str, token: str = OPERATOR_TOKEN
-                     ) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = (await api.gql(ACCOUNT_CREDITS, {"id": account},
-                                                  token))["account"]
+async def credits_of(api: Api, account: str, token: str = OPERATOR_TOKEN) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = (await api.gql(ACCOUNT_CREDITS, {"id": account}, token))[
+        "account"
+    ]
     return found
 
 
@@ -136,9 +169,14 @@ async def node(api: Api, global_id: str, token: str = OPERATOR_TOKEN) -> dict[st
 async def credit_rows(api: Api) -> list[tuple[Any, ...]]:
     """``charge_credits`` as (charge id, coupon id, voucher id, amount), in order of use."""
     async with api.engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT charge_id, coupon_id, voucher_id, amount::text FROM charge_credits "
-            "ORDER BY id"))).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT charge_id, coupon_id, voucher_id, amount::text FROM charge_credits "
+                    "ORDER BY id"
+                )
+            )
+        ).all()
     return [tuple(row) for row in rows]
 
 
@@ -152,9 +190,17 @@ async def billing_state(api: Api, accounts: list[str]) -> dict[str, Any]:
     return {"tables": tables, "money": await money_state(api, accounts)}
 
 
-async def refused(api: Api, name: str, query: str, input: dict[str, Any], *, code: str,
-                  field: list[str] | None, accounts: list[str],
-                  token: str = OPERATOR_TOKEN) -> None:
+async def refused(
+    api: Api,
+    name: str,
+    query: str,
+    input: dict[str, Any],
+    *,
+    code: str,
+    field: list[str] | None,
+    accounts: list[str],
+    token: str = OPERATOR_TOKEN,
+) -> None:
     """Exactly one user error ``code`` at ``field``, nothing else in the payload, and no
     money, balance, record, voucher, coupon or payment method changed."""
     before = await billing_state(api, accounts)
@@ -167,8 +213,9 @@ async def refused(api: Api, name: str, query: str, input: dict[str, Any], *, cod
     await assert_sound(api.engine)
 
 
-async def forbidden(api: Api, query: str, input: dict[str, Any], *, token: str,
-                    accounts: list[str]) -> None:
+async def forbidden(
+    api: Api, query: str, input: dict[str, Any], *, token: str, accounts: list[str]
+) -> None:
     """An operator-only mutation called by an account's user: top-level FORBIDDEN."""
     before = await billing_state(api, accounts)
     body = await api.raw(query, {"input": input}, token)

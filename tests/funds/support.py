@@ -33,64 +33,103 @@ fragment ChargeFields on Charge {
   id amount description occurredAt paidByMaster account { id } site { id }
 }"""
 
-FINANCE = """
-query($id: ID!) { account(id: $id) { id finance { ...Finance } } }""" + FINANCE_FIELDS
-PAY = """
+FINANCE = (
+    """
+query($id: ID!) { account(id: $id) { id finance { ...Finance } } }"""
+    + FINANCE_FIELDS
+)
+PAY = (
+    """
 mutation($input: RecordPaymentInput!) {
   recordPayment(input: $input) { account { id finance { ...Finance } }
     userErrors { code field message } }
-}""" + FINANCE_FIELDS
-CHARGE = """
+}"""
+    + FINANCE_FIELDS
+)
+CHARGE = (
+    """
 mutation($input: RecordChargeInput!) {
   recordCharge(input: $input) {
     charge { ...ChargeFields } account { id finance { ...Finance } }
     userErrors { code field message }
   }
-}""" + FINANCE_FIELDS + CHARGE_FIELDS
-ALLOCATE = """
+}"""
+    + FINANCE_FIELDS
+    + CHARGE_FIELDS
+)
+ALLOCATE = (
+    """
 mutation($input: TransferFundsInput!) {
   allocateFunds(input: $input) {
     transfer { ...TransferFields }
     master { id finance { ...Finance } } member { id finance { ...Finance } }
     userErrors { code field message }
   }
-}""" + FINANCE_FIELDS + TRANSFER_FIELDS
-RECLAIM = """
+}"""
+    + FINANCE_FIELDS
+    + TRANSFER_FIELDS
+)
+RECLAIM = (
+    """
 mutation($input: TransferFundsInput!) {
   reclaimFunds(input: $input) {
     transfer { ...TransferFields }
     master { id finance { ...Finance } } member { id finance { ...Finance } }
     userErrors { code field message }
   }
-}""" + FINANCE_FIELDS + TRANSFER_FIELDS
-SET_CREDIT_LINE = """
+}"""
+    + FINANCE_FIELDS
+    + TRANSFER_FIELDS
+)
+SET_CREDIT_LINE = (
+    """
 mutation($input: SetCreditLineInput!) {
   setCreditLine(input: $input) { account { id finance { ...Finance } }
     userErrors { code field message } }
-}""" + FINANCE_FIELDS
-SET_CREDIT_LIMIT = """
+}"""
+    + FINANCE_FIELDS
+)
+SET_CREDIT_LIMIT = (
+    """
 mutation($input: SetCreditLimitInput!) {
   setCreditLimit(input: $input) { account { id finance { ...Finance } }
     userErrors { code field message } }
-}""" + FINANCE_FIELDS
-WITHDRAW = """
+}"""
+    + FINANCE_FIELDS
+)
+WITHDRAW = (
+    """
 mutation($input: WithdrawCashInput!) {
   withdrawCash(input: $input) { account { id finance { ...Finance } }
     userErrors { code field message } }
-}""" + FINANCE_FIELDS
-ADJUST = """
+}"""
+    + FINANCE_FIELDS
+)
+ADJUST = (
+    """
 mutation($input: AdjustBalanceInput!) {
   adjustBalance(input: $input) { account { id finance { ...Finance } }
     userErrors { code field message } }
-}""" + FINANCE_FIELDS
+}"""
+    + FINANCE_FIELDS
+)
 
 MONEY_TABLES = ("transfers", "charges", "payments", "journal_entries", "postings")
 ZERO_FINANCE = {
-    "cashBalance": "0.00", "bankersAcceptanceBill": "0.00", "creditLimit": "0.00",
-    "creditRefund": "0.00", "unsettledAmount": "0.00", "outstandingFees": "0.00",
-    "negativeBill": "0.00", "transferredCash": "0.00", "transferredCredit": "0.00",
-    "transferredAmount": "0.00", "frozenCash": "0.00", "availableQuota": "0.00",
-    "creditLine": "0.00", "availableCredit": "0.00",
+    "cashBalance": "0.00",
+    "bankersAcceptanceBill": "0.00",
+    "creditLimit": "0.00",
+    "creditRefund": "0.00",
+    "unsettledAmount": "0.00",
+    "outstandingFees": "0.00",
+    "negativeBill": "0.00",
+    "transferredCash": "0.00",
+    "transferredCredit": "0.00",
+    "transferredAmount": "0.00",
+    "frozenCash": "0.00",
+    "availableQuota": "0.00",
+    "creditLine": "0.00",
+    "availableCredit": "0.00",
 }
 
 
@@ -108,8 +147,14 @@ class Pair:
     member_token: str
 
 
-async def pair(api: Api, type: str = "TRUSTEESHIP", permissions: list[str] | None = None,
-               *, master: str | None = None, name: str = "Member") -> Pair:
+async def pair(
+    api: Api,
+    type: str = "TRUSTEESHIP",
+    permissions: list[str] | None = None,
+    *,
+    master: str | None = None,
+    name: str = "Member",
+) -> Pair:
     """A new member (and, unless given, a new master) linked with ``permissions``
     (default: all)."""
     if master is None:
@@ -126,53 +171,86 @@ async def pay(api: Api, account: str, amount: str) -> dict[str, Any]:
     return finance
 
 
-async def charge(api: Api, account: str, amount: str, description: str = "compute",
-                 **fields: Any) -> dict[str, Any]:
+async def charge(
+    api: Api, account: str, amount: str, description: str = "compute", **fields: Any
+) -> dict[str, Any]:
     """F7: an operator records a charge; returns the payload (charge, account)."""
-    return await api.ok("recordCharge", CHARGE, {
-        "accountId": account, "amount": amount, "description": description, **fields})
+    return await api.ok(
+        "recordCharge",
+        CHARGE,
+        {"accountId": account, "amount": amount, "description": description, **fields},
+    )
 
 
-async def allocate(api: Api, master: str, member: str, amount: str, method: str = "CASH",
-                   token: str = OPERATOR_TOKEN, **fields: Any) -> dict[str, Any]:
-    return await api.ok("allocateFunds", ALLOCATE, {
-        "masterId": master, "memberId": member, "amount": amount, "method": method,
-        **fields}, token)
+async def allocate(
+    api: Api,
+    master: str,
+    member: str,
+    amount: str,
+    method: str = "CASH",
+    token: str = OPERATOR_TOKEN,
+    **fields: Any,
+) -> dict[str, Any]:
+    return await api.ok(
+        "allocateFunds",
+        ALLOCATE,
+        {"masterId": master, "memberId": member, "amount": amount, "method": method, **fields},
+        token,
+    )
 
 
-async def reclaim(api: Api, master: str, member: str, amount: str, method: str = "CASH",
-                  token: str = OPERATOR_TOKEN, **fields: Any) -> dict[str, Any]:
-    return await api.ok("reclaimFunds", RECLAIM, {
-        "masterId": master, "memberId": member, "amount": amount, "method": method,
-        **fields}, token)
+async def reclaim(
+    api: Api,
+    master: str,
+    member: str,
+    amount: str,
+    method: str = "CASH",
+    token: str = OPERATOR_TOKEN,
+    **fields: Any,
+) -> dict[str, Any]:
+    return await api.ok(
+        "reclaimFunds",
+        RECLAIM,
+        {"masterId": master, "memberId": member, "amount": amount, "method": method, **fields},
+        token,
+    )
 
 
 async def credit_line(api: Api, master: str, amount: str) -> dict[str, Any]:
-    payload = await api.ok("setCreditLine", SET_CREDIT_LINE,
-                           {"masterId": master, "amount": amount})
+    payload = await api.ok("setCreditLine", SET_CREDIT_LINE, {"masterId": master, "amount": amount})
     finance: dict[str, Any] = payload["account"]["finance"]
     return finance
 
 
-async def credit_limit(api: Api, master: str, member: str, limit: str,
-                       token: str = OPERATOR_TOKEN) -> dict[str, Any]:
-    payload = await api.ok("setCreditLimit", SET_CREDIT_LIMIT,
-                           {"masterId": master, "memberId": member, "limit": limit}, token)
+async def credit_limit(
+    api: Api, master: str, member: str, limit: str, token: str = OPERATOR_TOKEN
+) -> dict[str, Any]:
+    payload = await api.ok(
+        "setCreditLimit",
+        SET_CREDIT_LIMIT,
+        {"masterId": master, "memberId": member, "limit": limit},
+        token,
+    )
     finance: dict[str, Any] = payload["account"]["finance"]
     return finance
 
 
-async def adjust(api: Api, account: str, bucket: str, amount: str,
-                 reason: str = "back office") -> dict[str, Any]:
-    payload = await api.ok("adjustBalance", ADJUST, {
-        "accountId": account, "bucket": bucket, "amount": amount, "reason": reason})
+async def adjust(
+    api: Api, account: str, bucket: str, amount: str, reason: str = "back office"
+) -> dict[str, Any]:
+    payload = await api.ok(
+        "adjustBalance",
+        ADJUST,
+        {"accountId": account, "bucket": bucket, "amount": amount, "reason": reason},
+    )
     finance: dict[str, Any] = payload["account"]["finance"]
     return finance
 
 
 async def withdraw(api: Api, account: str, amount: str, token: str) -> dict[str, Any]:
-    payload = await api.ok("withdrawCash", WITHDRAW, {"accountId": account, "amount": amount},
-                           token)
+    payload = await api.ok(
+        "withdrawCash", WITHDRAW, {"accountId": account, "amount": amount}, token
+    )
     finance: dict[str, Any] = payload["account"]["finance"]
     return finance
 
@@ -196,17 +274,25 @@ def assert_finance(actual: dict[str, Any] | None, **expected: str | None) -> Non
 
 async def row_counts(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
-        return {table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
-                for table in MONEY_TABLES}
+        return {
+            table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            for table in MONEY_TABLES
+        }
 
 
 async def money_state(api: Api, accounts: list[str]) -> dict[str, Any]:
     """Everything a refused money mutation must leave as it was."""
     async with api.engine.connect() as conn:
-        balances = (await conn.execute(text(
-            "SELECT * FROM balances ORDER BY account_id"))).mappings().all()
-        allocations = (await conn.execute(text(
-            "SELECT * FROM allocations ORDER BY master_id, member_id, method"))).all()
+        balances = (
+            (await conn.execute(text("SELECT * FROM balances ORDER BY account_id")))
+            .mappings()
+            .all()
+        )
+        allocations = (
+            await conn.execute(
+                text("SELECT * FROM allocations ORDER BY master_id, member_id, method")
+            )
+        ).all()
     return {
         "finance": {account: await finance(api, account) for account in accounts},
         "balances": [{k: v for k, v in row.items() if k != "updated_at"} for row in balances],
@@ -224,9 +310,17 @@ async def assert_sound(engine: AsyncEngine) -> None:
 # ---------------------------------------------------------------- refusals
 
 
-async def refused(api: Api, name: str, query: str, input: dict[str, Any], *, code: str,
-                  field: list[str] | None, accounts: list[str],
-                  token: str = OPERATOR_TOKEN) -> dict[str, Any]:
+async def refused(
+    api: Api,
+    name: str,
+    query: str,
+    input: dict[str, Any],
+    *,
+    code: str,
+    field: list[str] | None,
+    accounts: list[str],
+    token: str = OPERATOR_TOKEN,
+) -> dict[str, Any]:
     """The mutation answers exactly one user error ``code`` at ``field``, its payload
     holds nothing else, and no money, balance or record changed."""
     before = await money_state(api, accounts)
@@ -240,8 +334,9 @@ async def refused(api: Api, name: str, query: str, input: dict[str, Any], *, cod
     return payload
 
 
-async def forbidden(api: Api, query: str, input: dict[str, Any], *, token: str,
-                    accounts: list[str]) -> None:
+async def forbidden(
+    api: Api, query: str, input: dict[str, Any], *, token: str, accounts: list[str]
+) -> None:
     """An operator-only mutation called by an account's user: top-level FORBIDDEN, no data,
     nothing changed."""
     before = await money_state(api, accounts)

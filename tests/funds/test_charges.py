@@ -41,7 +41,8 @@ from tests.funds.support import (
 )
 from tests.helpers import DISSOCIATE, OPERATOR_TOKEN, RESPOND, Api, enterprise
 
-CHARGES = """
+CHARGES = (
+    """
 query($id: ID!, $first: Int, $after: String, $since: DateTime, $until: DateTime) {
   account(id: $id) {
     charges(first: $first, after: $after, since: $since, until: $until) {
@@ -49,9 +50,14 @@ query($id: ID!, $first: Int, $after: String, $since: DateTime, $until: DateTime)
       edges { cursor node { ...ChargeFields } }
     }
   }
-}""" + CHARGE_FIELDS
-CHARGE_NODE = """
-query($id: ID!) { node(id: $id) { __typename id ...ChargeFields } }""" + CHARGE_FIELDS
+}"""
+    + CHARGE_FIELDS
+)
+CHARGE_NODE = (
+    """
+query($id: ID!) { node(id: $id) { __typename id ...ChargeFields } }"""
+    + CHARGE_FIELDS
+)
 LINK_NODE = """
 query($id: ID!) { node(id: $id) { ... on Link { id status activatedAt } } }"""
 ACCOUNT_FINANCE = """
@@ -73,13 +79,28 @@ BUCKETS = {
     "UNSETTLED_AMOUNT": "unsettledAmount",
     "NEGATIVE_BILL": "negativeBill",
 }
-BAD_AMOUNTS = ["0", "-1", "-0.01", "1.001", "abc", "1e3", "1E3", "NaN", "Infinity", "-Infinity",
-               "", " ", True, False]
+BAD_AMOUNTS = [
+    "0",
+    "-1",
+    "-0.01",
+    "1.001",
+    "abc",
+    "1e3",
+    "1E3",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "",
+    " ",
+    True,
+    False,
+]
 BEFORE_ANY_ASSOCIATION = "2000-01-01T00:00:00+00:00"
 
 
-async def charges(api: Api, account: str, token: str = OPERATOR_TOKEN, **args: Any
-                  ) -> dict[str, Any]:
+async def charges(
+    api: Api, account: str, token: str = OPERATOR_TOKEN, **args: Any
+) -> dict[str, Any]:
     found = (await api.gql(CHARGES, {"id": account, **args}, token))["account"]
     assert found is not None
     result: dict[str, Any] = found["charges"]
@@ -90,8 +111,9 @@ def descriptions(connection: dict[str, Any]) -> list[str]:
     return [edge["node"]["description"] for edge in connection["edges"]]
 
 
-async def charge_node(api: Api, charge_id: str, token: str = OPERATOR_TOKEN
-                      ) -> dict[str, Any] | None:
+async def charge_node(
+    api: Api, charge_id: str, token: str = OPERATOR_TOKEN
+) -> dict[str, Any] | None:
     found: dict[str, Any] | None = (await api.gql(CHARGE_NODE, {"id": charge_id}, token))["node"]
     return found
 
@@ -128,7 +150,8 @@ async def test_f1_adjust_balance_moves_a_back_office_bucket(api: Api, bucket: st
     # One balanced entry against the EXTERNAL counterparty (account NULL).
     assert list(zip(entry.accounts, entry.buckets, entry.amounts, strict=True)) == [
         (None, bucket, Decimal("-100.25")),
-        (ids.decode_as(account, "Account"), bucket, Decimal("100.25"))]
+        (ids.decode_as(account, "Account"), bucket, Decimal("100.25")),
+    ]
     found = await adjust(api, account, bucket, "-40.25")
     assert_finance(found, **{BUCKETS[bucket]: "60.00"})
     after = await row_counts(api.engine)
@@ -140,48 +163,78 @@ async def test_f1_adjust_balance_moves_a_back_office_bucket(api: Api, bucket: st
 @pytest.mark.parametrize("bucket", list(BUCKETS))
 async def test_f1_adjust_balance_below_zero_is_insufficient_funds(api: Api, bucket: str) -> None:
     account = await api.account("Account")
-    await refused(api, "adjustBalance", ADJUST,
-                  {"accountId": account, "bucket": bucket, "amount": "-0.01", "reason": "x"},
-                  code="INSUFFICIENT_FUNDS", field=["amount"], accounts=[account])
+    await refused(
+        api,
+        "adjustBalance",
+        ADJUST,
+        {"accountId": account, "bucket": bucket, "amount": "-0.01", "reason": "x"},
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        accounts=[account],
+    )
     await adjust(api, account, bucket, "10.00")
-    await refused(api, "adjustBalance", ADJUST,
-                  {"accountId": account, "bucket": bucket, "amount": "-10.01", "reason": "x"},
-                  code="INSUFFICIENT_FUNDS", field=["amount"], accounts=[account])
+    await refused(
+        api,
+        "adjustBalance",
+        ADJUST,
+        {"accountId": account, "bucket": bucket, "amount": "-10.01", "reason": "x"},
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        accounts=[account],
+    )
     found = await adjust(api, account, bucket, "-10.00")
     assert_finance(found, **{BUCKETS[bucket]: "0.00"})
     await assert_sound(api.engine)
 
 
-@pytest.mark.parametrize("value", [v for v in BAD_AMOUNTS if v not in ("-1", "-0.01")],
-                         ids=repr)
+@pytest.mark.parametrize("value", [v for v in BAD_AMOUNTS if v not in ("-1", "-0.01")], ids=repr)
 async def test_f1_adjust_balance_needs_a_non_zero_plain_amount(api: Api, value: Any) -> None:
     account = await api.account("Account")
     await adjust(api, account, "CREDIT_REFUND", "5.00")
-    await refused(api, "adjustBalance", ADJUST,
-                  {"accountId": account, "bucket": "CREDIT_REFUND", "amount": value,
-                   "reason": "x"},
-                  code="INVALID_AMOUNT", field=["amount"], accounts=[account])
+    await refused(
+        api,
+        "adjustBalance",
+        ADJUST,
+        {"accountId": account, "bucket": "CREDIT_REFUND", "amount": value, "reason": "x"},
+        code="INVALID_AMOUNT",
+        field=["amount"],
+        accounts=[account],
+    )
 
 
 async def test_f1_adjust_balance_needs_a_reason_and_a_visible_account(api: Api) -> None:
     account = await api.account("Account")
     for reason in ("", "   ", "x" * 501):
-        await refused(api, "adjustBalance", ADJUST,
-                      {"accountId": account, "bucket": "CREDIT_REFUND", "amount": "1.00",
-                       "reason": reason},
-                      code="INVALID_INPUT", field=["reason"], accounts=[account])
-    await refused(api, "adjustBalance", ADJUST,
-                  {"accountId": "not-an-id", "bucket": "CREDIT_REFUND", "amount": "1.00",
-                   "reason": "x"},
-                  code="NOT_FOUND", field=["accountId"], accounts=[account])
+        await refused(
+            api,
+            "adjustBalance",
+            ADJUST,
+            {"accountId": account, "bucket": "CREDIT_REFUND", "amount": "1.00", "reason": reason},
+            code="INVALID_INPUT",
+            field=["reason"],
+            accounts=[account],
+        )
+    await refused(
+        api,
+        "adjustBalance",
+        ADJUST,
+        {"accountId": "not-an-id", "bucket": "CREDIT_REFUND", "amount": "1.00", "reason": "x"},
+        code="NOT_FOUND",
+        field=["accountId"],
+        accounts=[account],
+    )
 
 
 async def test_f1_adjust_balance_is_for_operators_only(api: Api) -> None:
     given = await pair(api)
     for token in (given.master_token, given.member_token):
-        await forbidden(api, ADJUST, {"accountId": given.member, "bucket": "CREDIT_REFUND",
-                                      "amount": "1.00", "reason": "x"},
-                        token=token, accounts=[given.master, given.member])
+        await forbidden(
+            api,
+            ADJUST,
+            {"accountId": given.member, "bucket": "CREDIT_REFUND", "amount": "1.00", "reason": "x"},
+            token=token,
+            accounts=[given.master, given.member],
+        )
 
 
 # ---------------------------------------------------------------- F2 available quota
@@ -200,13 +253,21 @@ async def test_f2_available_quota_is_the_formula_over_every_bucket(api: Api) -> 
     found = await adjust(api, given.member, "NEGATIVE_BILL", "5.00")
 
     assert found == {
-        "cashBalance": "80.00", "bankersAcceptanceBill": "20.00", "creditLimit": "300.00",
-        "creditRefund": "7.50", "unsettledAmount": "12.25", "outstandingFees": "50.00",
-        "negativeBill": "5.00", "transferredCash": "80.00", "transferredCredit": "300.00",
-        "transferredAmount": "380.00", "frozenCash": "0.00",
+        "cashBalance": "80.00",
+        "bankersAcceptanceBill": "20.00",
+        "creditLimit": "300.00",
+        "creditRefund": "7.50",
+        "unsettledAmount": "12.25",
+        "outstandingFees": "50.00",
+        "negativeBill": "5.00",
+        "transferredCash": "80.00",
+        "transferredCredit": "300.00",
+        "transferredAmount": "380.00",
+        "frozenCash": "0.00",
         # 80 + 20 + 300 + 7.50 - 12.25 - (50 - 5)
         "availableQuota": "350.25",
-        "creditLine": None, "availableCredit": None,
+        "creditLine": None,
+        "availableCredit": None,
     }
     # A negative bill larger than the fees raises the quota.
     found = await adjust(api, given.member, "NEGATIVE_BILL", "55.00")
@@ -220,14 +281,28 @@ async def test_f2_frozen_cash_is_shown_but_left_out_of_the_quota(api: Api) -> No
     master = await api.account("Master")
     await api.link(master, member)
     await api.link(master, financial, type="FINANCIAL")
-    assert_finance(await finance(api, member), cashBalance="40.00", frozenCash="40.00",
-                   transferredCash="0.00", availableQuota="0.00")
-    assert_finance(await finance(api, financial), cashBalance="40.00", frozenCash="0.00",
-                   availableQuota="40.00")
+    assert_finance(
+        await finance(api, member),
+        cashBalance="40.00",
+        frozenCash="40.00",
+        transferredCash="0.00",
+        availableQuota="0.00",
+    )
+    assert_finance(
+        await finance(api, financial),
+        cashBalance="40.00",
+        frozenCash="0.00",
+        availableQuota="40.00",
+    )
     await pay(api, master, "25.00")
     payload = await allocate(api, master, member, "25.00")
-    assert_finance(payload["member"]["finance"], cashBalance="65.00", transferredCash="25.00",
-                   frozenCash="40.00", availableQuota="25.00")
+    assert_finance(
+        payload["member"]["finance"],
+        cashBalance="65.00",
+        transferredCash="25.00",
+        frozenCash="40.00",
+        availableQuota="25.00",
+    )
     await assert_sound(api.engine)
 
 
@@ -237,11 +312,15 @@ async def test_f2_credit_line_and_available_credit_are_for_non_members(api: Api)
     assert_finance(await finance(api, standalone), creditLine="0.00", availableCredit="0.00")
     assert_finance(await finance(api, given.master), creditLine="0.00", availableCredit="0.00")
     for token in (OPERATOR_TOKEN, given.master_token, given.member_token):
-        assert_finance(await finance(api, given.member, token), creditLine=None,
-                       availableCredit=None)
+        assert_finance(
+            await finance(api, given.member, token), creditLine=None, availableCredit=None
+        )
     await api.ok("dissociateMember", DISSOCIATE, {"linkId": given.link})
-    assert_finance(await finance(api, given.member, given.member_token), creditLine="0.00",
-                   availableCredit="0.00")
+    assert_finance(
+        await finance(api, given.member, given.member_token),
+        creditLine="0.00",
+        availableCredit="0.00",
+    )
 
 
 @pytest.mark.parametrize("type", ["TRUSTEESHIP", "FINANCIAL"])
@@ -253,17 +332,21 @@ async def test_f2_finance_is_seen_by_the_account_its_master_with_view_finance_an
     master = await api.account("Master")
     master_token = await api.token(master)
     viewing = await pair(api, type, ["VIEW_FINANCE"], master=master, name="Viewing")
-    blind = await pair(api, type, ["SYNC_CREDIT_CONTROL", "MANAGE_INVOICES"], master=master,
-                       name="Blind")
+    blind = await pair(
+        api, type, ["SYNC_CREDIT_CONTROL", "MANAGE_INVOICES"], master=master, name="Blind"
+    )
     await pay(api, master, "10.00")
 
     assert await finance(api, viewing.member, master_token) is not None
     assert await finance(api, blind.member, master_token) is None
-    for account, token in ((viewing.member, viewing.member_token),
-                           (blind.member, blind.member_token), (master, master_token)):
+    for account, token in (
+        (viewing.member, viewing.member_token),
+        (blind.member, blind.member_token),
+        (master, master_token),
+    ):
         assert await finance(api, account, token) is not None
         assert await finance(api, account) is not None
-    sibling = (await api.gql(ACCOUNT_FINANCE, {"id": blind.member}, viewing.member_token))
+    sibling = await api.gql(ACCOUNT_FINANCE, {"id": blind.member}, viewing.member_token)
     assert sibling["account"] is None
     view = (await api.gql(MY_MASTER_FINANCE, token=viewing.member_token))["viewer"]["account"]
     assert view["link"]["master"] == {"id": master, "name": "Master", "finance": None}
@@ -277,11 +360,19 @@ async def test_f7_a_standalone_charge_takes_cash_then_becomes_outstanding_fees(a
     first = await charge(api, account, "12.50")
     assert first["charge"]["paidByMaster"] == "0.00"
     assert first["charge"]["account"] == {"id": account}
-    assert_finance(first["account"]["finance"], cashBalance="17.50", outstandingFees="0.00",
-                   availableQuota="17.50")
+    assert_finance(
+        first["account"]["finance"],
+        cashBalance="17.50",
+        outstandingFees="0.00",
+        availableQuota="17.50",
+    )
     second = await charge(api, account, "37.50")
-    assert_finance(second["account"]["finance"], cashBalance="0.00", outstandingFees="20.00",
-                   availableQuota="-20.00")
+    assert_finance(
+        second["account"]["finance"],
+        cashBalance="0.00",
+        outstandingFees="20.00",
+        availableQuota="-20.00",
+    )
     await assert_sound(api.engine)
 
 
@@ -290,15 +381,20 @@ async def test_f7_a_charge_is_never_refused_even_past_the_credit_limit(api: Api)
     await credit_line(api, account, "100.00")
     payload = await charge(api, account, "250.00")
     assert payload["charge"]["amount"] == "250.00"
-    assert_finance(payload["account"]["finance"], outstandingFees="250.00",
-                   creditLimit="100.00", availableCredit="-150.00", availableQuota="-150.00")
+    assert_finance(
+        payload["account"]["finance"],
+        outstandingFees="250.00",
+        creditLimit="100.00",
+        availableCredit="-150.00",
+        availableQuota="-150.00",
+    )
     payload = await charge(api, account, "0.01")
     assert_finance(payload["account"]["finance"], availableQuota="-150.01")
     await assert_sound(api.engine)
 
 
 async def test_f7_a_financial_member_pays_transferred_cash_then_own_cash_then_fees(
-    api: Api
+    api: Api,
 ) -> None:
     given = await pair(api, "FINANCIAL")
     await pay(api, given.member, "10.00")
@@ -308,11 +404,20 @@ async def test_f7_a_financial_member_pays_transferred_cash_then_own_cash_then_fe
 
     first = await charge(api, given.member, "25.00")
     assert first["charge"]["paidByMaster"] == "0.00"
-    assert_finance(first["account"]["finance"], cashBalance="5.00", transferredCash="0.00",
-                   outstandingFees="0.00", availableQuota="5.00")
+    assert_finance(
+        first["account"]["finance"],
+        cashBalance="5.00",
+        transferredCash="0.00",
+        outstandingFees="0.00",
+        availableQuota="5.00",
+    )
     second = await charge(api, given.member, "10.00")
-    assert_finance(second["account"]["finance"], cashBalance="0.00", outstandingFees="5.00",
-                   availableQuota="-5.00")
+    assert_finance(
+        second["account"]["finance"],
+        cashBalance="0.00",
+        outstandingFees="5.00",
+        availableQuota="-5.00",
+    )
     assert await finance(api, given.master) == master_before
     await assert_sound(api.engine)
 
@@ -330,10 +435,22 @@ async def test_f7_a_trusteeship_members_charge_is_settled_by_its_master(api: Api
     payload = await charge(api, member, "100.00")
     assert payload["charge"]["account"] == {"id": member}
     assert payload["charge"]["paidByMaster"] == "80.00"
-    assert_finance(payload["account"]["finance"], cashBalance="15.00", transferredCash="0.00",
-                   frozenCash="15.00", outstandingFees="0.00", availableQuota="0.00")
-    assert_finance(await finance(api, master), cashBalance="0.00", outstandingFees="30.00",
-                   creditLimit="100.00", availableCredit="70.00", availableQuota="70.00")
+    assert_finance(
+        payload["account"]["finance"],
+        cashBalance="15.00",
+        transferredCash="0.00",
+        frozenCash="15.00",
+        outstandingFees="0.00",
+        availableQuota="0.00",
+    )
+    assert_finance(
+        await finance(api, master),
+        cashBalance="0.00",
+        outstandingFees="30.00",
+        creditLimit="100.00",
+        availableCredit="70.00",
+        availableQuota="70.00",
+    )
     assert descriptions(await charges(api, member)) == ["compute"]
     assert descriptions(await charges(api, master)) == []
     await assert_sound(api.engine)
@@ -341,59 +458,97 @@ async def test_f7_a_trusteeship_members_charge_is_settled_by_its_master(api: Api
 
 async def test_f7_a_charge_may_name_a_site_of_its_account_only(api: Api) -> None:
     given = await enterprise(api, 2, sites=True)
-    site = (await api.gql("query($id: ID!) { account(id: $id) { sites { id } } }",
-                          {"id": given.members[0]}))["account"]["sites"][0]["id"]
-    other_site = (await api.gql("query($id: ID!) { account(id: $id) { sites { id } } }",
-                                {"id": given.members[1]}))["account"]["sites"][0]["id"]
+    site = (
+        await api.gql(
+            "query($id: ID!) { account(id: $id) { sites { id } } }", {"id": given.members[0]}
+        )
+    )["account"]["sites"][0]["id"]
+    other_site = (
+        await api.gql(
+            "query($id: ID!) { account(id: $id) { sites { id } } }", {"id": given.members[1]}
+        )
+    )["account"]["sites"][0]["id"]
     await pay(api, given.master, "10.00")
     involved = [given.master, *given.members]
     for bad in (other_site, "not-an-id", given.links[0]):
-        await refused(api, "recordCharge", CHARGE,
-                      {"accountId": given.members[0], "amount": "1.00", "description": "x",
-                       "siteId": bad},
-                      code="NOT_FOUND", field=["siteId"], accounts=involved)
+        await refused(
+            api,
+            "recordCharge",
+            CHARGE,
+            {"accountId": given.members[0], "amount": "1.00", "description": "x", "siteId": bad},
+            code="NOT_FOUND",
+            field=["siteId"],
+            accounts=involved,
+        )
     payload = await charge(api, given.members[0], "1.00", siteId=site)
     assert payload["charge"]["site"] == {"id": site}
-    assert (await charge_node(api, payload["charge"]["id"]))["site"] == {"id": site}
+    node = await charge_node(api, payload["charge"]["id"])
+    assert node is not None and node["site"] == {"id": site}
     await assert_sound(api.engine)
 
 
 async def test_f7_record_charge_input_is_checked(api: Api) -> None:
     account = await with_own_cash(api, "Standalone", "10.00")
     for description in ("", "  ", "x" * 501):
-        await refused(api, "recordCharge", CHARGE,
-                      {"accountId": account, "amount": "1.00", "description": description},
-                      code="INVALID_INPUT", field=["description"], accounts=[account])
-    await refused(api, "recordCharge", CHARGE,
-                  {"accountId": "not-an-id", "amount": "1.00", "description": "x"},
-                  code="NOT_FOUND", field=["accountId"], accounts=[account])
+        await refused(
+            api,
+            "recordCharge",
+            CHARGE,
+            {"accountId": account, "amount": "1.00", "description": description},
+            code="INVALID_INPUT",
+            field=["description"],
+            accounts=[account],
+        )
+    await refused(
+        api,
+        "recordCharge",
+        CHARGE,
+        {"accountId": "not-an-id", "amount": "1.00", "description": "x"},
+        code="NOT_FOUND",
+        field=["accountId"],
+        accounts=[account],
+    )
 
 
 @pytest.mark.parametrize("value", BAD_AMOUNTS, ids=repr)
 async def test_f7_a_charge_amount_is_a_positive_plain_amount(api: Api, value: Any) -> None:
     account = await with_own_cash(api, "Standalone", "10.00")
-    await refused(api, "recordCharge", CHARGE,
-                  {"accountId": account, "amount": value, "description": "x"},
-                  code="INVALID_AMOUNT", field=["amount"], accounts=[account])
+    await refused(
+        api,
+        "recordCharge",
+        CHARGE,
+        {"accountId": account, "amount": value, "description": "x"},
+        code="INVALID_AMOUNT",
+        field=["amount"],
+        accounts=[account],
+    )
 
 
 async def test_f7_record_charge_is_for_operators_only(api: Api) -> None:
     given = await pair(api)
     await pay(api, given.master, "10.00")
     for token in (given.master_token, given.member_token):
-        await forbidden(api, CHARGE, {"accountId": given.member, "amount": "1.00",
-                                      "description": "x"},
-                        token=token, accounts=[given.master, given.member])
+        await forbidden(
+            api,
+            CHARGE,
+            {"accountId": given.member, "amount": "1.00", "description": "x"},
+            token=token,
+            accounts=[given.master, given.member],
+        )
 
 
 async def test_f7_charges_are_listed_newest_first_and_by_node(api: Api) -> None:
     given = await pair(api, "FINANCIAL", ["VIEW_FINANCE", "SYNC_CREDIT_CONTROL"])
-    blind = await pair(api, "FINANCIAL", ["SYNC_CREDIT_CONTROL"], master=given.master,
-                       name="Blind")
+    blind = await pair(api, "FINANCIAL", ["SYNC_CREDIT_CONTROL"], master=given.master, name="Blind")
     made = []
     for number, day in enumerate(("2024-01-03", "2024-01-01", "2024-01-02")):
-        payload = await charge(api, given.member, f"{number + 1}.00", f"charge {number + 1}",
-                               occurredAt=f"{day}T12:00:00+00:00")
+        payload = await charge(
+            api,
+            given.member,
+            f"{number + 1}.00",
+            f"charge {number + 1}",
+            occurredAt=f"{day}T12:00:00+00:00",
+        )
         made.append(payload["charge"])
     hidden = (await charge(api, blind.member, "1.00", "blind"))["charge"]
 
@@ -401,11 +556,11 @@ async def test_f7_charges_are_listed_newest_first_and_by_node(api: Api) -> None:
         found = await charges(api, given.member, token)
         assert found["totalCount"] == 3
         assert descriptions(found) == ["charge 3", "charge 2", "charge 1"]  # recorded last first
-        assert await charge_node(api, made[0]["id"], token) == {"__typename": "Charge",
-                                                                **made[0]}
+        assert await charge_node(api, made[0]["id"], token) == {"__typename": "Charge", **made[0]}
     # since/until are on occurredAt (since inclusive, until exclusive).
-    window = await charges(api, given.member, since="2024-01-02T12:00:00+00:00",
-                           until="2024-01-03T12:00:00+00:00")
+    window = await charges(
+        api, given.member, since="2024-01-02T12:00:00+00:00", until="2024-01-03T12:00:00+00:00"
+    )
     assert descriptions(window) == ["charge 3"]
     first_page = await charges(api, given.member, first=2)
     assert first_page["pageInfo"]["hasNextPage"] is True
@@ -427,11 +582,11 @@ async def test_f7_an_occurred_at_without_a_time_zone_is_utc(api: Api, type: str)
     await pay(api, master, "10.00")
     payload = await charge(api, member, "1.00", occurredAt="2001-02-03T04:05:06")
     assert datetime.fromisoformat(payload["charge"]["occurredAt"]) == datetime.fromisoformat(
-        "2001-02-03T04:05:06+00:00")
+        "2001-02-03T04:05:06+00:00"
+    )
     assert payload["charge"]["paidByMaster"] == "0.00"
     assert_finance(payload["account"]["finance"], cashBalance="9.00")
-    found = await charges(api, member, since="2001-02-03T04:05:06",
-                          until="2001-02-03T04:05:07")
+    found = await charges(api, member, since="2001-02-03T04:05:06", until="2001-02-03T04:05:07")
     assert found["totalCount"] == 1
     await assert_sound(api.engine)
 
@@ -443,10 +598,18 @@ async def test_f8_a_payment_settles_outstanding_fees_first(api: Api) -> None:
     account = await api.account("Standalone")
     await charge(api, account, "30.00")
     counts = await row_counts(api.engine)
-    assert_finance(await pay(api, account, "10.00"), outstandingFees="20.00",
-                   cashBalance="0.00", availableQuota="-20.00")
-    assert_finance(await pay(api, account, "50.00"), outstandingFees="0.00",
-                   cashBalance="30.00", availableQuota="30.00")
+    assert_finance(
+        await pay(api, account, "10.00"),
+        outstandingFees="20.00",
+        cashBalance="0.00",
+        availableQuota="-20.00",
+    )
+    assert_finance(
+        await pay(api, account, "50.00"),
+        outstandingFees="0.00",
+        cashBalance="30.00",
+        availableQuota="30.00",
+    )
     assert_finance(await pay(api, account, "0.01"), cashBalance="30.01")
     after = await row_counts(api.engine)
     assert after["payments"] == counts["payments"] + 3
@@ -457,17 +620,36 @@ async def test_f8_a_payment_settles_outstanding_fees_first(api: Api) -> None:
 async def test_f8_record_payment_is_for_operators_and_checks_its_input(api: Api) -> None:
     given = await pair(api)
     for token in (given.master_token, given.member_token):
-        await forbidden(api, PAY, {"accountId": given.master, "amount": "1.00"},
-                        token=token, accounts=[given.master, given.member])
-    await refused(api, "recordPayment", PAY, {"accountId": "not-an-id", "amount": "1.00"},
-                  code="NOT_FOUND", field=["accountId"], accounts=[given.master])
+        await forbidden(
+            api,
+            PAY,
+            {"accountId": given.master, "amount": "1.00"},
+            token=token,
+            accounts=[given.master, given.member],
+        )
+    await refused(
+        api,
+        "recordPayment",
+        PAY,
+        {"accountId": "not-an-id", "amount": "1.00"},
+        code="NOT_FOUND",
+        field=["accountId"],
+        accounts=[given.master],
+    )
 
 
 @pytest.mark.parametrize("value", BAD_AMOUNTS, ids=repr)
 async def test_f8_a_payment_amount_is_a_positive_plain_amount(api: Api, value: Any) -> None:
     account = await api.account("Standalone")
-    await refused(api, "recordPayment", PAY, {"accountId": account, "amount": value},
-                  code="INVALID_AMOUNT", field=["amount"], accounts=[account])
+    await refused(
+        api,
+        "recordPayment",
+        PAY,
+        {"accountId": account, "amount": value},
+        code="INVALID_AMOUNT",
+        field=["amount"],
+        accounts=[account],
+    )
 
 
 async def test_f8_only_cash_that_was_not_allocated_is_withdrawn(api: Api) -> None:
@@ -476,20 +658,35 @@ async def test_f8_only_cash_that_was_not_allocated_is_withdrawn(api: Api) -> Non
     await pay(api, given.master, "20.00")
     await allocate(api, given.master, given.member, "20.00")
     involved = [given.master, given.member]
-    await refused(api, "withdrawCash", WITHDRAW, {"accountId": given.member, "amount": "30.01"},
-                  code="INSUFFICIENT_FUNDS", field=["amount"], token=given.member_token,
-                  accounts=involved)
+    await refused(
+        api,
+        "withdrawCash",
+        WITHDRAW,
+        {"accountId": given.member, "amount": "30.01"},
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        token=given.member_token,
+        accounts=involved,
+    )
     counts = await row_counts(api.engine)
     found = await withdraw(api, given.member, "30.00", given.member_token)
     assert_finance(found, cashBalance="20.00", transferredCash="20.00", availableQuota="20.00")
     assert (await row_counts(api.engine))["journal_entries"] == counts["journal_entries"] + 1
-    await refused(api, "withdrawCash", WITHDRAW, {"accountId": given.member, "amount": "0.01"},
-                  code="INSUFFICIENT_FUNDS", field=["amount"], token=given.member_token,
-                  accounts=involved)
+    await refused(
+        api,
+        "withdrawCash",
+        WITHDRAW,
+        {"accountId": given.member, "amount": "0.01"},
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        token=given.member_token,
+        accounts=involved,
+    )
     # A master has no transferred cash: all of its cash is withdrawable.
     await pay(api, given.master, "5.00")
-    assert_finance(await withdraw(api, given.master, "5.00", given.master_token),
-                   cashBalance="0.00")
+    assert_finance(
+        await withdraw(api, given.master, "5.00", given.master_token), cashBalance="0.00"
+    )
     await assert_sound(api.engine)
 
 
@@ -500,11 +697,27 @@ async def test_f8_only_the_accounts_own_users_withdraw(api: Api) -> None:
     involved = [given.master, *given.members]
     request = {"accountId": given.members[0], "amount": "1.00"}
     for token in (given.master_token, OPERATOR_TOKEN):
-        await refused(api, "withdrawCash", WITHDRAW, request, code="PERMISSION_NOT_GRANTED",
-                      field=["accountId"], token=token, accounts=involved)
+        await refused(
+            api,
+            "withdrawCash",
+            WITHDRAW,
+            request,
+            code="PERMISSION_NOT_GRANTED",
+            field=["accountId"],
+            token=token,
+            accounts=involved,
+        )
     for token in (given.member_tokens[1], stranger_token):
-        await refused(api, "withdrawCash", WITHDRAW, request, code="NOT_FOUND",
-                      field=["accountId"], token=token, accounts=involved)
+        await refused(
+            api,
+            "withdrawCash",
+            WITHDRAW,
+            request,
+            code="NOT_FOUND",
+            field=["accountId"],
+            token=token,
+            accounts=involved,
+        )
     await withdraw(api, given.members[0], "10.00", given.member_tokens[0])
     await assert_sound(api.engine)
 
@@ -512,9 +725,16 @@ async def test_f8_only_the_accounts_own_users_withdraw(api: Api) -> None:
 @pytest.mark.parametrize("value", BAD_AMOUNTS, ids=repr)
 async def test_f8_a_withdrawal_amount_is_a_positive_plain_amount(api: Api, value: Any) -> None:
     account = await with_own_cash(api, "Standalone", "10.00")
-    await refused(api, "withdrawCash", WITHDRAW, {"accountId": account, "amount": value},
-                  code="INVALID_AMOUNT", field=["amount"], token=await api.token(account),
-                  accounts=[account])
+    await refused(
+        api,
+        "withdrawCash",
+        WITHDRAW,
+        {"accountId": account, "amount": value},
+        code="INVALID_AMOUNT",
+        field=["amount"],
+        token=await api.token(account),
+        accounts=[account],
+    )
 
 
 # ---------------------------------------------------------------- U1 association
@@ -528,8 +748,16 @@ async def test_u1_outstanding_fees_block_accepting_a_trusteeship(api: Api) -> No
     link = await api.invite(master, member)
     answer = {"linkId": link, "accept": True, "permissions": ["VIEW_FINANCE"]}
     for token in (member_token, OPERATOR_TOKEN):
-        await refused(api, "respondToInvitation", RESPOND, answer, code="OUTSTANDING_FEES",
-                      field=["linkId"], token=token, accounts=[master, member])
+        await refused(
+            api,
+            "respondToInvitation",
+            RESPOND,
+            answer,
+            code="OUTSTANDING_FEES",
+            field=["linkId"],
+            token=token,
+            accounts=[master, member],
+        )
     assert (await api.gql(LINK_NODE, {"id": link}))["node"]["status"] == "INVITED"
 
     await pay(api, member, "10.00")
@@ -543,9 +771,12 @@ async def test_u1_outstanding_fees_do_not_block_a_financial_link(api: Api) -> No
     member = await api.account("Member")
     await charge(api, member, "10.00")
     link = await api.invite(master, member, type="FINANCIAL")
-    payload = await api.ok("respondToInvitation", RESPOND,
-                           {"linkId": link, "accept": True, "permissions": []},
-                           await api.token(member))
+    payload = await api.ok(
+        "respondToInvitation",
+        RESPOND,
+        {"linkId": link, "accept": True, "permissions": []},
+        await api.token(member),
+    )
     assert payload["link"]["status"] == "ACTIVE"
     assert_finance(await finance(api, member), outstandingFees="10.00")
 
@@ -553,9 +784,7 @@ async def test_u1_outstanding_fees_do_not_block_a_financial_link(api: Api) -> No
 # ---------------------------------------------------------------- U2 bills before association
 
 
-async def test_u2_a_charge_dated_before_the_association_is_paid_as_if_standalone(
-    api: Api
-) -> None:
+async def test_u2_a_charge_dated_before_the_association_is_paid_as_if_standalone(api: Api) -> None:
     member = await with_own_cash(api, "Member", "40.00")
     master = await api.account("Master")
     await api.link(master, member)
@@ -563,11 +792,19 @@ async def test_u2_a_charge_dated_before_the_association_is_paid_as_if_standalone
 
     earlier = await charge(api, member, "30.00", occurredAt=BEFORE_ANY_ASSOCIATION)
     assert earlier["charge"]["paidByMaster"] == "0.00"
-    assert_finance(earlier["account"]["finance"], cashBalance="10.00", frozenCash="10.00",
-                   outstandingFees="0.00")
+    assert_finance(
+        earlier["account"]["finance"],
+        cashBalance="10.00",
+        frozenCash="10.00",
+        outstandingFees="0.00",
+    )
     more = await charge(api, member, "25.00", occurredAt=BEFORE_ANY_ASSOCIATION)
-    assert_finance(more["account"]["finance"], cashBalance="0.00", outstandingFees="15.00",
-                   availableQuota="-15.00")
+    assert_finance(
+        more["account"]["finance"],
+        cashBalance="0.00",
+        outstandingFees="15.00",
+        availableQuota="-15.00",
+    )
     assert_finance(await finance(api, master), cashBalance="100.00", outstandingFees="0.00")
 
     later = await charge(api, member, "5.00")
@@ -582,10 +819,12 @@ async def test_u2_the_association_starts_at_its_activation(api: Api) -> None:
     link = await api.link(master, member)
     await pay(api, master, "100.00")
     activated = datetime.fromisoformat(
-        (await api.gql(LINK_NODE, {"id": link}))["node"]["activatedAt"])
+        (await api.gql(LINK_NODE, {"id": link}))["node"]["activatedAt"]
+    )
 
-    before = await charge(api, member, "1.00",
-                          occurredAt=(activated - timedelta(microseconds=1)).isoformat())
+    before = await charge(
+        api, member, "1.00", occurredAt=(activated - timedelta(microseconds=1)).isoformat()
+    )
     assert before["charge"]["paidByMaster"] == "0.00"
     at = await charge(api, member, "2.00", occurredAt=activated.isoformat())
     assert at["charge"]["paidByMaster"] == "2.00"
@@ -605,12 +844,23 @@ async def test_u3_frozen_cash_pays_no_charge_but_can_be_withdrawn(api: Api) -> N
 
     payload = await charge(api, member, "10.00")  # the master has no cash: its fees grow
     assert payload["charge"]["paidByMaster"] == "10.00"
-    assert_finance(payload["account"]["finance"], cashBalance="40.00", frozenCash="40.00",
-                   outstandingFees="0.00")
+    assert_finance(
+        payload["account"]["finance"],
+        cashBalance="40.00",
+        frozenCash="40.00",
+        outstandingFees="0.00",
+    )
     assert_finance(await finance(api, master), outstandingFees="10.00")
-    await refused(api, "withdrawCash", WITHDRAW, {"accountId": member, "amount": "40.01"},
-                  code="INSUFFICIENT_FUNDS", field=["amount"], token=member_token,
-                  accounts=[master, member])
+    await refused(
+        api,
+        "withdrawCash",
+        WITHDRAW,
+        {"accountId": member, "amount": "40.01"},
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        token=member_token,
+        accounts=[master, member],
+    )
     found = await withdraw(api, member, "40.00", member_token)
     assert_finance(found, cashBalance="0.00", frozenCash="0.00", availableQuota="0.00")
     await assert_sound(api.engine)
@@ -628,16 +878,32 @@ async def test_u3_frozen_cash_is_usable_again_after_dissociation(api: Api) -> No
     assert_finance(await finance(api, member), frozenCash="40.00", availableQuota="20.00")
 
     await api.ok("dissociateMember", DISSOCIATE, {"linkId": link}, token=member_token)
-    assert_finance(await finance(api, member, member_token), cashBalance="60.00",
-                   transferredCash="20.00", frozenCash="0.00", availableQuota="60.00")
+    assert_finance(
+        await finance(api, member, member_token),
+        cashBalance="60.00",
+        transferredCash="20.00",
+        frozenCash="0.00",
+        availableQuota="60.00",
+    )
     payload = await charge(api, member, "30.00")
     assert payload["charge"]["paidByMaster"] == "0.00"
-    assert_finance(payload["account"]["finance"], cashBalance="30.00", transferredCash="0.00",
-                   availableQuota="30.00")
+    assert_finance(
+        payload["account"]["finance"],
+        cashBalance="30.00",
+        transferredCash="0.00",
+        availableQuota="30.00",
+    )
     assert_finance(await finance(api, master), cashBalance="0.00", outstandingFees="0.00")
-    await refused(api, "withdrawCash", WITHDRAW, {"accountId": member, "amount": "30.01"},
-                  code="INSUFFICIENT_FUNDS", field=["amount"], token=member_token,
-                  accounts=[master, member])
+    await refused(
+        api,
+        "withdrawCash",
+        WITHDRAW,
+        {"accountId": member, "amount": "30.01"},
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        token=member_token,
+        accounts=[master, member],
+    )
     await withdraw(api, member, "30.00", member_token)
     await assert_sound(api.engine)
 
@@ -646,13 +912,24 @@ async def test_u5_funds_still_transferred_stay_with_a_dissociated_member(api: Ap
     given = await pair(api)
     await pay(api, given.master, "50.00")
     await allocate(api, given.master, given.member, "30.00")
-    await api.ok("dissociateMember", DISSOCIATE, {"linkId": given.link},
-                 token=given.master_token)
-    assert_finance(await finance(api, given.member, given.member_token), cashBalance="30.00",
-                   transferredCash="30.00", frozenCash="0.00", availableQuota="30.00")
-    await refused(api, "withdrawCash", WITHDRAW, {"accountId": given.member, "amount": "0.01"},
-                  code="INSUFFICIENT_FUNDS", field=["amount"], token=given.member_token,
-                  accounts=[given.master, given.member])
+    await api.ok("dissociateMember", DISSOCIATE, {"linkId": given.link}, token=given.master_token)
+    assert_finance(
+        await finance(api, given.member, given.member_token),
+        cashBalance="30.00",
+        transferredCash="30.00",
+        frozenCash="0.00",
+        availableQuota="30.00",
+    )
+    await refused(
+        api,
+        "withdrawCash",
+        WITHDRAW,
+        {"accountId": given.member, "amount": "0.01"},
+        code="INSUFFICIENT_FUNDS",
+        field=["amount"],
+        token=given.member_token,
+        accounts=[given.master, given.member],
+    )
     payload = await charge(api, given.member, "10.00")
     assert_finance(payload["account"]["finance"], cashBalance="20.00", transferredCash="20.00")
     assert_finance(await finance(api, given.master), cashBalance="20.00")
@@ -670,15 +947,22 @@ async def test_u4_the_master_settles_every_trusteeship_members_charges(api: Api)
     b = await charge(api, second, "50.00")
     own = await charge(api, given.master, "10.00")
     assert [c["charge"]["paidByMaster"] for c in (a, b, own)] == ["30.00", "50.00", "0.00"]
-    assert_finance(await finance(api, given.master), cashBalance="10.00",
-                   outstandingFees="0.00")
+    assert_finance(await finance(api, given.master), cashBalance="10.00", outstandingFees="0.00")
     c = await charge(api, second, "25.00")
     assert c["charge"]["paidByMaster"] == "25.00"
-    assert_finance(await finance(api, given.master), cashBalance="0.00",
-                   outstandingFees="15.00", availableQuota="-15.00")
+    assert_finance(
+        await finance(api, given.master),
+        cashBalance="0.00",
+        outstandingFees="15.00",
+        availableQuota="-15.00",
+    )
     for member in given.members:
-        assert_finance(await finance(api, member), cashBalance="0.00", outstandingFees="0.00",
-                       availableQuota="0.00")
+        assert_finance(
+            await finance(api, member),
+            cashBalance="0.00",
+            outstandingFees="0.00",
+            availableQuota="0.00",
+        )
     # Attributed to the member for reports and invoices; the master sees them there.
     assert descriptions(await charges(api, second, given.master_token)) == ["compute"] * 2
     assert (await charges(api, given.master, given.master_token))["totalCount"] == 1
@@ -695,8 +979,9 @@ async def test_u5_a_member_no_longer_sees_the_charges_of_its_association(api: Ap
     master_token = await api.token(master)
     link = await api.link(master, member)
     await pay(api, master, "100.00")
-    before = (await charge(api, member, "1.00", "before",
-                           occurredAt=BEFORE_ANY_ASSOCIATION))["charge"]
+    before = (await charge(api, member, "1.00", "before", occurredAt=BEFORE_ANY_ASSOCIATION))[
+        "charge"
+    ]
     during = (await charge(api, member, "2.00", "during"))["charge"]
     # U6: during the association the member sees its costs.
     assert descriptions(await charges(api, member, member_token)) == ["during", "before"]

@@ -52,8 +52,12 @@ CREDIT_LINE = """mutation($input: SetCreditLineInput!) { setCreditLine(input: $i
   userErrors { code field message } } }"""
 
 # What a rule may answer when the money is gone by the time a request gets its locks.
-RULE_REFUSALS = {"INSUFFICIENT_FUNDS", "EXCEEDS_NET_ALLOCATED", "EXCEEDS_UNSPENT",
-                 "CREDIT_EXCEEDS_AVAILABLE"}
+RULE_REFUSALS = {
+    "INSUFFICIENT_FUNDS",
+    "EXCEEDS_NET_ALLOCATED",
+    "EXCEEDS_UNSPENT",
+    "CREDIT_EXCEEDS_AVAILABLE",
+}
 RETRY_LOGGER = "accountgraph.api.mutations"
 
 
@@ -105,27 +109,59 @@ def mixed_requests(given: Enterprise, count: int, seed: int) -> list[Request]:
         member = rng.choice(given.members)
         account = rng.choice([*given.members, given.master])
         method = rng.choice(["CASH", "CASH", "CREDIT"])
-        kind = rng.choice(["allocate", "allocate", "reclaim", "reclaim", "charge", "charge",
-                           "payment", "withdraw"])
+        kind = rng.choice(
+            [
+                "allocate",
+                "allocate",
+                "reclaim",
+                "reclaim",
+                "charge",
+                "charge",
+                "payment",
+                "withdraw",
+            ]
+        )
         transfer = {"masterId": given.master, "memberId": member, "method": method}
         if kind == "allocate":
-            request = Request(kind, "allocateFunds", ALLOCATE,
-                              {**transfer, "amount": cents(rng, 1, 120)}, master_token)
+            request = Request(
+                kind,
+                "allocateFunds",
+                ALLOCATE,
+                {**transfer, "amount": cents(rng, 1, 120)},
+                master_token,
+            )
         elif kind == "reclaim":
-            request = Request(kind, "reclaimFunds", RECLAIM,
-                              {**transfer, "amount": cents(rng, 1, 60)}, master_token)
+            request = Request(
+                kind,
+                "reclaimFunds",
+                RECLAIM,
+                {**transfer, "amount": cents(rng, 1, 60)},
+                master_token,
+            )
         elif kind == "charge":
-            request = Request(kind, "recordCharge", CHARGE, {
-                "accountId": account, "amount": cents(rng, 1, 90), "description": "usage"},
-                OPERATOR_TOKEN)
+            request = Request(
+                kind,
+                "recordCharge",
+                CHARGE,
+                {"accountId": account, "amount": cents(rng, 1, 90), "description": "usage"},
+                OPERATOR_TOKEN,
+            )
         elif kind == "payment":
-            request = Request(kind, "recordPayment", PAY,
-                              {"accountId": account, "amount": cents(rng, 1, 50)},
-                              OPERATOR_TOKEN)
+            request = Request(
+                kind,
+                "recordPayment",
+                PAY,
+                {"accountId": account, "amount": cents(rng, 1, 50)},
+                OPERATOR_TOKEN,
+            )
         else:  # a withdrawal by the account's own users
-            request = Request(kind, "withdrawCash", WITHDRAW,
-                              {"accountId": account, "amount": cents(rng, 1, 30)},
-                              given.tokens[account])
+            request = Request(
+                kind,
+                "withdrawCash",
+                WITHDRAW,
+                {"accountId": account, "amount": cents(rng, 1, 30)},
+                given.tokens[account],
+            )
         requests.append(request)
     return requests
 
@@ -133,17 +169,20 @@ def mixed_requests(given: Enterprise, count: int, seed: int) -> list[Request]:
 async def send_all(api: Api, requests: list[Request]) -> list[dict[str, Any]]:
     """All at once; ``Api.mutate`` fails on any top-level GraphQL error or non-200."""
     calls: list[Awaitable[dict[str, Any]]] = [
-        api.mutate(r.name, r.query, r.input, r.token) for r in requests]
+        api.mutate(r.name, r.query, r.input, r.token) for r in requests
+    ]
     return list(await asyncio.gather(*calls))
 
 
 async def counts(conn: AsyncConnection) -> dict[str, int]:
     found = {}
     for table in (transfers, charges, payments):
-        found[table.name] = (await conn.execute(text(f"SELECT count(*) FROM {table.name}"))
-                             ).scalar_one()
-    found["withdrawals"] = (await conn.execute(text(
-        "SELECT count(*) FROM journal_entries WHERE kind = 'WITHDRAWAL'"))).scalar_one()
+        found[table.name] = (
+            await conn.execute(text(f"SELECT count(*) FROM {table.name}"))
+        ).scalar_one()
+    found["withdrawals"] = (
+        await conn.execute(text("SELECT count(*) FROM journal_entries WHERE kind = 'WITHDRAWAL'"))
+    ).scalar_one()
     return found
 
 
@@ -154,8 +193,9 @@ async def replay(conn: AsyncConnection) -> Model:
     committed. Every recorded operation must be one the rules allowed at its turn."""
     model = Model()
     for row in (await conn.execute(select(links).where(links.c.status == "ACTIVE"))).all():
-        model.links[row.member_id] = Link(row.master_id, row.type, frozenset(row.permissions),
-                                          row.activated_at)
+        model.links[row.member_id] = Link(
+            row.master_id, row.type, frozenset(row.permissions), row.activated_at
+        )
     by_entry: dict[int, list[Any]] = {}
     for posting in (await conn.execute(select(postings).order_by(postings.c.id))).all():
         by_entry.setdefault(posting.entry_id, []).append(posting)
@@ -192,22 +232,30 @@ async def replay(conn: AsyncConnection) -> Model:
 async def assert_replay_matches(api: Api) -> Model:
     async with api.engine.connect() as conn:
         await assert_ledger_rules(conn)
-        cash = (await conn.execute(text(
-            "SELECT coalesce(sum(amount), 0) FROM postings WHERE bucket = 'CASH'"))).scalar_one()
+        cash = (
+            await conn.execute(
+                text("SELECT coalesce(sum(amount), 0) FROM postings WHERE bucket = 'CASH'")
+            )
+        ).scalar_one()
         assert cash == 0  # master + members + EXTERNAL: cash is conserved
         model = await replay(conn)
         for row in (await conn.execute(text("SELECT * FROM balances"))).all():
             held = {bucket: getattr(row, column) for bucket, column in BUCKETS.items()}
             assert held == dict(model.balances[row.account_id]), row.account_id
-        totals = {(r.master_id, r.member_id, r.method): [r.allocated, r.reclaimed]
-                  for r in (await conn.execute(select(allocations))).all()}
+        totals = {
+            (r.master_id, r.member_id, r.method): [r.allocated, r.reclaimed]
+            for r in (await conn.execute(select(allocations))).all()
+        }
         assert totals == {k: v for k, v in model.allocations.items() if any(v)}
     return model
 
 
 def assert_no_retries(caplog: pytest.LogCaptureFixture) -> None:
-    retried = [r.getMessage() for r in caplog.records
-               if r.name == RETRY_LOGGER and "retrying" in r.getMessage()]
+    retried = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == RETRY_LOGGER and "retrying" in r.getMessage()
+    ]
     assert retried == []  # no deadlock (40P01) or serialization failure was retried
     conflicts = [r.getMessage() for r in caplog.records if "constraint refused" in r.getMessage()]
     assert conflicts == []  # no CHECK constraint caught what the service missed
@@ -237,7 +285,8 @@ async def test_f9_sixty_concurrent_money_mutations_keep_the_ledger_sound(
     async with api.engine.connect() as conn:
         after = await counts(conn)
     assert after["transfers"] - before["transfers"] == (
-        warm_done + outcomes.get("allocate", 0) + outcomes.get("reclaim", 0))
+        warm_done + outcomes.get("allocate", 0) + outcomes.get("reclaim", 0)
+    )
     assert after["charges"] - before["charges"] == outcomes.get("charge", 0)
     assert after["payments"] - before["payments"] == outcomes.get("payment", 0)
     assert after["withdrawals"] - before["withdrawals"] == outcomes.get("withdraw", 0)
@@ -261,15 +310,26 @@ async def test_f9_opposite_order_operations_do_not_deadlock(
         transfer = {"masterId": master, "memberId": member, "amount": "3.00"}
         round_ += [
             Request("allocate", "allocateFunds", ALLOCATE, transfer, token),
-            Request("charge", "recordCharge", CHARGE, {
-                "accountId": member, "amount": "4.00", "description": "usage"}, OPERATOR_TOKEN),
+            Request(
+                "charge",
+                "recordCharge",
+                CHARGE,
+                {"accountId": member, "amount": "4.00", "description": "usage"},
+                OPERATOR_TOKEN,
+            ),
             Request("reclaim", "reclaimFunds", RECLAIM, {**transfer, "amount": "1.00"}, token),
         ]
     round_ += [
-        Request("charge", "recordCharge", CHARGE, {
-            "accountId": master, "amount": "2.00", "description": "usage"}, OPERATOR_TOKEN),
-        Request("payment", "recordPayment", PAY, {"accountId": master, "amount": "1.00"},
-                OPERATOR_TOKEN),
+        Request(
+            "charge",
+            "recordCharge",
+            CHARGE,
+            {"accountId": master, "amount": "2.00", "description": "usage"},
+            OPERATOR_TOKEN,
+        ),
+        Request(
+            "payment", "recordPayment", PAY, {"accountId": master, "amount": "1.00"}, OPERATOR_TOKEN
+        ),
     ]
 
     with caplog.at_level(logging.INFO, logger=RETRY_LOGGER):

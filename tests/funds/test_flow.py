@@ -30,16 +30,23 @@ async def test_f3_f7_allocate_then_charge_a_trusteeship_member(api: Api) -> None
     member = given.members[0]
     await api.ok("recordPayment", PAY, {"accountId": given.master, "amount": "100.00"})
 
-    payload = await api.ok("allocateFunds", ALLOCATE, {
-        "masterId": given.master, "memberId": member, "amount": "30.50"},
-        token=given.master_token)
+    payload = await api.ok(
+        "allocateFunds",
+        ALLOCATE,
+        {"masterId": given.master, "memberId": member, "amount": "30.50"},
+        token=given.master_token,
+    )
     assert payload["transfer"]["amount"] == "30.50"
     assert payload["master"]["finance"]["cashBalance"] == "69.50"
     assert payload["member"]["finance"] == {
-        "cashBalance": "30.50", "transferredCash": "30.50", "availableQuota": "30.50"}
+        "cashBalance": "30.50",
+        "transferredCash": "30.50",
+        "availableQuota": "30.50",
+    }
 
-    charged = await api.ok("recordCharge", CHARGE, {
-        "accountId": member, "amount": "40.00", "description": "compute"})
+    charged = await api.ok(
+        "recordCharge", CHARGE, {"accountId": member, "amount": "40.00", "description": "compute"}
+    )
     assert charged["charge"]["paidByMaster"] == "9.50"
     assert charged["account"]["finance"] == {"cashBalance": "0.00", "transferredCash": "0.00"}
     master = (await api.gql(FINANCE, {"id": given.master}))["account"]["finance"]
@@ -52,6 +59,11 @@ async def test_f1_an_account_that_never_had_money_shows_zero_balances(api: Api) 
 
     finance = (await api.gql(FINANCE, {"id": account}))["account"]["finance"]
 
-    assert finance == {"cashBalance": "0.00", "transferredCash": "0.00",
-                       "outstandingFees": "0.00", "availableQuota": "0.00",
-                       "frozenCash": "0.00", "creditLine": "0.00"}
+    assert finance == {
+        "cashBalance": "0.00",
+        "transferredCash": "0.00",
+        "outstandingFees": "0.00",
+        "availableQuota": "0.00",
+        "frozenCash": "0.00",
+        "creditLine": "0.00",
+    }

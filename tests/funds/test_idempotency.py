@@ -57,8 +57,13 @@ async def count(api: Api, table: Any) -> int:
 
 async def keys(api: Api) -> list[tuple[str, str]]:
     async with api.engine.connect() as conn:
-        rows = (await conn.execute(select(idempotency_keys.c.scope, idempotency_keys.c.key)
-                                   .order_by(idempotency_keys.c.key))).all()
+        rows = (
+            await conn.execute(
+                select(idempotency_keys.c.scope, idempotency_keys.c.key).order_by(
+                    idempotency_keys.c.key
+                )
+            )
+        ).all()
     return [(row.scope, row.key) for row in rows]
 
 
@@ -74,10 +79,16 @@ async def account_ids(api: Api, *global_ids: str) -> list[int]:
     return [i for i in found if i is not None]
 
 
-def allocation(given: Enterprise, amount: str = "10.00", key: str | None = "k-1",
-               **extra: Any) -> dict[str, Any]:
-    return {"masterId": given.master, "memberId": given.members[0], "amount": amount,
-            "idempotencyKey": key, **extra}
+def allocation(
+    given: Enterprise, amount: str = "10.00", key: str | None = "k-1", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "masterId": given.master,
+        "memberId": given.members[0],
+        "amount": amount,
+        "idempotencyKey": key,
+        **extra,
+    }
 
 
 async def assert_sound(api: Api) -> None:
@@ -110,12 +121,15 @@ async def test_f10_another_token_of_the_same_account_replays_too(api: Api) -> No
     assert await count(api, transfers) == 1
 
 
-@pytest.mark.parametrize(("query", "name", "change"), [
-    (ALLOCATE, "allocateFunds", {"amount": "10.01"}),
-    (ALLOCATE, "allocateFunds", {"method": "CREDIT"}),
-    (ALLOCATE, "allocateFunds", {"memberId": "other"}),
-    (RECLAIM, "reclaimFunds", {}),  # another operation with the same input
-])
+@pytest.mark.parametrize(
+    ("query", "name", "change"),
+    [
+        (ALLOCATE, "allocateFunds", {"amount": "10.01"}),
+        (ALLOCATE, "allocateFunds", {"method": "CREDIT"}),
+        (ALLOCATE, "allocateFunds", {"memberId": "other"}),
+        (RECLAIM, "reclaimFunds", {}),  # another operation with the same input
+    ],
+)
 async def test_f10_same_key_with_another_input_is_a_conflict(
     api: Api, query: str, name: str, change: dict[str, Any]
 ) -> None:
@@ -130,7 +144,8 @@ async def test_f10_same_key_with_another_input_is_a_conflict(
 
     assert payload["transfer"] is None
     assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-        ("IDEMPOTENCY_CONFLICT", ["idempotencyKey"])]
+        ("IDEMPOTENCY_CONFLICT", ["idempotencyKey"])
+    ]
     assert [await finance(api, a) for a in (given.master, *given.members)] == before
     assert await count(api, journal_entries) == entries
     assert await count(api, transfers) == 1
@@ -142,26 +157,40 @@ async def test_f10_keys_are_scoped_to_the_caller(api: Api) -> None:
     await api.ok("recordPayment", PAY, {"accountId": given.members[0], "amount": "20.00"})
     key = "shared-key"
 
-    by_master = await api.ok("allocateFunds", ALLOCATE, allocation(given, key=key),
-                             given.master_token)
+    by_master = await api.ok(
+        "allocateFunds", ALLOCATE, allocation(given, key=key), given.master_token
+    )
     by_operator = await api.ok("allocateFunds", ALLOCATE, allocation(given, key=key))
-    by_other_master = await api.ok("allocateFunds", ALLOCATE, allocation(other, key=key),
-                                   other.master_token)
-    by_member = await api.ok("withdrawCash", WITHDRAW, {
-        "accountId": given.members[0], "amount": "1.00", "idempotencyKey": key},
-        given.member_tokens[0])
+    by_other_master = await api.ok(
+        "allocateFunds", ALLOCATE, allocation(other, key=key), other.master_token
+    )
+    by_member = await api.ok(
+        "withdrawCash",
+        WITHDRAW,
+        {"accountId": given.members[0], "amount": "1.00", "idempotencyKey": key},
+        given.member_tokens[0],
+    )
 
-    ids = {by_master["transfer"]["id"], by_operator["transfer"]["id"],
-           by_other_master["transfer"]["id"]}
+    ids = {
+        by_master["transfer"]["id"],
+        by_operator["transfer"]["id"],
+        by_other_master["transfer"]["id"],
+    }
     assert len(ids) == 3
     assert by_operator["master"]["finance"]["cashBalance"] == "80.00"
     assert by_member["account"]["finance"]["cashBalance"] == "39.00"  # 20 own + 20 allocated
     assert (await finance(api, other.master))["cashBalance"] == "90.00"
     assert await count(api, transfers) == 3
     scopes = [scope for scope, _ in await keys(api)]
-    assert sorted(scopes) == sorted([
-        "operator", *(f"account:{i}" for i in await account_ids(
-            api, given.master, other.master, given.members[0]))])
+    assert sorted(scopes) == sorted(
+        [
+            "operator",
+            *(
+                f"account:{i}"
+                for i in await account_ids(api, given.master, other.master, given.members[0])
+            ),
+        ]
+    )
     # and each of them replays in its own scope
     again = await api.ok("allocateFunds", ALLOCATE, allocation(given, key=key))
     assert again["transfer"]["id"] == by_operator["transfer"]["id"]
@@ -171,14 +200,16 @@ async def test_f10_keys_are_scoped_to_the_caller(api: Api) -> None:
 async def test_f10_a_refused_first_attempt_keeps_no_key(api: Api) -> None:
     given = await enterprise(api, 1)  # no cash yet
 
-    refused = await api.mutate("allocateFunds", ALLOCATE, allocation(given, amount="50.00"),
-                               given.master_token)
+    refused = await api.mutate(
+        "allocateFunds", ALLOCATE, allocation(given, amount="50.00"), given.master_token
+    )
     assert [e["code"] for e in refused["userErrors"]] == ["INSUFFICIENT_FUNDS"]
     assert await keys(api) == []
 
     await api.ok("recordPayment", PAY, {"accountId": given.master, "amount": "50.00"})
-    retried = await api.ok("allocateFunds", ALLOCATE, allocation(given, amount="50.00"),
-                           given.master_token)
+    retried = await api.ok(
+        "allocateFunds", ALLOCATE, allocation(given, amount="50.00"), given.master_token
+    )
 
     assert retried["transfer"]["amount"] == "50.00"
     assert retried["master"]["finance"]["cashBalance"] == "0.00"
@@ -189,25 +220,36 @@ async def test_f10_keys_are_kept_and_only_purged_after_48_hours(api: Api) -> Non
     given = await funded(api)
     made = {}
     for key in ("fresh", "day-old", "two-days-old"):
-        payload = await api.ok("allocateFunds", ALLOCATE, allocation(given, "1.00", key),
-                               given.master_token)
+        payload = await api.ok(
+            "allocateFunds", ALLOCATE, allocation(given, "1.00", key), given.master_token
+        )
         made[key] = payload["transfer"]["id"]
     async with api.engine.begin() as conn:
-        await conn.execute(text("UPDATE idempotency_keys SET created_at = now() - "
-                                "interval '47 hours' WHERE key = 'day-old'"))
-        await conn.execute(text("UPDATE idempotency_keys SET created_at = now() - "
-                                "interval '49 hours' WHERE key = 'two-days-old'"))
+        await conn.execute(
+            text(
+                "UPDATE idempotency_keys SET created_at = now() - "
+                "interval '47 hours' WHERE key = 'day-old'"
+            )
+        )
+        await conn.execute(
+            text(
+                "UPDATE idempotency_keys SET created_at = now() - "
+                "interval '49 hours' WHERE key = 'two-days-old'"
+            )
+        )
 
     async with api.engine.begin() as conn:
         purged = await idempotency.purge(conn)
 
     assert purged == 1
     assert [key for _, key in await keys(api)] == ["day-old", "fresh"]
-    kept = await api.ok("allocateFunds", ALLOCATE, allocation(given, "1.00", "day-old"),
-                        given.master_token)
+    kept = await api.ok(
+        "allocateFunds", ALLOCATE, allocation(given, "1.00", "day-old"), given.master_token
+    )
     assert kept["transfer"]["id"] == made["day-old"]
-    forgotten = await api.ok("allocateFunds", ALLOCATE,
-                             allocation(given, "1.00", "two-days-old"), given.master_token)
+    forgotten = await api.ok(
+        "allocateFunds", ALLOCATE, allocation(given, "1.00", "two-days-old"), given.master_token
+    )
     assert forgotten["transfer"]["id"] != made["two-days-old"]
     assert forgotten["master"]["finance"]["cashBalance"] == "96.00"
 
@@ -218,9 +260,14 @@ async def test_f10_concurrent_requests_with_one_key_take_effect_once(
 ) -> None:
     given = await funded(api, cash="1000.00")
 
-    payloads = await asyncio.gather(*(
-        api.mutate("allocateFunds", ALLOCATE, allocation(given, "7.00", "racing"),
-                   given.master_token) for _ in range(requests)))
+    payloads = await asyncio.gather(
+        *(
+            api.mutate(
+                "allocateFunds", ALLOCATE, allocation(given, "7.00", "racing"), given.master_token
+            )
+            for _ in range(requests)
+        )
+    )
 
     assert all(p["userErrors"] == [] for p in payloads), payloads
     assert len({p["transfer"]["id"] for p in payloads}) == 1
@@ -230,21 +277,23 @@ async def test_f10_concurrent_requests_with_one_key_take_effect_once(
     await assert_sound(api)
 
 
-@pytest.mark.parametrize(("key", "code"), [("k" * 200, None), ("k" * 201, "INVALID_INPUT"),
-                                           ("", "INVALID_INPUT")])
+@pytest.mark.parametrize(
+    ("key", "code"), [("k" * 200, None), ("k" * 201, "INVALID_INPUT"), ("", "INVALID_INPUT")]
+)
 async def test_f10_a_key_has_1_to_200_characters(api: Api, key: str, code: str | None) -> None:
     given = await funded(api)
 
-    payload = await api.mutate("allocateFunds", ALLOCATE, allocation(given, key=key),
-                               given.master_token)
+    payload = await api.mutate(
+        "allocateFunds", ALLOCATE, allocation(given, key=key), given.master_token
+    )
 
     if code is None:
         assert payload["userErrors"] == []
-        assert await keys(api) == [(f"account:{(await account_ids(api, given.master))[0]}",
-                                    key)]
+        assert await keys(api) == [(f"account:{(await account_ids(api, given.master))[0]}", key)]
     else:
         assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
-            (code, ["idempotencyKey"])]
+            (code, ["idempotencyKey"])
+        ]
         assert await count(api, transfers) == 0
         assert (await finance(api, given.master))["cashBalance"] == "100.00"
 
@@ -268,40 +317,81 @@ async def charge_case(api: Api, given: Enterprise) -> Case:
     standalone = await api.account("Standalone")
     await api.ok("recordPayment", PAY, {"accountId": standalone, "amount": "10.00"})
     base = {"accountId": standalone, "amount": "4.00", "description": "compute"}
-    return Case("recordCharge", CHARGE, base, {**base, "description": "storage"},
-                OPERATOR_TOKEN, standalone, {"cashBalance": "6.00"})
+    return Case(
+        "recordCharge",
+        CHARGE,
+        base,
+        {**base, "description": "storage"},
+        OPERATOR_TOKEN,
+        standalone,
+        {"cashBalance": "6.00"},
+    )
 
 
 async def payment_case(api: Api, given: Enterprise) -> Case:
     base = {"accountId": given.master, "amount": "5.00"}
-    return Case("recordPayment", PAY, base, {**base, "amount": "6.00"}, OPERATOR_TOKEN,
-                given.master, {"cashBalance": "105.00"})
+    return Case(
+        "recordPayment",
+        PAY,
+        base,
+        {**base, "amount": "6.00"},
+        OPERATOR_TOKEN,
+        given.master,
+        {"cashBalance": "105.00"},
+    )
 
 
 async def withdrawal_case(api: Api, given: Enterprise) -> Case:
     base = {"accountId": given.master, "amount": "30.00"}
-    return Case("withdrawCash", WITHDRAW, base, {**base, "amount": "31.00"},
-                given.master_token, given.master, {"cashBalance": "70.00"})
+    return Case(
+        "withdrawCash",
+        WITHDRAW,
+        base,
+        {**base, "amount": "31.00"},
+        given.master_token,
+        given.master,
+        {"cashBalance": "70.00"},
+    )
 
 
 async def credit_limit_case(api: Api, given: Enterprise) -> Case:
     await api.ok("setCreditLine", CREDIT_LINE, {"masterId": given.master, "amount": "500.00"})
     base = {"masterId": given.master, "memberId": given.members[0], "limit": "40.00"}
-    return Case("setCreditLimit", CREDIT_LIMIT, base, {**base, "limit": "41.00"},
-                given.master_token, given.members[0], {"creditLimit": "40.00"},
-                repeatable=False)  # setting the same limit again is no change
+    return Case(
+        "setCreditLimit",
+        CREDIT_LIMIT,
+        base,
+        {**base, "limit": "41.00"},
+        given.master_token,
+        given.members[0],
+        {"creditLimit": "40.00"},
+        repeatable=False,
+    )  # setting the same limit again is no change
 
 
 async def adjustment_case(api: Api, given: Enterprise) -> Case:
-    base = {"accountId": given.master, "bucket": "NEGATIVE_BILL", "amount": "3.00",
-            "reason": "credit note"}
-    return Case("adjustBalance", ADJUST, base, {**base, "bucket": "CREDIT_REFUND"},
-                OPERATOR_TOKEN, given.master, {"negativeBill": "3.00"})
+    base = {
+        "accountId": given.master,
+        "bucket": "NEGATIVE_BILL",
+        "amount": "3.00",
+        "reason": "credit note",
+    }
+    return Case(
+        "adjustBalance",
+        ADJUST,
+        base,
+        {**base, "bucket": "CREDIT_REFUND"},
+        OPERATOR_TOKEN,
+        given.master,
+        {"negativeBill": "3.00"},
+    )
 
 
-@pytest.mark.parametrize("build", [charge_case, payment_case, withdrawal_case,
-                                   credit_limit_case, adjustment_case],
-                         ids=lambda build: build.__name__.removesuffix("_case"))
+@pytest.mark.parametrize(
+    "build",
+    [charge_case, payment_case, withdrawal_case, credit_limit_case, adjustment_case],
+    ids=lambda build: build.__name__.removesuffix("_case"),
+)
 async def test_f10_every_money_mutation_takes_a_key(api: Api, build: Any) -> None:
     given = await funded(api)
     case: Case = await build(api, given)
@@ -311,12 +401,14 @@ async def test_f10_every_money_mutation_takes_a_key(api: Api, build: Any) -> Non
 
     first = await api.ok(case.name, case.query, keyed, case.token)
     again = await api.ok(case.name, case.query, keyed, case.token)
-    conflict = await api.mutate(case.name, case.query,
-                                {**case.other_input, "idempotencyKey": "once"}, case.token)
+    conflict = await api.mutate(
+        case.name, case.query, {**case.other_input, "idempotencyKey": "once"}, case.token
+    )
 
     assert first == again  # the first result, replayed
     assert [(e["code"], e["field"]) for e in conflict["userErrors"]] == [
-        ("IDEMPOTENCY_CONFLICT", ["idempotencyKey"])]
+        ("IDEMPOTENCY_CONFLICT", ["idempotencyKey"])
+    ]
     after = await finance(api, case.account)
     assert after == {**before, **case.changed}, (before, after)
     assert await count(api, journal_entries) == entries + 1
@@ -326,16 +418,16 @@ async def test_f10_every_money_mutation_takes_a_key(api: Api, build: Any) -> Non
     assert await count(api, journal_entries) == entries + 1 + case.repeatable
 
 
-async def test_f10_a_replay_reports_the_first_transfer_even_after_later_changes(api: Api
-                                                                                ) -> None:
+async def test_f10_a_replay_reports_the_first_transfer_even_after_later_changes(api: Api) -> None:
     given = await funded(api)
-    first = await api.ok("allocateFunds", ALLOCATE, allocation(given, "10.00", "early"),
-                         given.master_token)
-    await api.ok("allocateFunds", ALLOCATE, allocation(given, "5.00", "later"),
-                 given.master_token)
+    first = await api.ok(
+        "allocateFunds", ALLOCATE, allocation(given, "10.00", "early"), given.master_token
+    )
+    await api.ok("allocateFunds", ALLOCATE, allocation(given, "5.00", "later"), given.master_token)
 
-    replay = await api.ok("allocateFunds", ALLOCATE, allocation(given, "10.00", "early"),
-                          given.master_token)
+    replay = await api.ok(
+        "allocateFunds", ALLOCATE, allocation(given, "10.00", "early"), given.master_token
+    )
 
     assert replay["transfer"] == first["transfer"]
     assert Decimal(replay["master"]["finance"]["cashBalance"]) == Decimal("85.00")

@@ -35,7 +35,9 @@ from accountgraph.accounts.models import links
 from accountgraph.api import ids
 from accountgraph.api.auth import Principal, PrincipalKind
 from accountgraph.api.errors import DomainError
-from accountgraph.funds import service
+from accountgraph.funds import charges as charging
+from accountgraph.funds import payments as paying
+from accountgraph.funds import transfers as transferring
 from accountgraph.funds.models import (
     BUCKETS,
     allocations,
@@ -45,6 +47,7 @@ from accountgraph.funds.models import (
     payments,
     transfers,
 )
+from accountgraph.funds.public import BalanceBucket, DisbursementMethod
 from accountgraph.funds.verify import verify
 from accountgraph.models import metadata
 from tests.helpers import OPERATOR_TOKEN, Api
@@ -78,10 +81,12 @@ class Model:
     test_concurrency.py, which replays the recorded operations through it."""
 
     balances: dict[int, dict[str, Decimal]] = field(
-        default_factory=lambda: defaultdict(lambda: dict.fromkeys(BUCKETS, ZERO)))
+        default_factory=lambda: defaultdict(lambda: dict.fromkeys(BUCKETS, ZERO))
+    )
     links: dict[int, Link] = field(default_factory=dict)  # member -> its ACTIVE link
     allocations: dict[tuple[int, int, str], list[Decimal]] = field(
-        default_factory=lambda: defaultdict(lambda: [ZERO, ZERO]))
+        default_factory=lambda: defaultdict(lambda: [ZERO, ZERO])
+    )
     transfers: int = 0
     charges: int = 0
     payments: int = 0
@@ -123,8 +128,9 @@ class Model:
         return m["CREDIT_LIMIT"] - m["TRANSFERRED_CREDIT"] - m["OUTSTANDING_FEES"]
 
     # F3, F4, F5
-    def allocate(self, actor: int | None, master: int, member: int, method: str,
-                 amount: Decimal) -> str | None:
+    def allocate(
+        self, actor: int | None, master: int, member: int, method: str, amount: Decimal
+    ) -> str | None:
         refused = self.pair(actor, master, member)
         if refused:
             return refused
@@ -155,8 +161,9 @@ class Model:
             return b["TRANSFERRED_CASH"]
         return max(ZERO, b["CREDIT_LIMIT"] - b["OUTSTANDING_FEES"])
 
-    def reclaim(self, actor: int | None, master: int, member: int, method: str,
-                amount: Decimal) -> str | None:
+    def reclaim(
+        self, actor: int | None, master: int, member: int, method: str, amount: Decimal
+    ) -> str | None:
         refused = self.pair(actor, master, member)
         if refused:
             return refused
@@ -189,8 +196,9 @@ class Model:
         b["CREDIT_LIMIT"] += delta
         return None
 
-    def set_credit_limit(self, actor: int | None, master: int, member: int,
-                         limit: Decimal) -> str | None:
+    def set_credit_limit(
+        self, actor: int | None, master: int, member: int, limit: Decimal
+    ) -> str | None:
         refused = self.pair(actor, master, member)
         if refused:
             return refused
@@ -254,9 +262,15 @@ class Model:
 
 def quota_of(values: dict[str, Decimal], frozen_cash: Decimal) -> Decimal:
     """F2, written out again here (not the app's function)."""
-    return (values["CASH"] - frozen_cash + values["BANKERS_ACCEPTANCE_BILL"]
-            + values["CREDIT_LIMIT"] + values["CREDIT_REFUND"] - values["UNSETTLED_AMOUNT"]
-            - (values["OUTSTANDING_FEES"] - values["NEGATIVE_BILL"]))
+    return (
+        values["CASH"]
+        - frozen_cash
+        + values["BANKERS_ACCEPTANCE_BILL"]
+        + values["CREDIT_LIMIT"]
+        + values["CREDIT_REFUND"]
+        - values["UNSETTLED_AMOUNT"]
+        - (values["OUTSTANDING_FEES"] - values["NEGATIVE_BILL"])
+    )
 
 
 # ---------------------------------------------------------------- the database side
@@ -281,12 +295,15 @@ class Snapshot:
 async def snapshot(conn: AsyncConnection) -> Snapshot:
     rows = (await conn.execute(select(balances))).all()
     held = {row.account_id: {b: getattr(row, c) for b, c in BUCKETS.items()} for row in rows}
-    totals = {(row.master_id, row.member_id, row.method): (row.allocated, row.reclaimed)
-              for row in (await conn.execute(select(allocations))).all()}
+    totals = {
+        (row.master_id, row.member_id, row.method): (row.allocated, row.reclaimed)
+        for row in (await conn.execute(select(allocations))).all()
+    }
     counts = {}
     for table in (transfers, charges, payments, journal_entries):
-        counts[table.name] = (await conn.execute(select(func.count()).select_from(table))
-                              ).scalar_one()
+        counts[table.name] = (
+            await conn.execute(select(func.count()).select_from(table))
+        ).scalar_one()
     return Snapshot(held, totals, counts)
 
 
@@ -297,12 +314,16 @@ def held(snap: Snapshot, account: int) -> dict[str, Decimal]:
 async def assert_ledger_rules(conn: AsyncConnection) -> None:
     """F9 and the row rules, whatever produced the ledger."""
     assert await verify(conn) == []
-    total = (await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings"))
-             ).scalar_one()
+    total = (await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings"))).scalar_one()
     assert total == 0
-    unbalanced = (await conn.execute(text(
-        "SELECT entry_id, bucket FROM postings GROUP BY entry_id, bucket "
-        "HAVING sum(amount) <> 0"))).all()
+    unbalanced = (
+        await conn.execute(
+            text(
+                "SELECT entry_id, bucket FROM postings GROUP BY entry_id, bucket "
+                "HAVING sum(amount) <> 0"
+            )
+        )
+    ).all()
     assert unbalanced == []
     for row in (await conn.execute(select(balances))).all():
         values = {b: getattr(row, c) for b, c in BUCKETS.items()}
@@ -356,19 +377,23 @@ async def build_world(api: Api, redis: ArqRedis, opening: dict[str, Decimal]) ->
     model = Model()
     for name, cash in opening.items():
         if cash > 0:
-            await api.ok("recordPayment", PAYMENT, {"accountId": gids[name],
-                                                    "amount": money(cash)})
+            await api.ok("recordPayment", PAYMENT, {"accountId": gids[name], "amount": money(cash)})
             model.payment(account_ids[name], cash)
     await api.link(gids["M"], gids["T1"], "TRUSTEESHIP")
     await api.link(gids["M"], gids["T2"], "TRUSTEESHIP", ["VIEW_FINANCE"])
     await api.link(gids["M"], gids["F"], "FINANCIAL")
     async with api.engine.connect() as conn:
         for row in (await conn.execute(select(links).where(links.c.status == "ACTIVE"))).all():
-            model.links[row.member_id] = Link(row.master_id, row.type,
-                                              frozenset(row.permissions), row.activated_at)
+            model.links[row.member_id] = Link(
+                row.master_id, row.type, frozenset(row.permissions), row.activated_at
+            )
     tokens = {name: await api.token(gids[name]) for name in NAMES}
-    principals = {name: Principal(PrincipalKind.ACCOUNT_USER, account_ids[name],
-                                  f"{account_ids[name]}:invariants") for name in NAMES}
+    principals = {
+        name: Principal(
+            PrincipalKind.ACCOUNT_USER, account_ids[name], f"{account_ids[name]}:invariants"
+        )
+        for name in NAMES
+    }
     return World(api, account_ids, gids, tokens, principals, model)
 
 
@@ -397,7 +422,8 @@ FINANCE_FIELDS = "cashBalance frozenCash transferredCash availableQuota"
 # exactly all of it ("all") or one cent more ("over").
 Amount = int | str
 amounts: st.SearchStrategy[Amount] = st.one_of(
-    st.integers(1, 30_000), st.sampled_from(["all", "over"]))
+    st.integers(1, 30_000), st.sampled_from(["all", "over"])
+)
 actors = st.sampled_from(["master", "master", "master", "master", "operator", "member"])
 TRANSFER_TARGETS = ("T1", "T1", "F", "F", "T2", "S")  # mostly members that granted both
 
@@ -416,15 +442,22 @@ class Op:
     pick: int | None = None  # reclaim: the pick-th (member, method) with net allocated > 0
 
 
-def op(kind: str, accounts: Iterable[str], **extra: st.SearchStrategy[Any]
-       ) -> st.SearchStrategy[Op]:
-    return st.builds(Op, kind=st.just(kind), account=st.sampled_from(list(accounts)),
-                     via_api=st.integers(0, 3).map(lambda n: n == 0), **extra)
+def op(
+    kind: str, accounts: Iterable[str], **extra: st.SearchStrategy[Any]
+) -> st.SearchStrategy[Op]:
+    return st.builds(
+        Op,
+        kind=st.just(kind),
+        account=st.sampled_from(list(accounts)),
+        via_api=st.integers(0, 3).map(lambda n: n == 0),
+        **extra,
+    )
 
 
 methods = st.sampled_from(["CASH", "CREDIT"])
 reclaimed: st.SearchStrategy[Amount] = st.one_of(  # mostly what was allocated and is unspent
-    st.integers(1, 5_000), st.sampled_from(["all", "all", "over"]))
+    st.integers(1, 5_000), st.sampled_from(["all", "all", "over"])
+)
 OPERATIONS = st.one_of(
     op("pay", NAMES, amount=amounts),
     op("allocate", TRANSFER_TARGETS, amount=amounts, method=methods, actor=actors),
@@ -434,16 +467,31 @@ OPERATIONS = st.one_of(
     op("allocate", ("T1", "F"), amount=st.integers(1, 20_000), method=methods),
     op("reclaim", ("T1", "F"), amount=reclaimed, method=methods, pick=st.integers(0, 3)),
     op("reclaim", ("T1", "F"), amount=reclaimed, method=methods, pick=st.integers(0, 3)),
-    op("credit_line", ("M", "M", "S", "T1"), amount=st.one_of(st.integers(0, 80_000),
-                                                             st.sampled_from(["all", "over"]))),
-    op("credit_limit", MEMBERS, amount=st.one_of(st.integers(0, 40_000),
-                                                 st.sampled_from(["all", "over", "edge", "edge"])),
-       actor=st.sampled_from(["master", "master", "operator", "member"])),
+    op(
+        "credit_line",
+        ("M", "M", "S", "T1"),
+        amount=st.one_of(st.integers(0, 80_000), st.sampled_from(["all", "over"])),
+    ),
+    op(
+        "credit_limit",
+        MEMBERS,
+        amount=st.one_of(st.integers(0, 40_000), st.sampled_from(["all", "over", "edge", "edge"])),
+        actor=st.sampled_from(["master", "master", "operator", "member"]),
+    ),
     op("charge", NAMES, amount=amounts, before_association=st.booleans()),
-    op("withdraw", NAMES, amount=amounts,
-       actor=st.sampled_from(["own", "own", "own", "master", "operator"])),
-    op("adjust", NAMES, amount=amounts, bucket=st.sampled_from(ADJUSTABLE),
-       sign=st.sampled_from([1, -1])),
+    op(
+        "withdraw",
+        NAMES,
+        amount=amounts,
+        actor=st.sampled_from(["own", "own", "own", "master", "operator"]),
+    ),
+    op(
+        "adjust",
+        NAMES,
+        amount=amounts,
+        bucket=st.sampled_from(ADJUSTABLE),
+        sign=st.sampled_from([1, -1]),
+    ),
 )
 
 
@@ -461,25 +509,33 @@ class Step:
 def resolve(world: World, op: Op) -> Step:
     model, master = world.model, world.master
     if op.pick is not None:  # take back from a member that has something to take back
-        held_back = sorted((member, method) for (_, member, method), (given, taken)
-                           in model.allocations.items() if given > taken)
+        held_back = sorted(
+            (member, method)
+            for (_, member, method), (given, taken) in model.allocations.items()
+            if given > taken
+        )
         if held_back:
             member, method = held_back[op.pick % len(held_back)]
             name = next(n for n, i in world.ids.items() if i == member)
             op = replace(op, account=name, method=method)
     account = world.ids[op.account]
-    actor = {"master": master, "operator": OPERATOR, "member": account,
-             "own": account}.get(op.actor, master)
+    actor = {"master": master, "operator": OPERATOR, "member": account, "own": account}.get(
+        op.actor, master
+    )
     b = model.balances[account]
     # The value that is exactly on the rule's limit ("all"); "over" is one cent past it.
     past = CENT
     if op.kind == "allocate":
         m = model.balances[master]
-        limit = (m["CASH"] - m["TRANSFERRED_CASH"] if op.method == "CASH"
-                 else model.enterprise_available_credit(master))
+        limit = (
+            m["CASH"] - m["TRANSFERRED_CASH"]
+            if op.method == "CASH"
+            else model.enterprise_available_credit(master)
+        )
     elif op.kind == "reclaim":
-        limit = min(model.net_allocated(master, account, op.method),
-                    model.unspent(account, op.method))
+        limit = min(
+            model.net_allocated(master, account, op.method), model.unspent(account, op.method)
+        )
     elif op.kind == "credit_line":  # the lowest line the members' limits leave room for
         limit = b["CREDIT_LINE"] - b["CREDIT_LIMIT"] + b["TRANSFERRED_CREDIT"]
         past = -CENT
@@ -538,29 +594,57 @@ def expect(model: Model, master: int, step: Step) -> str | None:
 async def run_direct(world: World, step: Step) -> str | None:
     """The service in one transaction, as ``perform`` runs it; a DomainError rolls back."""
     op, account, amount, master = step.op, step.account, step.amount, world.master
-    principal = (OPERATOR_PRINCIPAL if step.actor is None else
-                 next(p for p in world.principals.values() if p.account_id == step.actor))
+    principal = (
+        OPERATOR_PRINCIPAL
+        if step.actor is None
+        else next(p for p in world.principals.values() if p.account_id == step.actor)
+    )
     calls: dict[str, Callable[[AsyncConnection], Awaitable[Any]]] = {
-        "pay": lambda c: service.record_payment(c, OPERATOR_PRINCIPAL, account_id=account,
-                                                amount=amount),
-        "allocate": lambda c: service.allocate(c, principal, master_id=master,
-                                               member_id=account, amount=amount,
-                                               method=op.method, idempotency_key=None),
-        "reclaim": lambda c: service.reclaim(c, principal, master_id=master, member_id=account,
-                                             amount=amount, method=op.method,
-                                             idempotency_key=None),
-        "credit_line": lambda c: service.set_credit_line(c, OPERATOR_PRINCIPAL,
-                                                         master_id=account, amount=amount),
-        "credit_limit": lambda c: service.set_credit_limit(c, principal, master_id=master,
-                                                           member_id=account, limit=amount),
-        "charge": lambda c: service.record_charge(c, OPERATOR_PRINCIPAL, account_id=account,
-                                                  amount=amount, description="usage",
-                                                  site_id=None, occurred_at=step.occurred_at),
-        "withdraw": lambda c: service.withdraw_cash(c, principal, account_id=account,
-                                                    amount=amount),
-        "adjust": lambda c: service.adjust_balance(c, OPERATOR_PRINCIPAL, account_id=account,
-                                                   bucket=op.bucket, amount=amount,
-                                                   reason="back office"),
+        "pay": lambda c: paying.record_payment(
+            c, OPERATOR_PRINCIPAL, account_id=account, amount=amount
+        ),
+        "allocate": lambda c: transferring.allocate(
+            c,
+            principal,
+            master_id=master,
+            member_id=account,
+            amount=amount,
+            method=DisbursementMethod(op.method),
+            idempotency_key=None,
+        ),
+        "reclaim": lambda c: transferring.reclaim(
+            c,
+            principal,
+            master_id=master,
+            member_id=account,
+            amount=amount,
+            method=DisbursementMethod(op.method),
+            idempotency_key=None,
+        ),
+        "credit_line": lambda c: transferring.set_credit_line(
+            c, OPERATOR_PRINCIPAL, master_id=account, amount=amount
+        ),
+        "credit_limit": lambda c: transferring.set_credit_limit(
+            c, principal, master_id=master, member_id=account, limit=amount
+        ),
+        "charge": lambda c: charging.record_charge(
+            c,
+            OPERATOR_PRINCIPAL,
+            account_id=account,
+            amount=amount,
+            description="usage",
+            site_id=None,
+            occurred_at=step.occurred_at,
+        ),
+        "withdraw": lambda c: paying.withdraw_cash(c, principal, account_id=account, amount=amount),
+        "adjust": lambda c: paying.adjust_balance(
+            c,
+            OPERATOR_PRINCIPAL,
+            account_id=account,
+            bucket=BalanceBucket(op.bucket),
+            amount=amount,
+            reason="back office",
+        ),
     }
     try:
         async with world.api.engine.begin() as conn:
@@ -573,25 +657,43 @@ async def run_direct(world: World, step: Step) -> str | None:
 async def run_api(world: World, step: Step) -> str | None:
     op, amount = step.op, money(step.amount)
     gid = world.gids[op.account]
-    token = next((world.tokens[n] for n in NAMES if world.ids[n] == step.actor),
-                 OPERATOR_TOKEN)
+    token = next((world.tokens[n] for n in NAMES if world.ids[n] == step.actor), OPERATOR_TOKEN)
     if op.kind in {"pay", "credit_line", "charge", "adjust"}:  # P4: operators only
         token = OPERATOR_TOKEN
     requests: dict[str, tuple[str, str, dict[str, Any]]] = {
         "pay": ("recordPayment", PAYMENT, {"accountId": gid, "amount": amount}),
-        "allocate": ("allocateFunds", ALLOCATE, {"masterId": world.gids["M"], "memberId": gid,
-                                                 "amount": amount, "method": op.method}),
-        "reclaim": ("reclaimFunds", RECLAIM, {"masterId": world.gids["M"], "memberId": gid,
-                                              "amount": amount, "method": op.method}),
+        "allocate": (
+            "allocateFunds",
+            ALLOCATE,
+            {"masterId": world.gids["M"], "memberId": gid, "amount": amount, "method": op.method},
+        ),
+        "reclaim": (
+            "reclaimFunds",
+            RECLAIM,
+            {"masterId": world.gids["M"], "memberId": gid, "amount": amount, "method": op.method},
+        ),
         "credit_line": ("setCreditLine", CREDIT_LINE, {"masterId": gid, "amount": amount}),
-        "credit_limit": ("setCreditLimit", CREDIT_LIMIT, {"masterId": world.gids["M"],
-                                                          "memberId": gid, "limit": amount}),
-        "charge": ("recordCharge", CHARGE, {
-            "accountId": gid, "amount": amount, "description": "usage",
-            "occurredAt": step.occurred_at.isoformat() if step.occurred_at else None}),
+        "credit_limit": (
+            "setCreditLimit",
+            CREDIT_LIMIT,
+            {"masterId": world.gids["M"], "memberId": gid, "limit": amount},
+        ),
+        "charge": (
+            "recordCharge",
+            CHARGE,
+            {
+                "accountId": gid,
+                "amount": amount,
+                "description": "usage",
+                "occurredAt": step.occurred_at.isoformat() if step.occurred_at else None,
+            },
+        ),
         "withdraw": ("withdrawCash", WITHDRAW, {"accountId": gid, "amount": amount}),
-        "adjust": ("adjustBalance", ADJUST, {"accountId": gid, "bucket": op.bucket,
-                                             "amount": amount, "reason": "back office"}),
+        "adjust": (
+            "adjustBalance",
+            ADJUST,
+            {"accountId": gid, "bucket": op.bucket, "amount": amount, "reason": "back office"},
+        ),
     }
     name, query, input = requests[op.kind]
     payload = await world.api.mutate(name, query, input, token=token)
@@ -602,14 +704,22 @@ async def run_api(world: World, step: Step) -> str | None:
 
 async def assert_quota_as_the_api_reports(world: World, snap: Snapshot) -> None:
     """F2 recomputed from the balance rows against every account's finance in the API."""
-    query = "query { " + " ".join(
-        f'{name}: account(id: "{gid}") {{ finance {{ {FINANCE_FIELDS} }} }}'
-        for name, gid in world.gids.items()) + " }"
+    query = (
+        "query { "
+        + " ".join(
+            f'{name}: account(id: "{gid}") {{ finance {{ {FINANCE_FIELDS} }} }}'
+            for name, gid in world.gids.items()
+        )
+        + " }"
+    )
     data = await world.api.gql(query)
     for name, account in world.ids.items():
         values = held(snap, account)
-        frozen = (values["CASH"] - values["TRANSFERRED_CASH"]
-                  if world.model.trusteeship(account) else ZERO)
+        frozen = (
+            values["CASH"] - values["TRANSFERRED_CASH"]
+            if world.model.trusteeship(account)
+            else ZERO
+        )
         finance = data[name]["finance"]
         if account not in snap.balances:  # never had money: no finance row yet
             assert finance is None or Decimal(finance["availableQuota"]) == 0
@@ -619,8 +729,9 @@ async def assert_quota_as_the_api_reports(world: World, snap: Snapshot) -> None:
         assert Decimal(finance["cashBalance"]) == values["CASH"], name
 
 
-def assert_transferred_cash_moves(world: World, step: Step, refused: str | None,
-                                  before: Snapshot, after: Snapshot) -> None:
+def assert_transferred_cash_moves(
+    world: World, step: Step, refused: str | None, before: Snapshot, after: Snapshot
+) -> None:
     """F3, F8: transferred cash falls only by a charge on the account or a reclamation of
     cash from it; a withdrawal never takes it."""
     for account in world.ids.values():
@@ -628,20 +739,31 @@ def assert_transferred_cash_moves(world: World, step: Step, refused: str | None,
         if now["TRANSFERRED_CASH"] < was["TRANSFERRED_CASH"]:
             assert refused is None and step.account == account, step
             assert step.op.kind == "charge" or (
-                step.op.kind == "reclaim" and step.op.method == "CASH"), step
+                step.op.kind == "reclaim" and step.op.method == "CASH"
+            ), step
         if step.op.kind == "withdraw" and account == step.account:
             assert now["TRANSFERRED_CASH"] == was["TRANSFERRED_CASH"]
             assert was["CASH"] - now["CASH"] <= was["CASH"] - was["TRANSFERRED_CASH"]
 
 
-@settings(max_examples=25, deadline=None, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     operations=st.lists(OPERATIONS, min_size=10, max_size=50),
-    opening=st.fixed_dictionaries({
-        "M": st.integers(0, 200_000).map(lambda c: Decimal(c) * CENT),
-        **{name: st.integers(0, 10_000).map(lambda c: Decimal(c) * CENT)
-           for name in ("T1", "T2", "F")}}),
+    opening=st.fixed_dictionaries(
+        {
+            "M": st.integers(0, 200_000).map(lambda c: Decimal(c) * CENT),
+            **{
+                name: st.integers(0, 10_000).map(lambda c: Decimal(c) * CENT)
+                for name in ("T1", "T2", "F")
+            },
+        }
+    ),
     line=st.integers(0, 100_000).map(lambda c: Decimal(c) * CENT),
 )
 async def test_f9_random_money_operations_keep_the_ledger_sound(
@@ -649,8 +771,9 @@ async def test_f9_random_money_operations_keep_the_ledger_sound(
 ) -> None:
     world = await build_world(api, redis, opening)
     if line:  # most examples start with an enterprise credit line (F6)
-        assert await run_direct(world, resolve(world, Op("credit_line", "M", int(line * 100)))
-                                ) is None
+        assert (
+            await run_direct(world, resolve(world, Op("credit_line", "M", int(line * 100)))) is None
+        )
         assert world.model.set_credit_line(world.master, line) is None
     async with api.engine.connect() as conn:
         before = await snapshot(conn)
@@ -675,21 +798,32 @@ async def test_f9_random_money_operations_keep_the_ledger_sound(
 async def test_f9_f2_worked_sequence_through_the_api(api: Api, redis: ArqRedis) -> None:
     """One fixed sequence through GraphQL only, so a Hypothesis run that happens to draw
     few API steps still covers every mutation's GraphQL path."""
-    world = await build_world(api, redis, {"T1": Decimal("40.00"), "T2": ZERO,
-                                           "F": Decimal("5.00")})
+    world = await build_world(
+        api, redis, {"T1": Decimal("40.00"), "T2": ZERO, "F": Decimal("5.00")}
+    )
     sequence = [
-        Op("pay", "M", 50_000), Op("credit_line", "M", 100_000),
-        Op("allocate", "T1", 10_000), Op("allocate", "F", 5_000, method="CREDIT"),
-        Op("allocate", "T2", 100), Op("allocate", "S", 100),  # refused: grants, no link
-        Op("charge", "T1", 12_000), Op("charge", "T1", 3_000, before_association=True),
-        Op("reclaim", "T1", 1), Op("reclaim", "F", 5_000, method="CREDIT"),
-        Op("credit_limit", "F", 20_000), Op("withdraw", "F", 500, actor="own"),
-        Op("credit_limit", "F", "edge"), Op("withdraw", "T1", "all", actor="own"),
+        Op("pay", "M", 50_000),
+        Op("credit_line", "M", 100_000),
+        Op("allocate", "T1", 10_000),
+        Op("allocate", "F", 5_000, method="CREDIT"),
+        Op("allocate", "T2", 100),
+        Op("allocate", "S", 100),  # refused: grants, no link
+        Op("charge", "T1", 12_000),
+        Op("charge", "T1", 3_000, before_association=True),
+        Op("reclaim", "T1", 1),
+        Op("reclaim", "F", 5_000, method="CREDIT"),
+        Op("credit_limit", "F", 20_000),
+        Op("withdraw", "F", 500, actor="own"),
+        Op("credit_limit", "F", "edge"),
+        Op("withdraw", "T1", "all", actor="own"),
         Op("withdraw", "M", 100, actor="operator"),
         Op("adjust", "S", 500, bucket="NEGATIVE_BILL"),
         Op("adjust", "S", "over", bucket="UNSETTLED_AMOUNT", sign=-1),
-        Op("charge", "S", 900), Op("pay", "S", 1_000), Op("credit_line", "M", "all"),
-        Op("credit_line", "T1", 100), Op("allocate", "F", 1, method="CREDIT"),
+        Op("charge", "S", 900),
+        Op("pay", "S", 1_000),
+        Op("credit_line", "M", "all"),
+        Op("credit_line", "T1", 100),
+        Op("allocate", "F", 1, method="CREDIT"),
         Op("reclaim", "T1", 10_001),
     ]
     outcomes = []
@@ -705,12 +839,34 @@ async def test_f9_f2_worked_sequence_through_the_api(api: Api, redis: ArqRedis) 
         assert_matches_model(after, world.model, world.ids.values())
         await assert_quota_as_the_api_reports(world, after)
     assert outcomes == [
-        None, None, None, None, "PERMISSION_NOT_GRANTED", "NOT_FOUND", None, None,
-        "EXCEEDS_UNSPENT", None, None, None, "QUOTA_WOULD_BE_NON_POSITIVE", None,
-        "PERMISSION_NOT_GRANTED", None, "INSUFFICIENT_FUNDS", None, None, None,
-        "INVALID_INPUT", "CREDIT_EXCEEDS_AVAILABLE", "EXCEEDS_NET_ALLOCATED",
+        None,
+        None,
+        None,
+        None,
+        "PERMISSION_NOT_GRANTED",
+        "NOT_FOUND",
+        None,
+        None,
+        "EXCEEDS_UNSPENT",
+        None,
+        None,
+        None,
+        "QUOTA_WOULD_BE_NON_POSITIVE",
+        None,
+        "PERMISSION_NOT_GRANTED",
+        None,
+        "INSUFFICIENT_FUNDS",
+        None,
+        None,
+        None,
+        "INVALID_INPUT",
+        "CREDIT_EXCEEDS_AVAILABLE",
+        "EXCEEDS_NET_ALLOCATED",
     ]
     master, t1 = world.model.balances[world.master], world.model.balances[world.ids["T1"]]
     assert (master["CASH"], master["CREDIT_LINE"], master["CREDIT_LIMIT"]) == (
-        Decimal("380.00"), Decimal("200.00"), ZERO)
+        Decimal("380.00"),
+        Decimal("200.00"),
+        ZERO,
+    )
     assert (t1["CASH"], t1["TRANSFERRED_CASH"]) == (ZERO, ZERO)

@@ -49,13 +49,29 @@ async def seed_001(api: Api) -> Enterprise:
         sub = await api.account(f"Account-sub{number}")
         await api.link(master, sub)
         subs[f"sub{number}"] = sub
-    owners = {"RI1": master, "RI2": master, "RI3": master, "RI4": master,
-              "RI5": subs["sub1"], "RI6": subs["sub1"], "RI7": subs["sub2"]}
+    owners = {
+        "RI1": master,
+        "RI2": master,
+        "RI3": master,
+        "RI4": master,
+        "RI5": subs["sub1"],
+        "RI6": subs["sub1"],
+        "RI7": subs["sub2"],
+    }
     resources = {}
     for name, owner in owners.items():
-        payload = await api.ok("createResource", CREATE_RESOURCE, {
-            "ownerId": owner, "type": RI, "name": name, "capacity": "10",
-            "validFrom": "2026-01-01T00:00:00Z", "validUntil": "2027-01-01T00:00:00Z"})
+        payload = await api.ok(
+            "createResource",
+            CREATE_RESOURCE,
+            {
+                "ownerId": owner,
+                "type": RI,
+                "name": name,
+                "capacity": "10",
+                "validFrom": "2026-01-01T00:00:00Z",
+                "validUntil": "2027-01-01T00:00:00Z",
+            },
+        )
         resources[name] = payload["resource"]["id"]
     return Enterprise(master, subs, resources)
 
@@ -64,37 +80,51 @@ async def groups_of_config_2(api: Api, given: Enterprise) -> None:
     """G1 = {sub1, sub3}, G2 = {sub2, sub4}; RI1 -> G1, G2; RI2 -> G2."""
     group_ids = {}
     for name, members in (("G1", ["sub1", "sub3"]), ("G2", ["sub2", "sub4"])):
-        payload = await api.ok("createUserGroup", CREATE_GROUP,
-                               {"masterId": given.master, "name": name})
+        payload = await api.ok(
+            "createUserGroup", CREATE_GROUP, {"masterId": given.master, "name": name}
+        )
         group_ids[name] = payload["userGroup"]["id"]
-        await api.ok("setUserGroupMembers", GROUP_MEMBERS, {
-            "groupId": group_ids[name], "memberIds": [given.subs[m] for m in members]})
-    await api.ok("shareResourceWithGroups", SHARE_WITH_GROUPS, {
-        "resourceId": given.resources["RI1"], "groupIds": [group_ids["G1"], group_ids["G2"]]})
-    await api.ok("shareResourceWithGroups", SHARE_WITH_GROUPS, {
-        "resourceId": given.resources["RI2"], "groupIds": [group_ids["G2"]]})
+        await api.ok(
+            "setUserGroupMembers",
+            GROUP_MEMBERS,
+            {"groupId": group_ids[name], "memberIds": [given.subs[m] for m in members]},
+        )
+    await api.ok(
+        "shareResourceWithGroups",
+        SHARE_WITH_GROUPS,
+        {"resourceId": given.resources["RI1"], "groupIds": [group_ids["G1"], group_ids["G2"]]},
+    )
+    await api.ok(
+        "shareResourceWithGroups",
+        SHARE_WITH_GROUPS,
+        {"resourceId": given.resources["RI2"], "groupIds": [group_ids["G2"]]},
+    )
 
 
 async def account_settings(api: Api, given: Enterprise, accepting: list[str]) -> None:
-    await api.ok("setSharedResourceTypes", SHARED_TYPES,
-                 {"masterId": given.master, "types": [RI]})
-    await api.ok("setAcceptedResourceTypes", ACCEPTED_TYPES,
-                 {"memberIds": [given.subs[s] for s in accepting], "types": [RI]})
+    await api.ok("setSharedResourceTypes", SHARED_TYPES, {"masterId": given.master, "types": [RI]})
+    await api.ok(
+        "setAcceptedResourceTypes",
+        ACCEPTED_TYPES,
+        {"memberIds": [given.subs[s] for s in accepting], "types": [RI]},
+    )
 
 
 def usable(overview: dict) -> dict[str, set[str]]:  # type: ignore[type-arg]
     return {
-        entry["account"]["name"].removeprefix("Account-"):
-            {grant["resource"]["name"] for grant in entry["resources"]}
+        entry["account"]["name"].removeprefix("Account-"): {
+            grant["resource"]["name"] for grant in entry["resources"]
+        }
         for entry in overview["byAccount"]
     }
 
 
 def reasons(overview: dict) -> dict[tuple[str, str], tuple[bool, str]]:  # type: ignore[type-arg]
     return {
-        (edge["node"]["account"]["name"].removeprefix("Account-"),
-         edge["node"]["resource"]["name"]):
-            (edge["node"]["shared"], edge["node"]["reason"])
+        (
+            edge["node"]["account"]["name"].removeprefix("Account-"),
+            edge["node"]["resource"]["name"],
+        ): (edge["node"]["shared"], edge["node"]["reason"])
         for edge in overview["details"]["edges"]
     }
 
@@ -120,26 +150,47 @@ async def both(api: Api, given: Enterprise) -> None:
 
 
 CONFIGURATIONS = {
-    "by account only": (by_account_only, {
-        "sub1": ri(1, 2, 3, 4, 5, 6), "sub2": ri(7), "sub3": set(), "sub4": ri(1, 2, 3, 4),
-        "sub5": set()}),
-    "by resource only": (by_resource_only, {
-        "sub1": ri(1, 5, 6), "sub2": ri(1, 2, 7), "sub3": ri(1), "sub4": ri(1, 2),
-        "sub5": set()}),
-    "both": (both, {
-        "sub1": ri(1, 5, 6), "sub2": ri(1, 2, 7), "sub3": ri(1), "sub4": ri(1, 2),
-        "sub5": ri(3, 4)}),
+    "by account only": (
+        by_account_only,
+        {
+            "sub1": ri(1, 2, 3, 4, 5, 6),
+            "sub2": ri(7),
+            "sub3": set(),
+            "sub4": ri(1, 2, 3, 4),
+            "sub5": set(),
+        },
+    ),
+    "by resource only": (
+        by_resource_only,
+        {"sub1": ri(1, 5, 6), "sub2": ri(1, 2, 7), "sub3": ri(1), "sub4": ri(1, 2), "sub5": set()},
+    ),
+    "both": (
+        both,
+        {
+            "sub1": ri(1, 5, 6),
+            "sub2": ri(1, 2, 7),
+            "sub3": ri(1),
+            "sub4": ri(1, 2),
+            "sub5": ri(3, 4),
+        },
+    ),
 }
 
 # The reasons of some not-shared pairs, per configuration (S10).
 NOT_SHARED = {
-    "by account only": {("sub2", "RI1"): "TYPE_NOT_ACCEPTED", ("sub3", "RI4"):
-                        "TYPE_NOT_ACCEPTED"},
-    "by resource only": {("sub5", "RI3"): "TYPE_NOT_SHARED", ("sub3", "RI2"):
-                         "RESTRICTED_TO_GROUPS", ("sub5", "RI1"): "RESTRICTED_TO_GROUPS",
-                         ("sub1", "RI3"): "TYPE_NOT_SHARED"},
-    "both": {("sub1", "RI3"): "GROUP_HAS_RESOURCES", ("sub5", "RI1"): "RESTRICTED_TO_GROUPS",
-             ("sub3", "RI4"): "TYPE_NOT_ACCEPTED", ("sub4", "RI3"): "TYPE_NOT_ACCEPTED"},
+    "by account only": {("sub2", "RI1"): "TYPE_NOT_ACCEPTED", ("sub3", "RI4"): "TYPE_NOT_ACCEPTED"},
+    "by resource only": {
+        ("sub5", "RI3"): "TYPE_NOT_SHARED",
+        ("sub3", "RI2"): "RESTRICTED_TO_GROUPS",
+        ("sub5", "RI1"): "RESTRICTED_TO_GROUPS",
+        ("sub1", "RI3"): "TYPE_NOT_SHARED",
+    },
+    "both": {
+        ("sub1", "RI3"): "GROUP_HAS_RESOURCES",
+        ("sub5", "RI1"): "RESTRICTED_TO_GROUPS",
+        ("sub3", "RI4"): "TYPE_NOT_ACCEPTED",
+        ("sub4", "RI3"): "TYPE_NOT_ACCEPTED",
+    },
 }
 
 

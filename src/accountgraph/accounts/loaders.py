@@ -84,12 +84,17 @@ class AccountLoaders(AreaLoaders):
             masters = [key.master_id for key in group]
             rows, totals = await self._member_pages(masters, link_type, status, limit, after)
             for key in group:
-                pages[key] = MembersPage(rows=rows.get(key.master_id, []),
-                                         total=totals.get(key.master_id, 0))
+                pages[key] = MembersPage(
+                    rows=rows.get(key.master_id, []), total=totals.get(key.master_id, 0)
+                )
         return [pages[key] for key in keys]
 
     async def _member_pages(
-        self, masters: list[int], link_type: str | None, status: str, limit: int,
+        self,
+        masters: list[int],
+        link_type: str | None,
+        status: str,
+        limit: int,
         after: int | None,
     ) -> tuple[dict[int, list[Row]], dict[int, int]]:
         conditions = [
@@ -112,9 +117,12 @@ class AccountLoaders(AreaLoaders):
         ).subquery()
         # Window functions run after WHERE: positions count from the cursor, totals do not.
         ordered = (
-            select(counted, func.row_number().over(
-                partition_by=counted.c.master_id, order_by=counted.c.member_id
-            ).label("position"))
+            select(
+                counted,
+                func.row_number()
+                .over(partition_by=counted.c.master_id, order_by=counted.c.member_id)
+                .label("position"),
+            )
             .where(counted.c.member_id > after if after is not None else literal(True))
             .subquery()
         )
@@ -131,8 +139,11 @@ class AccountLoaders(AreaLoaders):
             totals[row.master_id] = row.total
         missing = [master for master in masters if master not in totals]
         if missing:  # masters whose page is empty still have a total (past the last cursor)
-            count = select(chosen.c.master_id, func.count()).where(
-                chosen.c.master_id.in_(missing)).group_by(chosen.c.master_id)
+            count = (
+                select(chosen.c.master_id, func.count())
+                .where(chosen.c.master_id.in_(missing))
+                .group_by(chosen.c.master_id)
+            )
             totals.update({row[0]: row[1] for row in await self._all(count)})
         return by_master, totals
 
@@ -149,8 +160,12 @@ class AccountLoaders(AreaLoaders):
         query = (
             select(links)
             .distinct(links.c.member_id)
-            .where(links.c.member_id.in_(member_ids), links.c.status != "DECLINED",
-                   sees_link(self.principal), sees_details(self.principal, links.c.member_id))
+            .where(
+                links.c.member_id.in_(member_ids),
+                links.c.status != "DECLINED",
+                sees_link(self.principal),
+                sees_details(self.principal, links.c.member_id),
+            )
             .order_by(links.c.member_id, (links.c.status == "ACTIVE").desc(), links.c.id.desc())
         )
         return by_key(member_ids, await self._all(query), lambda row: row.member_id)
@@ -160,8 +175,11 @@ class AccountLoaders(AreaLoaders):
         wanted = set(ids)
         query = (
             select(links)
-            .where(links.c.status == "INVITED", sees_link(self.principal),
-                   or_(links.c.member_id.in_(ids), links.c.master_id.in_(ids)))
+            .where(
+                links.c.status == "INVITED",
+                sees_link(self.principal),
+                or_(links.c.member_id.in_(ids), links.c.master_id.in_(ids)),
+            )
             .order_by(links.c.id)
         )
         by_owner: dict[int, list[Row]] = defaultdict(list)
@@ -185,8 +203,9 @@ class AccountLoaders(AreaLoaders):
     async def _bill_tos_by_account(self, ids: Sequence[int]) -> list[list[Row]]:
         query = (
             select(bill_tos, _read_only())
-            .where(bill_tos.c.account_id.in_(ids),
-                   sees_details(self.principal, bill_tos.c.account_id))
+            .where(
+                bill_tos.c.account_id.in_(ids), sees_details(self.principal, bill_tos.c.account_id)
+            )
             .order_by(bill_tos.c.account_id, bill_tos.c.id)
         )
         return grouped(ids, await self._all(query), lambda row: row.account_id)
@@ -220,6 +239,13 @@ def _has_link(condition: Any) -> Any:
 
 def _read_only() -> Any:
     """I3: a member's primary bill-to mirrors its master's while its ACTIVE link says so."""
-    return (bill_tos.c.is_primary & select(links.c.id).where(
-        links.c.member_id == bill_tos.c.account_id, links.c.status == "ACTIVE",
-        links.c.references_master_invoice_info).exists()).label("read_only")
+    return (
+        bill_tos.c.is_primary
+        & select(links.c.id)
+        .where(
+            links.c.member_id == bill_tos.c.account_id,
+            links.c.status == "ACTIVE",
+            links.c.references_master_invoice_info,
+        )
+        .exists()
+    ).label("read_only")

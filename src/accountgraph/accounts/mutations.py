@@ -1,4 +1,10 @@
-"""Mutations of the account graph: convert ids and inputs, call one service, report."""
+"""Mutations of the account graph: convert ids and inputs, call one service, report.
+
+Accounts, tokens, settings and links are here; bill-tos and sites in ``bill_to_mutations``.
+``AccountMutation`` composes both, in the order of the published schema. Each mutation runs
+through ``mutate`` (``api/mutations.py``) except the two whose payload is not an object by
+id: ``createApiToken`` (the token itself) and ``updateSettings`` (the platform settings).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +13,14 @@ from typing import Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from accountgraph.accounts import service
-from accountgraph.accounts.queries import account_node, bill_to_node, link_node, site_node
-from accountgraph.accounts.types import (
-    Account,
-    BillTo,
-    Link,
-    LinkPermission,
-    LinkType,
-    PlatformSettings,
-    Site,
-)
+from accountgraph.accounts import details, links, tokens
+from accountgraph.accounts.bill_to_mutations import BillToMutation, given
+from accountgraph.accounts.types import Link, LinkPermission, LinkType, PlatformSettings
 from accountgraph.api.auth import IsAuthenticated, IsOperator, principal_of
 from accountgraph.api.errors import UserError
-from accountgraph.api.mutations import perform, row_id
+from accountgraph.api.mutations import mutate, perform, row_id
+from accountgraph.api.payloads import AccountPayload
+from accountgraph.domain import Principal
 
 Info = strawberry.Info[Any, Any]
 
@@ -76,68 +76,6 @@ class DissociateMemberInput:
     link_id: strawberry.ID
 
 
-@strawberry.input
-class AddBillToInput:
-    account_id: strawberry.ID
-    name: str
-    address: str | None = None
-    email: str | None = None
-    invoice_title: str | None = None
-    tax_id: str | None = None
-    is_primary: bool | None = None
-
-
-@strawberry.input
-class UpdateBillToInput:
-    bill_to_id: strawberry.ID
-    name: str | None = None
-    address: str | None = None
-    email: str | None = None
-    invoice_title: str | None = None
-    tax_id: str | None = None
-    is_primary: bool | None = None
-
-
-@strawberry.input
-class RemoveBillToInput:
-    bill_to_id: strawberry.ID
-    new_primary_id: strawberry.ID | None = None
-
-
-@strawberry.input
-class AddSiteInput:
-    account_id: strawberry.ID
-    name: str
-    address: str | None = None
-    branch: str | None = None
-    tax_group: str | None = None
-    bill_to_id: strawberry.ID
-
-
-@strawberry.input
-class UpdateSiteInput:
-    site_id: strawberry.ID
-    name: str | None = None
-    address: str | None = None
-    branch: str | None = None
-    tax_group: str | None = None
-    bill_to_id: strawberry.ID | None = None
-
-
-@strawberry.type
-class AccountPayload:
-    account: Account | None
-    user_errors: list[UserError]
-
-
-@strawberry.type
-class AccountsPayload:
-    """Batch operations: the accounts that changed; the refused ones as userErrors."""
-
-    accounts: list[Account]
-    user_errors: list[UserError]
-
-
 @strawberry.type
 class CreateApiTokenPayload:
     token: str | None
@@ -157,194 +95,107 @@ class LinkPayload:
 
 
 @strawberry.type
-class BillToPayload:
-    bill_to: BillTo | None
-    user_errors: list[UserError]
+class LinkMutation:
+    """Accounts, tokens, settings (H1, H5, P1, P4) and links (H1, H2, U1, U5)."""
 
-
-@strawberry.type
-class SitePayload:
-    site: Site | None
-    user_errors: list[UserError]
-
-
-def _given(input: object, *names: str) -> dict[str, Any]:
-    """The optional fields the client sent (strawberry leaves the others as None)."""
-    return {name: getattr(input, name) for name in names if getattr(input, name) is not None}
-
-
-async def _account_payload(info: Info, account_id: int | None, errors: list[UserError]
-                           ) -> AccountPayload:
-    account = None if account_id is None else await account_node(info, account_id)
-    return AccountPayload(account=account, user_errors=errors)
-
-
-async def _link_payload(info: Info, link_id: int | None, errors: list[UserError]) -> LinkPayload:
-    link = None if link_id is None else await link_node(info, link_id)
-    return LinkPayload(link=link, user_errors=errors)
-
-
-@strawberry.type
-class AccountMutation:
     @strawberry.mutation(permission_classes=[IsOperator])
     async def create_account(self, info: Info, input: CreateAccountInput) -> AccountPayload:
-        fields = _given(input, "name", "display_name", "branch", "terms", "salesperson")
-        account_id, errors = await perform(
-            info, lambda conn: service.create_account(conn, fields)
-        )
-        return await _account_payload(info, account_id, errors)
+        fields = given(input, "name", "display_name", "branch", "terms", "salesperson")
+
+        async def work(conn: AsyncConnection, principal: Principal) -> int:
+            return await details.create_account(conn, fields)
+
+        return await mutate(info, AccountPayload, work, account="Account")
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def create_api_token(self, info: Info, input: CreateApiTokenInput
-                               ) -> CreateApiTokenPayload:
+    async def create_api_token(
+        self, info: Info, input: CreateApiTokenInput
+    ) -> CreateApiTokenPayload:
+        # Not ``mutate``: the payload is the new token (shown once), not an object by id.
         principal = principal_of(info)
 
         async def work(conn: AsyncConnection) -> str:
-            account_id = (None if input.account_id is None
-                          else row_id(input.account_id, "Account", ["accountId"]))
-            return await service.create_token(conn, principal, account_id=account_id,
-                                              name=input.name)
+            account_id = (
+                None
+                if input.account_id is None
+                else row_id(input.account_id, "Account", ["accountId"])
+            )
+            return await tokens.create_token(
+                conn, principal, account_id=account_id, name=input.name
+            )
 
         token, errors = await perform(info, work)
         return CreateApiTokenPayload(token=token, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[IsOperator])
     async def update_settings(self, info: Info, input: UpdateSettingsInput) -> SettingsPayload:
-        _, errors = await perform(info, lambda conn: service.update_settings(
-            conn, billing_hierarchy_enabled=input.billing_hierarchy_enabled))
+        # Not ``mutate``: the payload is the platform settings (no id), read after the change
+        # and shown even when it was refused.
+        _, errors = await perform(
+            info,
+            lambda conn: details.update_settings(
+                conn, billing_hierarchy_enabled=input.billing_hierarchy_enabled
+            ),
+        )
         async with info.context.engine.connect() as conn:
-            enabled = await service.billing_hierarchy_enabled(conn)
-        return SettingsPayload(settings=PlatformSettings(billing_hierarchy_enabled=enabled),
-                               user_errors=errors)
+            enabled = await details.billing_hierarchy_enabled(conn)
+        return SettingsPayload(
+            settings=PlatformSettings(billing_hierarchy_enabled=enabled), user_errors=errors
+        )
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def update_account(self, info: Info, input: UpdateAccountInput) -> AccountPayload:
-        principal = principal_of(info)
-        changes = _given(input, "display_name", "branch", "terms", "salesperson",
-                         "cost_center_enabled")
+        changes = given(
+            input, "display_name", "branch", "terms", "salesperson", "cost_center_enabled"
+        )
 
-        async def work(conn: AsyncConnection) -> int:
+        async def work(conn: AsyncConnection, principal: Principal) -> int:
             account_id = row_id(input.account_id, "Account", ["accountId"])
-            await service.update_account(conn, principal, account_id, changes)
+            await details.update_account(conn, principal, account_id, changes)
             return account_id
 
-        account_id, errors = await perform(info, work)
-        return await _account_payload(info, account_id, errors)
+        return await mutate(info, AccountPayload, work, account="Account")
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def invite_member(self, info: Info, input: InviteMemberInput) -> LinkPayload:
-        principal = principal_of(info)
-
-        async def work(conn: AsyncConnection) -> int:
-            return await service.invite_member(
-                conn, principal,
+        async def work(conn: AsyncConnection, principal: Principal) -> int:
+            return await links.invite_member(
+                conn,
+                principal,
                 master_id=row_id(input.master_id, "Account", ["masterId"]),
                 member_id=row_id(input.member_id, "Account", ["memberId"]),
                 type=input.type.value,
             )
 
-        link_id, errors = await perform(info, work)
-        return await _link_payload(info, link_id, errors)
+        return await mutate(info, LinkPayload, work, link="Link")
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def respond_to_invitation(self, info: Info, input: RespondToInvitationInput
-                                    ) -> LinkPayload:
-        principal = principal_of(info)
-
-        async def work(conn: AsyncConnection) -> int:
+    async def respond_to_invitation(
+        self, info: Info, input: RespondToInvitationInput
+    ) -> LinkPayload:
+        async def work(conn: AsyncConnection, principal: Principal) -> int:
             link_id = row_id(input.link_id, "Link", ["linkId"])
-            await service.respond_to_invitation(
-                conn, principal, link_id=link_id, accept=input.accept,
+            await links.respond_to_invitation(
+                conn,
+                principal,
+                link_id=link_id,
+                accept=input.accept,
                 permissions=[p.value for p in input.permissions or []],
             )
             return link_id
 
-        link_id, errors = await perform(info, work)
-        return await _link_payload(info, link_id, errors)
+        return await mutate(info, LinkPayload, work, link="Link")
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def dissociate_member(self, info: Info, input: DissociateMemberInput) -> LinkPayload:
-        principal = principal_of(info)
-
-        async def work(conn: AsyncConnection) -> int:
+        async def work(conn: AsyncConnection, principal: Principal) -> int:
             link_id = row_id(input.link_id, "Link", ["linkId"])
-            await service.dissociate(conn, principal, link_id=link_id)
+            await links.dissociate(conn, principal, link_id=link_id)
             return link_id
 
-        link_id, errors = await perform(info, work)
-        return await _link_payload(info, link_id, errors)
+        return await mutate(info, LinkPayload, work, link="Link")
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def add_bill_to(self, info: Info, input: AddBillToInput) -> BillToPayload:
-        principal = principal_of(info)
-        fields = _given(input, "name", "address", "email", "invoice_title", "tax_id",
-                        "is_primary")
 
-        async def work(conn: AsyncConnection) -> int:
-            account_id = row_id(input.account_id, "Account", ["accountId"])
-            return await service.add_bill_to(conn, principal, account_id, fields)
-
-        bill_to_id, errors = await perform(info, work)
-        bill_to = None if bill_to_id is None else await bill_to_node(info, bill_to_id)
-        return BillToPayload(bill_to=bill_to, user_errors=errors)
-
-    @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def update_bill_to(self, info: Info, input: UpdateBillToInput) -> BillToPayload:
-        principal = principal_of(info)
-        fields = _given(input, "name", "address", "email", "invoice_title", "tax_id")
-        if input.is_primary is not None:
-            fields["is_primary"] = input.is_primary
-
-        async def work(conn: AsyncConnection) -> int:
-            bill_to_id = row_id(input.bill_to_id, "BillTo", ["billToId"])
-            await service.update_bill_to(conn, principal, bill_to_id, fields)
-            return bill_to_id
-
-        bill_to_id, errors = await perform(info, work)
-        bill_to = None if bill_to_id is None else await bill_to_node(info, bill_to_id)
-        return BillToPayload(bill_to=bill_to, user_errors=errors)
-
-    @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def remove_bill_to(self, info: Info, input: RemoveBillToInput) -> AccountPayload:
-        principal = principal_of(info)
-
-        async def work(conn: AsyncConnection) -> int:
-            bill_to_id = row_id(input.bill_to_id, "BillTo", ["billToId"])
-            new_primary = (None if input.new_primary_id is None
-                           else row_id(input.new_primary_id, "BillTo", ["newPrimaryId"]))
-            return await service.remove_bill_to(conn, principal, bill_to_id,
-                                                new_primary_id=new_primary)
-
-        account_id, errors = await perform(info, work)
-        return await _account_payload(info, account_id, errors)
-
-    @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def add_site(self, info: Info, input: AddSiteInput) -> SitePayload:
-        principal = principal_of(info)
-        fields = _given(input, "name", "address", "branch", "tax_group")
-
-        async def work(conn: AsyncConnection) -> int:
-            account_id = row_id(input.account_id, "Account", ["accountId"])
-            bill_to_id = row_id(input.bill_to_id, "BillTo", ["billToId"])
-            return await service.add_site(conn, principal, account_id, fields,
-                                          bill_to_id=bill_to_id)
-
-        site_id, errors = await perform(info, work)
-        site = None if site_id is None else await site_node(info, site_id)
-        return SitePayload(site=site, user_errors=errors)
-
-    @strawberry.mutation(permission_classes=[IsAuthenticated])
-    async def update_site(self, info: Info, input: UpdateSiteInput) -> SitePayload:
-        principal = principal_of(info)
-        fields = _given(input, "name", "address", "branch", "tax_group")
-
-        async def work(conn: AsyncConnection) -> int:
-            site_id = row_id(input.site_id, "Site", ["siteId"])
-            bill_to_id = (None if input.bill_to_id is None
-                          else row_id(input.bill_to_id, "BillTo", ["billToId"]))
-            await service.update_site(conn, principal, site_id, fields, bill_to_id=bill_to_id)
-            return site_id
-
-        site_id, errors = await perform(info, work)
-        site = None if site_id is None else await site_node(info, site_id)
-        return SitePayload(site=site, user_errors=errors)
+@strawberry.type
+class AccountMutation(LinkMutation, BillToMutation):
+    """The accounts area's part of ``Mutation``: links first, then bill-tos and sites."""

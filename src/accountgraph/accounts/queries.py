@@ -7,21 +7,15 @@ from typing import Any
 import strawberry
 from sqlalchemy import false, func, or_, select
 
-from accountgraph.accounts import service
+from accountgraph.accounts import details
+from accountgraph.accounts.account import AccountCore
 from accountgraph.accounts.models import accounts
-from accountgraph.accounts.types import (
-    Account,
-    BillTo,
-    Link,
-    PlatformSettings,
-    Site,
-    loaders,
-)
+from accountgraph.accounts.types import BillTo, Link, PlatformSettings, Site, loaders
 from accountgraph.accounts.visibility import sees_details
-from accountgraph.api import ids
+from accountgraph.api import ids, node
 from accountgraph.api.auth import IsAuthenticated, PrincipalKind, principal_of
+from accountgraph.api.composed import AccountRef
 from accountgraph.api.connections import Connection, connection, page
-from accountgraph.api.node import Node
 
 MAX_SEARCH = 100
 
@@ -29,18 +23,18 @@ MAX_SEARCH = 100
 @strawberry.type
 class Viewer:
     kind: PrincipalKind
-    account: Account | None
+    account: AccountRef | None
 
 
-async def account_node(info: strawberry.Info[Any, Any], row_id: int) -> Account | None:
+async def account_node(info: strawberry.Info[Any, Any], row_id: int) -> AccountCore | None:
     row = await loaders(info).account_by_id.load(row_id)
-    return None if row is None else Account.from_row(row)
+    return None if row is None else AccountCore.from_row(row)
 
 
-async def account_nodes(info: strawberry.Info[Any, Any], row_ids: list[int]) -> list[Account]:
+async def account_nodes(info: strawberry.Info[Any, Any], row_ids: list[int]) -> list[AccountCore]:
     """Accounts in one batch, leaving out those the viewer does not see."""
     rows = await loaders(info).account_by_id.load_many(row_ids)
-    return [Account.from_row(row) for row in rows if row is not None]
+    return [AccountCore.from_row(row) for row in rows if row is not None]
 
 
 async def link_node(info: strawberry.Info[Any, Any], row_id: int) -> Link | None:
@@ -58,12 +52,10 @@ async def site_node(info: strawberry.Info[Any, Any], row_id: int) -> Site | None
     return None if row is None else Site.from_row(row)
 
 
-NODE_RESOLVERS = {
-    "Account": account_node,
-    "Link": link_node,
-    "BillTo": bill_to_node,
-    "Site": site_node,
-}
+node.register("Account", account_node, account_nodes)
+node.register("Link", link_node)
+node.register("BillTo", bill_to_node)
+node.register("Site", site_node)
 
 
 @strawberry.type
@@ -77,20 +69,24 @@ class AccountQuery:
         return Viewer(kind=principal.kind, account=account)
 
     @strawberry.field(permission_classes=[IsAuthenticated])
-    async def account(self, info: strawberry.Info[Any, Any], id: strawberry.ID) -> Account | None:
+    async def account(
+        self, info: strawberry.Info[Any, Any], id: strawberry.ID
+    ) -> AccountRef | None:
         row_id = ids.decode_as(id, "Account")
         return None if row_id is None else await account_node(info, row_id)
 
-    @strawberry.field(permission_classes=[IsAuthenticated],
-                      description="Accounts whose details the viewer sees: its own and its "
-                      "members (operators: all), optionally matching ``search``.")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Accounts whose details the viewer sees: its own and its "
+        "members (operators: all), optionally matching ``search``.",
+    )
     async def accounts(
         self,
         info: strawberry.Info[Any, Any],
         first: int | None = None,
         after: str | None = None,
         search: str | None = None,
-    ) -> Connection[Account]:
+    ) -> Connection[AccountRef]:
         principal = principal_of(info)
         request = page(first, after)
         account_loaders = loaders(info)
@@ -99,8 +95,9 @@ class AccountQuery:
             conditions.append(false())  # no name holds a NUL (PostgreSQL text cannot)
         elif search:
             pattern = "%" + _escape_like(search.strip()[:MAX_SEARCH]) + "%"
-            conditions.append(or_(accounts.c.name.ilike(pattern),
-                                  accounts.c.display_name.ilike(pattern)))
+            conditions.append(
+                or_(accounts.c.name.ilike(pattern), accounts.c.display_name.ilike(pattern))
+            )
         rows_query = select(*account_loaders.account_columns()).where(*conditions)
         if request.after is not None:
             rows_query = rows_query.where(accounts.c.id > request.after)
@@ -109,13 +106,13 @@ class AccountQuery:
         async with info.context.engine.connect() as conn:
             rows = (await conn.execute(rows_query)).all()
             total = (await conn.execute(count_query)).scalar_one()
-        found = [Account.from_row(row) for row in rows]
+        found = [AccountCore.from_row(row) for row in rows]
         return connection(found, [a.row_id for a in found], request, total)
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def settings(self, info: strawberry.Info[Any, Any]) -> PlatformSettings:
         async with info.context.engine.connect() as conn:
-            enabled = await service.billing_hierarchy_enabled(conn)
+            enabled = await details.billing_hierarchy_enabled(conn)
         return PlatformSettings(billing_hierarchy_enabled=enabled)
 
 
@@ -123,4 +120,4 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-__all__ = ["NODE_RESOLVERS", "AccountQuery", "Node", "Viewer"]
+__all__ = ["AccountQuery", "Viewer"]

@@ -7,6 +7,7 @@ compiled query (DESIGN.md, read path) share one definition of who sees what.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, exists, literal, or_, select, true
 from sqlalchemy.sql.expression import FromClause
@@ -31,10 +32,15 @@ def _link_exists(
 def _master_still_sees(link: FromClause) -> ColumnElement[bool]:
     """U5: once a pair's association ended, its master sees none of the pair's links up to
     the dissociated one (an earlier declined invitation included); later ones it sees."""
-    return ~_link_exists(alias=_ENDED, conditions=lambda ended: [
-        ended.c.master_id == link.c.master_id, ended.c.member_id == link.c.member_id,
-        ended.c.status == "DISSOCIATED", ended.c.id >= link.c.id,
-    ])
+    return ~_link_exists(
+        alias=_ENDED,
+        conditions=lambda ended: [
+            ended.c.master_id == link.c.master_id,
+            ended.c.member_id == link.c.member_id,
+            ended.c.status == "DISSOCIATED",
+            ended.c.id >= link.c.id,
+        ],
+    )
 
 
 def sees_details(principal: Principal, account_id: ColumnElement[int]) -> ColumnElement[bool]:
@@ -45,8 +51,13 @@ def sees_details(principal: Principal, account_id: ColumnElement[int]) -> Column
     me = principal.account_id
     return or_(
         account_id == me,
-        _link_exists(lambda link: [link.c.master_id == me, link.c.member_id == account_id,
-                                   link.c.status == "ACTIVE"]),
+        _link_exists(
+            lambda link: [
+                link.c.master_id == me,
+                link.c.member_id == account_id,
+                link.c.status == "ACTIVE",
+            ]
+        ),
     )
 
 
@@ -59,9 +70,14 @@ def sees_name(principal: Principal, account_id: ColumnElement[int]) -> ColumnEle
     return or_(
         sees_details(principal, account_id),
         _link_exists(lambda link: [link.c.member_id == me, link.c.master_id == account_id]),
-        _link_exists(lambda link: [link.c.master_id == me, link.c.member_id == account_id,
-                                   link.c.status.in_(("INVITED", "DECLINED")),
-                                   _master_still_sees(link)]),
+        _link_exists(
+            lambda link: [
+                link.c.master_id == me,
+                link.c.member_id == account_id,
+                link.c.status.in_(("INVITED", "DECLINED")),
+                _master_still_sees(link),
+            ]
+        ),
     )
 
 
@@ -72,9 +88,14 @@ def sees_finance(principal: Principal, account_id: ColumnElement[int]) -> Column
     me = principal.account_id
     return or_(
         account_id == me,
-        _link_exists(lambda link: [link.c.master_id == me, link.c.member_id == account_id,
-                                   link.c.status == "ACTIVE",
-                                   link.c.permissions.any("VIEW_FINANCE")]),
+        _link_exists(
+            lambda link: [
+                link.c.master_id == me,
+                link.c.member_id == account_id,
+                link.c.status == "ACTIVE",
+                link.c.permissions.any("VIEW_FINANCE"),
+            ]
+        ),
     )
 
 
@@ -88,3 +109,21 @@ def sees_link(principal: Principal, link: FromClause = links) -> ColumnElement[b
         link.c.member_id == me,
         and_(link.c.master_id == me, _master_still_sees(link)),
     )
+
+
+def sees_association_costs(
+    principal: Principal, account_id: ColumnElement[int], occurred_at: ColumnElement[datetime]
+) -> ColumnElement[bool]:
+    """U5: a member no longer sees the costs (charges) dated in a trusteeship association
+    of its own that has ended: its master settled them. Everyone else who sees the
+    account's finances still does."""
+    if principal.is_operator:
+        return literal(True)
+    ended = exists().where(
+        links.c.member_id == account_id,
+        links.c.member_id == principal.account_id,
+        links.c.type == "TRUSTEESHIP",
+        links.c.status == "DISSOCIATED",
+        and_(occurred_at >= links.c.activated_at, occurred_at < links.c.ended_at),
+    )
+    return ~ended

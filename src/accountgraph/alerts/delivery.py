@@ -31,7 +31,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph import outbox
-from accountgraph.accounts.models import accounts
+from accountgraph.accounts.public import account_names
 from accountgraph.alerts import webhook_guard
 from accountgraph.alerts.models import deliveries, notifications
 from accountgraph.alerts.service import DELIVER_TOPIC
@@ -61,7 +61,9 @@ class _ConnectFailed(DeliveryError):
 def message_of(row: Any) -> dict[str, Any]:
     """The JSON body of a webhook, and the facts every channel tells."""
     return {
-        "id": f"notification-{row.id}", "accountName": row.account_name, "kind": row.kind,
+        "id": f"notification-{row.id}",
+        "accountName": row.account_name,
+        "kind": row.kind,
         "availableQuota": str(row.available_quota),
         "threshold": None if row.threshold is None else str(row.threshold),
         "createdAt": row.created_at.isoformat(),
@@ -70,10 +72,13 @@ def message_of(row: Any) -> dict[str, Any]:
 
 def text_of(row: Any) -> str:
     if row.kind == "OVERDUE":
-        return (f"Account {row.account_name} is overdue: its available quota is "
-                f"{row.available_quota}.")
-    return (f"Account {row.account_name}: available quota {row.available_quota} fell below "
-            f"the alert threshold {row.threshold}.")
+        return (
+            f"Account {row.account_name} is overdue: its available quota is {row.available_quota}."
+        )
+    return (
+        f"Account {row.account_name}: available quota {row.available_quota} fell below "
+        f"the alert threshold {row.threshold}."
+    )
 
 
 async def send_email(settings: Any, target: str, row: Any) -> None:
@@ -82,18 +87,25 @@ async def send_email(settings: Any, target: str, row: Any) -> None:
     message = EmailMessage()
     message["From"] = settings.smtp_from
     message["To"] = target
-    message["Subject"] = ("Account overdue" if row.kind == "OVERDUE" else "Low available quota"
-                          ) + f": {row.account_name}"
+    message["Subject"] = (
+        "Account overdue" if row.kind == "OVERDUE" else "Low available quota"
+    ) + f": {row.account_name}"
     message["Message-ID"] = f"<notification-{row.id}@accountgraph>"
     message.set_content(text_of(row))
     try:
         await aiosmtplib.send(
-            message, hostname=settings.smtp_host, port=settings.smtp_port,
-            username=settings.smtp_user, password=settings.smtp_password,
-            start_tls=settings.smtp_starttls, timeout=SEND_TIMEOUT_S)
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_user,
+            password=settings.smtp_password,
+            start_tls=settings.smtp_starttls,
+            timeout=SEND_TIMEOUT_S,
+        )
     except (aiosmtplib.SMTPException, OSError) as error:
-        log.warning("email for notification %s not delivered: %s: %s", row.id,
-                    type(error).__name__, error)
+        log.warning(
+            "email for notification %s not delivered: %s: %s", row.id, type(error).__name__, error
+        )
         raise DeliveryError(EMAIL_FAILED) from error
 
 
@@ -107,8 +119,10 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 def _process_secret() -> str:
     """The key webhooks are signed with when ACCOUNTGRAPH_WEBHOOK_SECRET is unset: random,
     made once per process (a receiver cannot verify it; the warning says so, once)."""
-    log.warning("ACCOUNTGRAPH_WEBHOOK_SECRET is not set: webhooks are signed with a random "
-                "per-process key that receivers cannot verify; set ACCOUNTGRAPH_WEBHOOK_SECRET")
+    log.warning(
+        "ACCOUNTGRAPH_WEBHOOK_SECRET is not set: webhooks are signed with a random "
+        "per-process key that receivers cannot verify; set ACCOUNTGRAPH_WEBHOOK_SECRET"
+    )
     return secrets.token_hex(32)
 
 
@@ -120,9 +134,12 @@ def webhook_secret(settings: Any) -> str:
 async def send_webhook(settings: Any, target: str, row: Any) -> None:
     body = json.dumps(message_of(row), separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
-    headers = {"Content-Type": "application/json", "X-Accountgraph-Delivery": str(row.id),
-               "X-Accountgraph-Timestamp": timestamp,
-               "X-Accountgraph-Signature": signature(webhook_secret(settings), timestamp, body)}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Accountgraph-Delivery": str(row.id),
+        "X-Accountgraph-Timestamp": timestamp,
+        "X-Accountgraph-Signature": signature(webhook_secret(settings), timestamp, body),
+    }
     try:  # checked again now: the host's addresses may have changed since it was set
         checked = await webhook_guard.resolve_webhook(target, settings)
         url = httpx.URL(target)
@@ -135,8 +152,9 @@ async def send_webhook(settings: Any, target: str, row: Any) -> None:
     except httpx.InvalidURL:
         raise DeliveryError(REFUSED) from None
     headers["Host"] = url.netloc.decode("ascii")
-    extensions = ({"sni_hostname": url.raw_host.decode("ascii")}
-                  if checked.url.scheme == "https" else {})
+    extensions = (
+        {"sni_hostname": url.raw_host.decode("ascii")} if checked.url.scheme == "https" else {}
+    )
     last = len(checked.addresses) - 1
     for index, address in enumerate(checked.addresses):
         try:  # no second lookup: the request goes to the checked address itself
@@ -154,15 +172,20 @@ async def send_sms(settings: Any, target: str, row: Any) -> None:
     await _post(settings.sms_gateway_url, body.encode(), {"Content-Type": "application/json"})
 
 
-async def _post(url: str | httpx.URL, body: bytes, headers: dict[str, str], *,
-                extensions: dict[str, Any] | None = None) -> None:
+async def _post(
+    url: str | httpx.URL,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    extensions: dict[str, Any] | None = None,
+) -> None:
     """POST, without following redirects; any failure is a generic ``DeliveryError`` (the
     detail goes to the log only)."""
     try:
-        async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S, trust_env=False,
-                                     follow_redirects=False) as client:
-            response = await client.post(url, content=body, headers=headers,
-                                         extensions=extensions)
+        async with httpx.AsyncClient(
+            timeout=SEND_TIMEOUT_S, trust_env=False, follow_redirects=False
+        ) as client:
+            response = await client.post(url, content=body, headers=headers, extensions=extensions)
     except httpx.ConnectError as error:
         log.warning("POST not delivered: %s: %s", type(error).__name__, error)
         raise _ConnectFailed(UNREACHABLE) from error
@@ -177,19 +200,28 @@ SENDERS = {"EMAIL": send_email, "WEBHOOK": send_webhook, "SMS": send_sms}
 
 
 @outbox.handler(DELIVER_TOPIC)
-async def deliver(conn: AsyncConnection, payload: dict[str, Any],
-                  context: outbox.JobContext) -> None:
+async def deliver(
+    conn: AsyncConnection, payload: dict[str, Any], context: outbox.JobContext
+) -> None:
     """One attempt; the outcome is recorded in the same transaction as the job's done."""
     settings = context.settings
     notification_id, channel = int(payload["notification_id"]), str(payload["channel"])
-    row = (await conn.execute(
-        select(deliveries.c.target, deliveries.c.status, deliveries.c.attempts,
-               notifications, accounts.c.name.label("account_name"))
-        .join(notifications, notifications.c.id == deliveries.c.notification_id)
-        .join(accounts, accounts.c.id == notifications.c.account_id)
-        .where(deliveries.c.notification_id == notification_id, deliveries.c.channel == channel)
-        .with_for_update(of=deliveries)
-    )).one_or_none()
+    account = account_names("account")
+    row = (
+        await conn.execute(
+            select(
+                deliveries.c.target,
+                deliveries.c.status,
+                deliveries.c.attempts,
+                notifications,
+                account.c.name.label("account_name"),
+            )
+            .join(notifications, notifications.c.id == deliveries.c.notification_id)
+            .join(account, account.c.id == notifications.c.account_id)
+            .where(deliveries.c.notification_id == notification_id, deliveries.c.channel == channel)
+            .with_for_update(of=deliveries)
+        )
+    ).one_or_none()
     if row is None or row.status != "PENDING":
         return
     where = (deliveries.c.notification_id == notification_id) & (deliveries.c.channel == channel)
@@ -198,12 +230,26 @@ async def deliver(conn: AsyncConnection, payload: dict[str, Any],
         await SENDERS[channel](settings, row.target, row)
     except DeliveryError as error:
         failed = attempts >= settings.delivery_attempts
-        await conn.execute(update(deliveries).where(where).values(
-            attempts=attempts, last_error=str(error)[:ERROR_LENGTH], updated_at=func.now(),
-            status="FAILED" if failed else "PENDING"))
+        await conn.execute(
+            update(deliveries)
+            .where(where)
+            .values(
+                attempts=attempts,
+                last_error=str(error)[:ERROR_LENGTH],
+                updated_at=func.now(),
+                status="FAILED" if failed else "PENDING",
+            )
+        )
         if not failed:
-            await outbox.add(conn, DELIVER_TOPIC, payload,
-                             delay_s=settings.delivery_backoff_s * 2 ** (attempts - 1))
+            await outbox.add(
+                conn,
+                DELIVER_TOPIC,
+                payload,
+                delay_s=settings.delivery_backoff_s * 2 ** (attempts - 1),
+            )
         return
-    await conn.execute(update(deliveries).where(where).values(
-        attempts=attempts, status="SENT", last_error=None, updated_at=func.now()))
+    await conn.execute(
+        update(deliveries)
+        .where(where)
+        .values(attempts=attempts, status="SENT", last_error=None, updated_at=func.now())
+    )

@@ -56,16 +56,17 @@ class Event(NamedTuple):
 
 
 def too_many(limit: int, per: str) -> GraphQLError:
-    return GraphQLError(f"Too many subscriptions: at most {limit} per {per}.",
-                        extensions={"code": TOO_MANY, "limit": limit, "per": per})
+    return GraphQLError(
+        f"Too many subscriptions: at most {limit} per {per}.",
+        extensions={"code": TOO_MANY, "limit": limit, "per": per},
+    )
 
 
 class Feed:
     """One subscription's events, newest ``size`` kept; ``async for event in feed`` until
     the hub closes. ``close()`` gives its slot back (idempotent)."""
 
-    def __init__(self, hub: NotificationFanout, principal: str, connection: int,
-                 size: int) -> None:
+    def __init__(self, hub: NotificationFanout, principal: str, connection: int, size: int) -> None:
         self._hub = hub
         self.principal = principal
         self.connection = connection
@@ -79,8 +80,12 @@ class Feed:
         """Never waits: a full feed drops its oldest event."""
         if len(self._events) == self._events.maxlen:
             if not self.dropped:
-                log.warning("a notifications subscriber of %s is too slow: dropping its "
-                            "oldest events (keeps %d)", self.principal, self._events.maxlen)
+                log.warning(
+                    "a notifications subscriber of %s is too slow: dropping its "
+                    "oldest events (keeps %d)",
+                    self.principal,
+                    self._events.maxlen,
+                )
             self.dropped += 1
         self._events.append(event)
         self._ready.set()
@@ -116,8 +121,14 @@ class Feed:
 class NotificationFanout:
     """The hub of one app instance (``GraphQLApp.notifications``)."""
 
-    def __init__(self, redis: Any, settings: Settings, *, channel: str = PUBSUB_CHANNEL,
-                 queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        settings: Settings,
+        *,
+        channel: str = PUBSUB_CHANNEL,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
         self._redis = redis
         self._channel = channel
         self._queue_size = queue_size
@@ -144,8 +155,9 @@ class NotificationFanout:
         """A feed for one new subscription of ``principal`` on ``connection`` (any object
         that lives as long as the WebSocket: its identity is the key), or the refusal."""
         if self._closed:
-            raise GraphQLError("The server is shutting down; subscribe again.",
-                               extensions={"code": "UNAVAILABLE"})
+            raise GraphQLError(
+                "The server is shutting down; subscribe again.", extensions={"code": "UNAVAILABLE"}
+            )
         key = id(connection)
         if self._by_connection[key] >= self.max_per_connection:
             raise too_many(self.max_per_connection, "connection")
@@ -199,8 +211,11 @@ class NotificationFanout:
                     failures = 0  # it worked until now: start the backoff afresh
                 failures += 1
                 delay = min(BACKOFF_MIN_S * 2 ** (failures - 1), BACKOFF_MAX_S)
-                log.warning("notifications: Redis pub/sub lost (%s); reconnecting in %.1f s",
-                            error or type(error).__name__, delay)
+                log.warning(
+                    "notifications: Redis pub/sub lost (%s); reconnecting in %.1f s",
+                    error or type(error).__name__,
+                    delay,
+                )
             finally:
                 self._listening = False
                 with contextlib.suppress(Exception):

@@ -1,4 +1,9 @@
-"""Alert mutations and the live ``notifications`` subscription."""
+"""Alert mutations and the live ``notifications`` subscription.
+
+``setNotificationChannels`` runs through ``mutate`` (``api/mutations.py``);
+``setQuotaAlerts`` is a batch whose payload is the list of accounts it changed
+(``api.payloads.mutate_accounts``).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,15 @@ from typing import Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from accountgraph.accounts.mutations import AccountPayload, AccountsPayload
-from accountgraph.accounts.queries import account_node, account_nodes
 from accountgraph.alerts import service
 from accountgraph.alerts.fanout import Feed
 from accountgraph.alerts.types import Notification, loaders, notification_node
 from accountgraph.api import ids
 from accountgraph.api.auth import IsAuthenticated, principal_of
-from accountgraph.api.errors import UserError
-from accountgraph.api.mutations import perform, row_id
+from accountgraph.api.mutations import mutate, row_id
+from accountgraph.api.payloads import AccountPayload, AccountsPayload, mutate_accounts
 from accountgraph.api.scalars import Money, amount
+from accountgraph.domain import DomainError, Principal
 
 Info = strawberry.Info[Any, Any]
 SEEN = 1_000  # recent ids a subscriber remembers (publishing is at least once)
@@ -41,43 +45,48 @@ class SetNotificationChannelsInput:
 
 @strawberry.type
 class AlertMutation:
-    @strawberry.mutation(permission_classes=[IsAuthenticated],
-                         description="A1: one threshold for one account or many; refused "
-                         "accounts are reported per index, the others are set.")
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="A1: one threshold for one account or many; refused "
+        "accounts are reported per index, the others are set.",
+    )
     async def set_quota_alerts(self, info: Info, input: SetQuotaAlertsInput) -> AccountsPayload:
-        principal = principal_of(info)
-        account_ids = [ids.decode_as(account_id, "Account") for account_id in input.account_ids]
+        async def work(
+            conn: AsyncConnection, principal: Principal
+        ) -> tuple[list[int], list[DomainError]]:
+            account_ids = [ids.decode_as(account_id, "Account") for account_id in input.account_ids]
+            threshold = amount(input.threshold, ["threshold"], allow_zero=True, allow_negative=True)
+            return await service.set_quota_alerts(
+                conn,
+                principal,
+                account_ids=account_ids,
+                threshold=threshold,
+                enabled=input.enabled,
+            )
 
-        async def work(conn: AsyncConnection) -> tuple[list[int], list[UserError]]:
-            threshold = amount(input.threshold, ["threshold"], allow_zero=True,
-                               allow_negative=True)
-            changed, refused = await service.set_quota_alerts(
-                conn, principal, account_ids=account_ids, threshold=threshold,
-                enabled=input.enabled)
-            return changed, [UserError.of(error) for error in refused]
+        return await mutate_accounts(info, work)
 
-        result, errors = await perform(info, work)
-        changed, refused = result if result is not None else ([], [])
-        return AccountsPayload(accounts=await account_nodes(info, changed),
-                               user_errors=errors + refused)
-
-    @strawberry.mutation(permission_classes=[IsAuthenticated],
-                         description="A4: where an account's notifications are delivered.")
-    async def set_notification_channels(self, info: Info, input: SetNotificationChannelsInput
-                                        ) -> AccountPayload:
-        principal = principal_of(info)
-
-        async def work(conn: AsyncConnection) -> int:
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="A4: where an account's notifications are delivered.",
+    )
+    async def set_notification_channels(
+        self, info: Info, input: SetNotificationChannelsInput
+    ) -> AccountPayload:
+        async def work(conn: AsyncConnection, principal: Principal) -> int:
             account_id = row_id(input.account_id, "Account", ["accountId"])
-            await service.set_channels(conn, principal, account_id=account_id,
-                                       email=input.email, phone=input.phone,
-                                       webhook_url=input.webhook_url,
-                                       settings=info.context.settings)
+            await service.set_channels(
+                conn,
+                principal,
+                account_id=account_id,
+                email=input.email,
+                phone=input.phone,
+                webhook_url=input.webhook_url,
+                settings=info.context.settings,
+            )
             return account_id
 
-        account_id, errors = await perform(info, work)
-        account = None if account_id is None else await account_node(info, account_id)
-        return AccountPayload(account=account, user_errors=errors)
+        return await mutate(info, AccountPayload, work, account="Account")
 
 
 @strawberry.type
@@ -85,16 +94,19 @@ class AlertSubscription:
     @strawberry.subscription(
         permission_classes=[IsAuthenticated],
         description="Notifications of the given account (or of every account the viewer "
-        "sees) as they are created.")
-    async def notifications(self, info: Info, account_id: strawberry.ID | None = None
-                            ) -> AsyncGenerator[Notification, None]:
+        "sees) as they are created.",
+    )
+    async def notifications(
+        self, info: Info, account_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Notification, None]:
         # A coroutine that returns the stream, not a generator: the limits are checked (a
         # slot taken) before it starts, so a refusal is graphql-transport-ws's ``error``.
         wanted = None if account_id is None else ids.decode_as(account_id, "Account") or -1
         principal = principal_of(info)
         context = info.context
         feed: Feed = context.notifications.open(  # the app's one Redis listener (alerts/fanout.py)
-            principal.key, context if context.request is None else context.request)
+            principal.key, context if context.request is None else context.request
+        )
 
         async def stream() -> AsyncGenerator[Notification, None]:
             seen: deque[int] = deque(maxlen=SEEN)

@@ -1,23 +1,21 @@
-"""A1-A4 in GraphQL: QuotaAlert, NotificationChannels, Notification, Delivery."""
+"""A1-A4 in GraphQL: QuotaAlert, NotificationChannels, Notification, Delivery, and the
+alerts area's fields of ``Account`` (quotaAlert, channels, notifications)."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import strawberry
 
 from accountgraph.alerts.loaders import AlertLoaders, NotificationsKey
-from accountgraph.api import ids
+from accountgraph.api import composed, ids, node
+from accountgraph.api.composed import AccountRef
 from accountgraph.api.connections import Connection, connection, page
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import Money
 
-if TYPE_CHECKING:
-    from accountgraph.accounts.types import Account
-
-AccountRef = Annotated["Account", strawberry.lazy("accountgraph.accounts.types")]
 Info = strawberry.Info[Any, Any]
 Row = Any
 
@@ -82,44 +80,64 @@ class Notification(Node):
 
     @strawberry.field
     async def account(self, info: Info) -> AccountRef:
-        from accountgraph.accounts.queries import account_node
-
-        found = await account_node(info, self.account_id)
-        if found is None:  # pragma: no cover - who sees the notification sees its account
-            raise LookupError("account not visible")
-        return found
+        return await composed.seen_account(info, self.account_id)
 
     @strawberry.field
     async def deliveries(self, info: Info) -> list[Delivery]:
         rows = await loaders(info).deliveries_by_notification.load(self.row_id)
-        return [Delivery(channel=Channel(r.channel), status=DeliveryStatus(r.status),
-                         attempts=r.attempts, last_error=r.last_error) for r in rows]
+        return [
+            Delivery(
+                channel=Channel(r.channel),
+                status=DeliveryStatus(r.status),
+                attempts=r.attempts,
+                last_error=r.last_error,
+            )
+            for r in rows
+        ]
 
     @classmethod
     def from_row(cls, row: Row) -> Notification:
-        return cls(id=strawberry.ID(ids.encode("Notification", row.id)), row_id=row.id,
-                   account_id=row.account_id, kind=NotificationKind(row.kind),
-                   available_quota=row.available_quota, threshold=row.threshold,
-                   created_at=row.created_at)
+        return cls(
+            id=strawberry.ID(ids.encode("Notification", row.id)),
+            row_id=row.id,
+            account_id=row.account_id,
+            kind=NotificationKind(row.kind),
+            available_quota=row.available_quota,
+            threshold=row.threshold,
+            created_at=row.created_at,
+        )
 
 
 async def quota_alert_of(info: Info, account_id: int) -> QuotaAlert | None:
     row = await loaders(info).alert_by_account.load(account_id)
-    return None if row is None else QuotaAlert(threshold=row.threshold, enabled=row.enabled,
-                                               armed=row.armed, last_fired_at=row.last_fired_at)
+    return (
+        None
+        if row is None
+        else QuotaAlert(
+            threshold=row.threshold,
+            enabled=row.enabled,
+            armed=row.armed,
+            last_fired_at=row.last_fired_at,
+        )
+    )
 
 
 async def channels_of(info: Info, account_id: int) -> NotificationChannels | None:
     row = await loaders(info).channels_by_account.load(account_id)
-    return None if row is None else NotificationChannels(
-        email=row.email, phone=row.phone, webhook_url=row.webhook_url)
+    return (
+        None
+        if row is None
+        else NotificationChannels(email=row.email, phone=row.phone, webhook_url=row.webhook_url)
+    )
 
 
-async def notifications_of(info: Info, account_id: int, *, first: int | None,
-                           after: str | None) -> Connection[Notification]:
+async def notifications_of(
+    info: Info, account_id: int, *, first: int | None, after: str | None
+) -> Connection[Notification]:
     request = page(first, after)
     found = await loaders(info).notifications_by_account.load(
-        NotificationsKey(account_id, request.limit, request.after))
+        NotificationsKey(account_id, request.limit, request.after)
+    )
     nodes = [Notification.from_row(row) for row in found.rows]
     return connection(nodes, [row.id for row in found.rows], request, found.total)
 
@@ -129,4 +147,25 @@ async def notification_node(info: Info, row_id: int) -> Notification | None:
     return None if row is None else Notification.from_row(row)
 
 
-NODE_RESOLVERS = {"Notification": notification_node}
+node.register("Notification", notification_node)
+
+
+@strawberry.type
+class AlertsAccount:
+    """The alerts area's fields of ``Account``."""
+
+    row_id: strawberry.Private[int]
+
+    @strawberry.field(description="A1: the low-quota alert, null if unset.")
+    async def quota_alert(self, info: Info) -> QuotaAlert | None:
+        return await quota_alert_of(info, self.row_id)
+
+    @strawberry.field(description="A4: where notifications are delivered, null if unset.")
+    async def channels(self, info: Info) -> NotificationChannels | None:
+        return await channels_of(info, self.row_id)
+
+    @strawberry.field(description="A2-A4: notifications of this account, newest first.")
+    async def notifications(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Notification]:
+        return await notifications_of(info, self.row_id, first=first, after=after)

@@ -70,8 +70,11 @@ class WebhookTarget:
 
 def parse_webhook_url(value: str, *, allow_http: bool) -> WebhookUrl:
     """The URL's parts, or ``WebhookRefused`` (malformed, scheme, userinfo). Pure."""
-    if (not value or len(value) > MAX_URL_LENGTH
-            or any(ch.isspace() or not ch.isprintable() for ch in value)):
+    if (
+        not value
+        or len(value) > MAX_URL_LENGTH
+        or any(ch.isspace() or not ch.isprintable() for ch in value)
+    ):
         raise WebhookRefused("malformed")
     try:
         parts = urlsplit(value)
@@ -85,8 +88,12 @@ def parse_webhook_url(value: str, *, allow_http: bool) -> WebhookUrl:
         raise WebhookRefused("userinfo")
     if scheme != "https" and not allow_http:
         raise WebhookRefused("scheme")
-    return WebhookUrl(url=value, scheme=scheme, host=parts.hostname.lower(),
-                      port=DEFAULT_PORTS[scheme] if port is None else port)
+    return WebhookUrl(
+        url=value,
+        scheme=scheme,
+        host=parts.hostname.lower(),
+        port=DEFAULT_PORTS[scheme] if port is None else port,
+    )
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -111,8 +118,13 @@ def is_public_address(address: IPAddress) -> bool:
         if address.is_site_local:
             return False
     return address.is_global and not (
-        address.is_loopback or address.is_private or address.is_link_local
-        or address.is_multicast or address.is_unspecified or address.is_reserved)
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+    )
 
 
 def literal_address(host: str) -> IPAddress | None:
@@ -123,8 +135,9 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
-async def resolve_host(host: str, port: int, *, timeout_s: float = RESOLVE_TIMEOUT_S
-                       ) -> tuple[IPAddress, ...]:
+async def resolve_host(
+    host: str, port: int, *, timeout_s: float = RESOLVE_TIMEOUT_S
+) -> tuple[IPAddress, ...]:
     """Every address ``host`` resolves to (for TCP), in resolver order, or
     ``WebhookRefused("unresolvable")``; the lookup is bounded by ``timeout_s``."""
     literal = literal_address(host)
@@ -133,7 +146,8 @@ async def resolve_host(host: str, port: int, *, timeout_s: float = RESOLVE_TIMEO
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout_s)
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout_s
+        )
     except (OSError, TimeoutError, UnicodeError, ValueError):
         raise WebhookRefused("unresolvable") from None
     found: list[IPAddress] = []
@@ -153,8 +167,9 @@ async def resolve_host(host: str, port: int, *, timeout_s: float = RESOLVE_TIMEO
     return tuple(found)
 
 
-async def resolve_webhook(value: str, settings: Settings, *,
-                          timeout_s: float = RESOLVE_TIMEOUT_S) -> WebhookTarget:
+async def resolve_webhook(
+    value: str, settings: Settings, *, timeout_s: float = RESOLVE_TIMEOUT_S
+) -> WebhookTarget:
     """The URL, checked against ``settings``, with every address of its host; refused
     (``WebhookRefused``) if ANY of them is not public, unless webhook_allow_private."""
     url = parse_webhook_url(value, allow_http=settings.webhook_allow_http)
@@ -164,8 +179,9 @@ async def resolve_webhook(value: str, settings: Settings, *,
     return WebhookTarget(url=url, addresses=addresses)
 
 
-async def validate_webhook_url(value: str, settings: Settings, *,
-                               timeout_s: float = RESOLVE_TIMEOUT_S) -> WebhookUrl:
+async def validate_webhook_url(
+    value: str, settings: Settings, *, timeout_s: float = RESOLVE_TIMEOUT_S
+) -> WebhookUrl:
     """The check when a URL is set. With webhook_allow_private there is no address to
     refuse, so the host is not looked up (it need not resolve yet)."""
     if settings.webhook_allow_private:

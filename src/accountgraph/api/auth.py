@@ -17,8 +17,9 @@ strawberry.enum(PrincipalKind)  # registers the class itself
 def principal_of(info: strawberry.Info[Any, Any]) -> Principal:
     principal: Principal | None = info.context.principal
     if principal is None:
-        raise top_level("Authentication required: send 'Authorization: Bearer <token>'.",
-                        "UNAUTHENTICATED")
+        raise top_level(
+            "Authentication required: send 'Authorization: Bearer <token>'.", "UNAUTHENTICATED"
+        )
     return principal
 
 

@@ -70,9 +70,7 @@ def page(first: int | None, after: str | None) -> Page:
     return Page(limit=limit, after=None if after is None else decode_cursor(after))
 
 
-def connection(
-    nodes: Sequence[T], keys: Sequence[int], request: Page, total: int
-) -> Connection[T]:
+def connection(nodes: Sequence[T], keys: Sequence[int], request: Page, total: int) -> Connection[T]:
     """Build a connection from up to ``limit + 1`` fetched rows (the extra one means more)."""
     shown = min(len(nodes), request.limit)
     edges = [Edge(cursor=encode_cursor(keys[i]), node=nodes[i]) for i in range(shown)]

@@ -1,5 +1,6 @@
-"""The extension that parses and validates every document (``api/documents.py``) and
-keeps refused documents from costing anything but the sender's budget:
+"""The extension that parses and validates every document (``api/documents.py``,
+``api/shape.py``, ``api/validation.py``) and keeps refused documents from costing
+anything but the sender's budget:
 
 - parse: from the bounded cache, or parsed with the token limit (``TOO_MANY_TOKENS``);
 - a text the cache does not hold is first charged ``VALIDATION_COST`` to the
@@ -25,8 +26,10 @@ from starlette.requests import Request
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from accountgraph.api.documents import is_cached, parsed, validated, without_suggestion
-from accountgraph.api.limits import answer_status, principal_key, take
+from accountgraph.api.budget import charge
+from accountgraph.api.documents import is_cached, parsed
+from accountgraph.api.limits import answer_status, rate_limited
+from accountgraph.api.validation import validated, without_suggestion
 
 VALIDATION_COST = 10
 # A refused document costs at least this, and at least 1/REFUSED_PER_MINUTE of the budget
@@ -68,15 +71,19 @@ class DocumentGuard(SchemaExtension):
             errors = [self.checked.problem]
         elif _subscription_over_http(context):
             answer_status(context.context, 400, {})
-            errors = [GraphQLError(
-                "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql, "
-                "not over HTTP.", extensions={"code": "SUBSCRIPTION_NEEDS_WEBSOCKET"})]
+            errors = [
+                GraphQLError(
+                    "Subscriptions are served over WebSocket (graphql-transport-ws) at /graphql, "
+                    "not over HTTP.",
+                    extensions={"code": "SUBSCRIPTION_NEEDS_WEBSOCKET"},
+                )
+            ]
         else:
-            errors = validated(context.schema._schema, self.checked, rules,
-                               hide_suggestions=hide)
+            errors = validated(context.schema._schema, self.checked, rules, hide_suggestions=hide)
         if errors and fresh:
-            await self._charge(max(REFUSED_COST, self._per_minute() // REFUSED_PER_MINUTE),
-                               debt=True)
+            await self._charge(
+                max(REFUSED_COST, self._per_minute() // REFUSED_PER_MINUTE), debt=True
+            )
         context.pre_execution_errors = errors
         yield
 
@@ -84,8 +91,7 @@ class DocumentGuard(SchemaExtension):
         yield
         context = self.execution_context
         result = context.result
-        if result is not None and result.errors \
-                and not _introspection_enabled(context.context):
+        if result is not None and result.errors and not _introspection_enabled(context.context):
             result.errors = [without_suggestion(error) for error in result.errors]
 
     def _per_minute(self) -> int:
@@ -96,18 +102,11 @@ class DocumentGuard(SchemaExtension):
         """Take ``cost`` from the client's bucket (with ``debt`` even past empty); the
         refusal when there is not enough."""
         context = self.execution_context.context
-        settings = getattr(context, "settings", None)
-        redis = getattr(context, "redis", None)
-        per_minute = getattr(settings, "rate_limit_cost_per_minute", 0)
-        if per_minute <= 0 or redis is None:
-            return None
-        throttle = await take(redis, principal_key(context), cost, per_minute, debt=debt)
+        throttle = await charge(context, cost, debt=debt)
         if throttle is None or throttle.allowed:
             return None
         retry = throttle.retry_after_s(cost)
-        answer_status(context, 429, {"Retry-After": str(retry)})
-        return GraphQLError(f"Rate limited: retry in {retry} s.",
-                            extensions={"code": "RATE_LIMITED", "retryAfterSeconds": retry})
+        return rate_limited(context, retry, f"Rate limited: retry in {retry} s.")
 
 
 def _subscription_over_http(execution: Any) -> bool:

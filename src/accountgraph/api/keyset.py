@@ -29,20 +29,29 @@ async def pages(
     """
     rows_of = query.subquery()
     parent_col = rows_of.c[parent]
-    counted = select(rows_of, func.count().over(partition_by=parent_col).label("_total")
-                     ).subquery()
+    counted = select(rows_of, func.count().over(partition_by=parent_col).label("_total")).subquery()
     order = counted.c[key].desc() if descending else counted.c[key]
     after_cursor: ColumnElement[bool] = literal(True)
     if after is not None:
         after_cursor = counted.c[key] < after if descending else counted.c[key] > after
     # Window functions run after WHERE: positions count from the cursor, totals do not.
-    ordered = select(counted, func.row_number().over(
-        partition_by=counted.c[parent], order_by=order).label("_position")
-    ).where(after_cursor).subquery()
-    page_rows = (await conn.execute(
-        select(ordered).where(ordered.c._position <= limit + 1)
-        .order_by(ordered.c[parent], ordered.c._position)
-    )).all()
+    ordered = (
+        select(
+            counted,
+            func.row_number()
+            .over(partition_by=counted.c[parent], order_by=order)
+            .label("_position"),
+        )
+        .where(after_cursor)
+        .subquery()
+    )
+    page_rows = (
+        await conn.execute(
+            select(ordered)
+            .where(ordered.c._position <= limit + 1)
+            .order_by(ordered.c[parent], ordered.c._position)
+        )
+    ).all()
     grouped: dict[int, list[Any]] = defaultdict(list)
     totals: dict[int, int] = {}
     for row in page_rows:
@@ -50,8 +59,7 @@ async def pages(
         totals[row._mapping[parent]] = row._total
     missing = [p for p in parents if p not in totals]
     if missing:  # an empty page (past the last cursor) still has a total
-        count = select(parent_col, func.count()).where(parent_col.in_(missing)).group_by(
-            parent_col)
+        count = select(parent_col, func.count()).where(parent_col.in_(missing)).group_by(parent_col)
         totals.update({row[0]: row[1] for row in (await conn.execute(count)).all()})
     return grouped, totals
 
@@ -96,9 +104,16 @@ async def child_pages(
         for group in groups.values():
             first = group[0]
             parents = [key.account_id for key in group]
-            rows, totals = await pages(conn, query(first, parents), parent="parent_id", key="id",
-                                       parents=parents, limit=first.limit, after=first.after,
-                                       descending=descending)
+            rows, totals = await pages(
+                conn,
+                query(first, parents),
+                parent="parent_id",
+                key="id",
+                parents=parents,
+                limit=first.limit,
+                after=first.after,
+                descending=descending,
+            )
             for key in group:
                 found[key] = Page(rows.get(key.account_id, []), totals.get(key.account_id, 0))
     return [found[key] for key in keys]

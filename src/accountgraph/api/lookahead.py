@@ -22,10 +22,7 @@ def children(info: Any, *path: str) -> list[SelectedField]:
     level = [child for field in level for child in _fields(field.selections)]
     for name in path:
         level = [
-            child
-            for field in level
-            if field.name == name
-            for child in _fields(field.selections)
+            child for field in level if field.name == name for child in _fields(field.selections)
         ]
     return level
 

@@ -1,22 +1,35 @@
-"""How every mutation runs: one transaction, rule errors as data, loaders cleared after."""
+"""How every mutation runs: one transaction, rule errors as data, loaders cleared after.
+
+``mutate`` is the shell of every mutation, written once: the principal, the work in one
+transaction (``perform``), then the payload with the objects the work names, loaded as
+the viewer sees them (``api/node.py``). The work itself stays explicit in each mutation,
+with the field path of every id and amount it converts.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from accountgraph.api import ids
+from accountgraph.api import ids, node
+from accountgraph.api.auth import principal_of
 from accountgraph.api.errors import DomainError, ErrorCode, NotFound, UserError
 from accountgraph.db import transaction
+from accountgraph.domain import Principal
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = TypeVar("P")
+Named = int | Mapping[str, int | None]
+"""What a mutation's work returns: the row id of its one payload object, or ids by
+payload field when the payload names several (a transfer, its master and member)."""
+Work = Callable[[AsyncConnection, Principal], Awaitable[Named]]
 ATTEMPTS = 3
 # PostgreSQL text cannot hold NUL (22021 character_not_in_repertoire, 22P05 untranslatable):
 # whatever free-text input carried one is the client's mistake, not ours.
@@ -41,12 +54,22 @@ async def perform(
                     log.info("retrying a transaction (%s): %s", attempt, error.orig)
                     continue
                 if _sqlstate(error) in TEXT_REFUSED:
-                    return None, [UserError(code=ErrorCode.INVALID_INPUT, field=None,
-                                            message="Text must not contain NUL characters.")]
+                    return None, [
+                        UserError(
+                            code=ErrorCode.INVALID_INPUT,
+                            field=None,
+                            message="Text must not contain NUL characters.",
+                        )
+                    ]
                 if isinstance(error, IntegrityError):
                     log.info("constraint refused a write: %s", error.orig)
-                    return None, [UserError(code=ErrorCode.CONFLICT, field=None,
-                                            message="A concurrent change conflicted; try again.")]
+                    return None, [
+                        UserError(
+                            code=ErrorCode.CONFLICT,
+                            field=None,
+                            message="A concurrent change conflicted; try again.",
+                        )
+                    ]
                 raise
     except DomainError as error:
         return None, [UserError.of(error)]
@@ -55,9 +78,28 @@ async def perform(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+async def mutate(
+    info: strawberry.Info[Any, Any], payload: Callable[..., P], work: Work, **fields: str
+) -> P:
+    """Run ``work(conn, principal)`` in one transaction and answer ``payload(...)``: each
+    keyword names a payload field and the node type loaded into it (``account="Account"``)
+    from the id the work returned; ``user_errors`` are the refusals. After a refusal every
+    field is null."""
+    principal = principal_of(info)
+    named, errors = await perform(info, lambda conn: work(conn, principal))
+    loaded: dict[str, Any] = dict.fromkeys(fields)
+    if named is not None:
+        found = named if isinstance(named, Mapping) else {next(iter(fields)): named}
+        for field, type_name in fields.items():
+            row_id = found.get(field)
+            loaded[field] = None if row_id is None else await node.load(info, type_name, row_id)
+    return payload(**loaded, user_errors=errors)
+
+
 def _sqlstate(error: DBAPIError) -> str | None:
     code: str | None = getattr(error.orig, "sqlstate", None) or getattr(
-        getattr(error.orig, "__cause__", None), "sqlstate", None)
+        getattr(error.orig, "__cause__", None), "sqlstate", None
+    )
     return code
 
 

@@ -1,10 +1,12 @@
 """V2, U2, U4: what coupons and vouchers pay of a charge.
 
-A leaf module (it reads and writes billing tables only) that ``funds.service.record_charge``
-calls inside the charge's transaction, after the charged accounts are locked. Coupons and
-vouchers are not cash and not journal buckets: the part of a charge they cover moves no
-balance. Each use is a ``charge_credits`` row and lowers the coupon's or voucher's
-``remaining`` in the same transaction (a CHECK keeps it within ``0 ≤ remaining ≤ amount``).
+A leaf module (it reads and writes billing tables only): funds' charge instruments
+(``funds.public.ChargeInstruments``, registered by ``billing.public``), which
+``record_charge`` calls inside the charge's transaction, after the charged accounts are
+locked. Coupons and vouchers are not cash and not journal buckets: the part of a charge
+they cover moves no balance. Each use is a ``charge_credits`` row and lowers the coupon's
+or voucher's ``remaining`` in the same transaction (a CHECK keeps it within
+``0 ≤ remaining ≤ amount``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,14 @@ def covered(uses: Sequence[Use]) -> Decimal:
     return sum((use.amount for use in uses), ZERO)
 
 
-async def consume(conn: AsyncConnection, *, account_id: int, at: datetime, amount: Decimal,
-                  with_coupons: bool = True) -> list[Use]:
+async def consume(
+    conn: AsyncConnection,
+    *,
+    account_id: int,
+    at: datetime,
+    amount: Decimal,
+    with_coupons: bool = True,
+) -> list[Use]:
     """V2: pay up to ``amount`` from the account's coupons (unless ``with_coupons`` is
     False), then from the vouchers naming it, each valid at ``at``, earliest expiry first
     (then the oldest). A coupon is valid until its ``valid_until``; a voucher from its
@@ -46,31 +54,46 @@ async def consume(conn: AsyncConnection, *, account_id: int, at: datetime, amoun
     if with_coupons and amount > 0:
         usable = await conn.execute(
             select(coupons.c.id, coupons.c.remaining)
-            .where(coupons.c.account_id == account_id, coupons.c.remaining > 0,
-                   coupons.c.valid_until > at)
+            .where(
+                coupons.c.account_id == account_id,
+                coupons.c.remaining > 0,
+                coupons.c.valid_until > at,
+            )
             .order_by(coupons.c.valid_until, coupons.c.id)
-            .with_for_update())
+            .with_for_update()
+        )
         for row in usable.all():
             taken = min(amount - covered(uses), row.remaining)
             if taken <= 0:
                 break
-            await conn.execute(update(coupons).where(coupons.c.id == row.id)
-                               .values(remaining=coupons.c.remaining - taken))
+            await conn.execute(
+                update(coupons)
+                .where(coupons.c.id == row.id)
+                .values(remaining=coupons.c.remaining - taken)
+            )
             uses.append(Use(taken, coupon_id=row.id))
     if covered(uses) < amount:
         usable = await conn.execute(
             select(vouchers.c.id, vouchers.c.remaining)
             .join(voucher_members, voucher_members.c.voucher_id == vouchers.c.id)
-            .where(voucher_members.c.member_id == account_id, vouchers.c.remaining > 0,
-                   vouchers.c.valid_from <= at, vouchers.c.valid_until > at)
+            .where(
+                voucher_members.c.member_id == account_id,
+                vouchers.c.remaining > 0,
+                vouchers.c.valid_from <= at,
+                vouchers.c.valid_until > at,
+            )
             .order_by(vouchers.c.valid_until, vouchers.c.id)
-            .with_for_update(of=vouchers))
+            .with_for_update(of=vouchers)
+        )
         for row in usable.all():
             taken = min(amount - covered(uses), row.remaining)
             if taken <= 0:
                 break
-            await conn.execute(update(vouchers).where(vouchers.c.id == row.id)
-                               .values(remaining=vouchers.c.remaining - taken))
+            await conn.execute(
+                update(vouchers)
+                .where(vouchers.c.id == row.id)
+                .values(remaining=vouchers.c.remaining - taken)
+            )
             uses.append(Use(taken, voucher_id=row.id))
     assert all(use.amount > 0 for use in uses) and covered(uses) <= amount
     return uses
@@ -79,8 +102,15 @@ async def consume(conn: AsyncConnection, *, account_id: int, at: datetime, amoun
 async def record(conn: AsyncConnection, charge_id: int, uses: Sequence[Use]) -> None:
     """V2: what paid the charge, one immutable row per coupon or voucher used."""
     if uses:
-        await conn.execute(insert(charge_credits), [
-            {"charge_id": charge_id, "coupon_id": use.coupon_id, "voucher_id": use.voucher_id,
-             "amount": use.amount}
-            for use in uses
-        ])
+        await conn.execute(
+            insert(charge_credits),
+            [
+                {
+                    "charge_id": charge_id,
+                    "coupon_id": use.coupon_id,
+                    "voucher_id": use.voucher_id,
+                    "amount": use.amount,
+                }
+                for use in uses
+            ],
+        )

@@ -28,8 +28,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from accountgraph.api import ids
-from accountgraph.billing import service
-from accountgraph.billing.service import InvoiceDocument
+from accountgraph.billing import invoices
+from accountgraph.billing.invoices import InvoiceDocument
 from accountgraph.config import Settings
 from accountgraph.domain import Principal, PrincipalKind
 
@@ -52,8 +52,9 @@ Resolve = Callable[[AsyncEngine, Settings, str | None], Awaitable[Principal | No
 
 def _key(settings: Settings) -> bytes:
     if settings.document_secret:
-        return hashlib.sha256(b"accountgraph-documents:" + settings.document_secret.encode()
-                              ).digest()
+        return hashlib.sha256(
+            b"accountgraph-documents:" + settings.document_secret.encode()
+        ).digest()
     return _PROCESS_KEY
 
 
@@ -67,16 +68,18 @@ def _signature(settings: Settings, invoice_id: int, subject: str, expires: int) 
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def sign(settings: Settings, principal: Principal, invoice_id: int, *,
-         now_s: float | None = None) -> str:
+def sign(
+    settings: Settings, principal: Principal, invoice_id: int, *, now_s: float | None = None
+) -> str:
     """A token for ``principal`` to fetch the invoice's document until it expires."""
     expires = int(now_s if now_s is not None else time.time()) + settings.document_url_ttl_s
     subject = _subject(principal)
     return f"{subject}.{expires}.{_signature(settings, invoice_id, subject, expires)}"
 
 
-def verify(settings: Settings, token: str, invoice_id: int, *, now_s: float | None = None
-           ) -> Principal | None:
+def verify(
+    settings: Settings, token: str, invoice_id: int, *, now_s: float | None = None
+) -> Principal | None:
     """The principal a valid, unexpired token for this invoice was issued to, or None."""
     subject, _, rest = token.partition(".")
     expires_text, _, signature = rest.partition(".")
@@ -120,7 +123,7 @@ def invoice_document_route(engine: AsyncEngine, settings: Settings, resolve: Res
         if principal is None:
             return _not_found()
         async with engine.connect() as conn:
-            document = await service.invoice_document(conn, principal, invoice_id)
+            document = await invoices.invoice_document(conn, principal, invoice_id)
         if document is None:
             return _not_found()
         filename = f"{document.number}.{FORMATS[format]}"
@@ -160,9 +163,10 @@ def _facts(document: InvoiceDocument) -> list[tuple[str, str]]:
     facts = [("Invoice", document.number), ("Account", document.account_name)]
     if document.member_name:
         facts.append(("Member", document.member_name))
-    facts += [("Period", f"{document.period_start.isoformat()} to "
-                         f"{document.period_end.isoformat()}"),
-              ("Issued", document.issued_at.strftime("%Y-%m-%d %H:%M UTC"))]
+    facts += [
+        ("Period", f"{document.period_start.isoformat()} to {document.period_end.isoformat()}"),
+        ("Issued", document.issued_at.strftime("%Y-%m-%d %H:%M UTC")),
+    ]
     return facts
 
 
@@ -192,7 +196,8 @@ def render_html(document: InvoiceDocument) -> str:
         f"<tr><td>{e(line.description)}</td><td class=num>{_money(line.amount)}</td>"
         f"<td class=num>{line.discount_percent:.2f}%</td>"
         f"<td class=num>{_money(line.discount)}</td><td class=num>{_money(line.net)}</td></tr>"
-        for line in document.lines)
+        for line in document.lines
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{e(document.number)}</title><style>{_STYLE}</style></head>
@@ -251,21 +256,29 @@ def render_pdf(document: InvoiceDocument) -> bytes:
     pdf.ln(4)
     widths = (80, 28, 24, 28, 30)
     pdf.set_font("Helvetica", style="B", size=9)
-    for width, title, align in zip(widths, ("Description", "Amount", "Discount %", "Discount",
-                                            "Net"), "LRRRR", strict=True):
+    for width, title, align in zip(
+        widths, ("Description", "Amount", "Discount %", "Discount", "Net"), "LRRRR", strict=True
+    ):
         pdf.cell(width, 7, title, border="B", align=align)
     pdf.ln()
     pdf.set_font("Helvetica", size=9)
     for row in document.lines:
-        values = (row.description, _money(row.amount), f"{row.discount_percent:.2f}%",
-                  _money(row.discount), _money(row.net))
+        values = (
+            row.description,
+            _money(row.amount),
+            f"{row.discount_percent:.2f}%",
+            _money(row.discount),
+            _money(row.net),
+        )
         for width, value, align in zip(widths, values, "LRRRR", strict=True):
             pdf.cell(width, 6, _fit(pdf, _latin1(value), width - 2), align=align)
         pdf.ln()
     pdf.ln(2)
-    for label, total, style in (("Subtotal", document.subtotal, ""),
-                                ("Discount", document.discount_total, ""),
-                                ("Total", document.total, "B")):
+    for label, total, style in (
+        ("Subtotal", document.subtotal, ""),
+        ("Discount", document.discount_total, ""),
+        ("Total", document.total, "B"),
+    ):
         pdf.set_font("Helvetica", style=style, size=10)
         pdf.cell(sum(widths[:4]), 6, label, align="R")
         pdf.cell(widths[4], 6, _money(total), align="R", new_x="LMARGIN", new_y="NEXT")

@@ -1,30 +1,25 @@
-"""B2-B4 in GraphQL: InvoiceMode, DocumentFormat, Invoice, InvoiceLine, their connection,
-and the billing fields of Account (discountPercent, invoiceMode, invoices)."""
+"""B2-B4 in GraphQL: InvoiceMode, DocumentFormat, Invoice, InvoiceLine and their
+connection (billing's fields of ``Account`` are in ``billing/account.py``)."""
 
 from __future__ import annotations
 
 import enum
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import strawberry
 
-from accountgraph.api import ids
+from accountgraph.api import composed, ids, node
 from accountgraph.api.auth import principal_of
+from accountgraph.api.composed import AccountRef, BillToRef, SiteRef
 from accountgraph.api.connections import Connection, connection, page
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import Money
 from accountgraph.billing import documents
+from accountgraph.billing.invoices import invoice_number
 from accountgraph.billing.loaders import BillingLoaders, InvoicesKey
-from accountgraph.billing.service import invoice_number
 
-if TYPE_CHECKING:
-    from accountgraph.accounts.types import Account, BillTo, Site
-
-AccountRef = Annotated["Account", strawberry.lazy("accountgraph.accounts.types")]
-BillToRef = Annotated["BillTo", strawberry.lazy("accountgraph.accounts.types")]
-SiteRef = Annotated["Site", strawberry.lazy("accountgraph.accounts.types")]
 Info = strawberry.Info[Any, Any]
 Row = Any
 
@@ -46,11 +41,9 @@ def loaders(info: Info) -> BillingLoaders:
     return found
 
 
-async def _account(info: Info, account_id: int | None) -> Account | None:
+async def _account(info: Info, account_id: int | None) -> AccountRef | None:
     """Null where the viewer does not see the account (a dissociated member, P3/U5)."""
-    from accountgraph.accounts.queries import account_node
-
-    return None if account_id is None else await account_node(info, account_id)
+    return None if account_id is None else await composed.account(info, account_id)
 
 
 @strawberry.type
@@ -63,22 +56,28 @@ class InvoiceLine:
     member_id: strawberry.Private[int | None]
     site_id: strawberry.Private[int | None]
 
-    @strawberry.field(description="The managed account the line is for; null for the "
-                      "invoiced account's own charges.")
+    @strawberry.field(
+        description="The managed account the line is for; null for the "
+        "invoiced account's own charges."
+    )
     async def member(self, info: Info) -> AccountRef | None:
         return await _account(info, self.member_id)
 
     @strawberry.field
     async def site(self, info: Info) -> SiteRef | None:
-        from accountgraph.accounts.queries import site_node
-
-        return None if self.site_id is None else await site_node(info, self.site_id)
+        return None if self.site_id is None else await composed.site(info, self.site_id)
 
     @classmethod
     def from_row(cls, row: Row) -> InvoiceLine:
-        return cls(description=row.description, amount=row.amount,
-                   discount_percent=row.discount_percent, discount=row.discount, net=row.net,
-                   member_id=row.member_id, site_id=row.site_id)
+        return cls(
+            description=row.description,
+            amount=row.amount,
+            discount_percent=row.discount_percent,
+            discount=row.discount,
+            net=row.net,
+            member_id=row.member_id,
+            site_id=row.site_id,
+        )
 
 
 @strawberry.type(description="B4: an issued invoice; never edited.")
@@ -107,32 +106,42 @@ class Invoice(Node):
     async def member(self, info: Info) -> AccountRef | None:
         return await _account(info, self.member_id)
 
-    @strawberry.field(description="H4: where the invoice was addressed; null if none was, "
-                      "or that bill-to has since been removed.")
+    @strawberry.field(
+        description="H4: where the invoice was addressed; null if none was, "
+        "or that bill-to has since been removed."
+    )
     async def bill_to(self, info: Info) -> BillToRef | None:
-        from accountgraph.accounts.queries import bill_to_node
-
-        return None if self.bill_to_id is None else await bill_to_node(info, self.bill_to_id)
+        return None if self.bill_to_id is None else await composed.bill_to(info, self.bill_to_id)
 
     @strawberry.field
     async def lines(self, info: Info) -> list[InvoiceLine]:
         rows = await loaders(info).lines_by_invoice.load(self.row_id)
         return [InvoiceLine.from_row(row) for row in rows]
 
-    @strawberry.field(description="A URL (same host) of the invoice document, served only "
-                      "to principals who may see it.")
+    @strawberry.field(
+        description="A URL (same host) of the invoice document, served only "
+        "to principals who may see it."
+    )
     def document_url(self, info: Info, format: DocumentFormat = DocumentFormat.PDF) -> str:
-        return documents.document_url(info.context.settings, principal_of(info), self.row_id,
-                                      format.value)
+        return documents.document_url(
+            info.context.settings, principal_of(info), self.row_id, format.value
+        )
 
     @classmethod
     def from_row(cls, row: Row) -> Invoice:
         return cls(
-            id=strawberry.ID(ids.encode("Invoice", row.id)), row_id=row.id,
-            number=invoice_number(row.id), account_id=row.account_id,
-            member_id=row.member_id, bill_to_id=row.bill_to_id, period_start=row.period_start,
-            period_end=row.period_end, issued_at=row.issued_at, subtotal=row.subtotal,
-            discount_total=row.discount_total, total=row.total,
+            id=strawberry.ID(ids.encode("Invoice", row.id)),
+            row_id=row.id,
+            number=invoice_number(row.id),
+            account_id=row.account_id,
+            member_id=row.member_id,
+            bill_to_id=row.bill_to_id,
+            period_start=row.period_start,
+            period_end=row.period_end,
+            issued_at=row.issued_at,
+            subtotal=row.subtotal,
+            discount_total=row.discount_total,
+            total=row.total,
         )
 
 
@@ -146,11 +155,13 @@ async def invoice_nodes(info: Info, row_ids: list[int]) -> list[Invoice]:
     return [Invoice.from_row(row) for row in rows if row is not None]
 
 
-async def invoices_of(info: Info, account_id: int, *, first: int | None, after: str | None
-                      ) -> Connection[Invoice]:
+async def invoices_of(
+    info: Info, account_id: int, *, first: int | None, after: str | None
+) -> Connection[Invoice]:
     request = page(first, after)
     found = await loaders(info).invoices_by_account.load(
-        InvoicesKey(account_id, request.limit, request.after))
+        InvoicesKey(account_id, request.limit, request.after)
+    )
     nodes = [Invoice.from_row(row) for row in found.rows]
     return connection(nodes, [row.id for row in found.rows], request, found.total)
 
@@ -165,4 +176,4 @@ async def discount_of(info: Info, account_id: int) -> Decimal | None:
     return found
 
 
-NODE_RESOLVERS = {"Invoice": invoice_node}
+node.register("Invoice", invoice_node, invoice_nodes)

@@ -1,14 +1,15 @@
-"""F1, F2: reading an account's balances and quota; a leaf module other areas may call
-(U1 outstanding fees, A2 quota)."""
+"""F1, F2: reading an account's balances and quota, for other areas (U1 outstanding fees,
+A2 quota) through ``funds.public``."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, case, exists, func, literal, select
+from sqlalchemy import ColumnElement, Subquery, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import FromClause
 
-from accountgraph.accounts.models import links
+from accountgraph.accounts.public import under_trusteeship
 from accountgraph.domain import ZERO
 from accountgraph.funds.models import balances
 
@@ -27,15 +28,34 @@ def available_quota_of(account_id: ColumnElement[int]) -> ColumnElement[Decimal]
     """F2 as SQL for the account ``account_id`` (0 for one that never had money): the same
     formula as ``ledger.available_quota``, frozen cash (U3) left out."""
     b = select(balances).where(balances.c.account_id == account_id).subquery()
-    frozen = exists().where(links.c.member_id == account_id, links.c.status == "ACTIVE",
-                            links.c.type == "TRUSTEESHIP")
-    usable_cash = case((frozen, b.c.transferred_cash), else_=b.c.cash_balance)
-    quota = (usable_cash + b.c.bankers_acceptance_bill + b.c.credit_limit + b.c.credit_refund
-             - b.c.unsettled_amount - (b.c.outstanding_fees - b.c.negative_bill))
-    return func.coalesce(select(quota).scalar_subquery(), ZERO)
+    return func.coalesce(select(_quota(b, account_id)).scalar_subquery(), ZERO)
+
+
+def available_quotas(name: str = "available_quota") -> Subquery:
+    """F2 as SQL for every account that has balances: ``(account_id, available_quota)``
+    (an account with no row has never had money: its quota is 0)."""
+    quota = _quota(balances, balances.c.account_id)
+    return select(balances.c.account_id, quota.label("available_quota")).subquery(name)
+
+
+def _quota(b: FromClause, account_id: ColumnElement[int]) -> ColumnElement[Decimal]:
+    """F2 over the balances ``b`` of ``account_id``."""
+    usable_cash = case(
+        (under_trusteeship(account_id), b.c.transferred_cash), else_=b.c.cash_balance
+    )
+    quota: ColumnElement[Decimal] = (
+        usable_cash
+        + b.c.bankers_acceptance_bill
+        + b.c.credit_limit
+        + b.c.credit_refund
+        - b.c.unsettled_amount
+        - (b.c.outstanding_fees - b.c.negative_bill)
+    )
+    return quota
 
 
 async def available_quota(conn: AsyncConnection, account_id: int) -> Decimal:
-    found: Decimal = (await conn.execute(
-        select(available_quota_of(literal(account_id))))).scalar_one()
+    found: Decimal = (
+        await conn.execute(select(available_quota_of(literal(account_id))))
+    ).scalar_one()
     return found

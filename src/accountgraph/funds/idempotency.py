@@ -48,22 +48,34 @@ async def once(
     if key is None:
         return await work()
     if not 0 < len(key) <= MAX_KEY or "\x00" in key:  # PostgreSQL text cannot hold NUL
-        raise DomainError(ErrorCode.INVALID_INPUT,
-                          f"An idempotency key has 1 to {MAX_KEY} characters (no NUL).",
-                          ["idempotencyKey"])
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"An idempotency key has 1 to {MAX_KEY} characters (no NUL).",
+            ["idempotencyKey"],
+        )
     scope, digest = scope_of(principal), request_hash(operation, input)
-    claimed = (await conn.execute(
-        pg_insert(idempotency_keys).values(scope=scope, key=key, request_hash=digest)
-        .on_conflict_do_nothing().returning(idempotency_keys.c.key)
-    )).scalar_one_or_none()
+    claimed = (
+        await conn.execute(
+            pg_insert(idempotency_keys)
+            .values(scope=scope, key=key, request_hash=digest)
+            .on_conflict_do_nothing()
+            .returning(idempotency_keys.c.key)
+        )
+    ).scalar_one_or_none()
     if claimed is None:
-        first = (await conn.execute(
-            select(idempotency_keys.c.request_hash, idempotency_keys.c.result)
-            .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
-        )).one()
+        first = (
+            await conn.execute(
+                select(idempotency_keys.c.request_hash, idempotency_keys.c.result).where(
+                    idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
+                )
+            )
+        ).one()
         if first.request_hash != digest:
-            raise DomainError(ErrorCode.IDEMPOTENCY_CONFLICT,
-                              "This key was used with a different input.", ["idempotencyKey"])
+            raise DomainError(
+                ErrorCode.IDEMPOTENCY_CONFLICT,
+                "This key was used with a different input.",
+                ["idempotencyKey"],
+            )
         replayed: Result = dict(first.result)
         return replayed
     result = await work()

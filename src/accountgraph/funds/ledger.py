@@ -19,11 +19,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph import outbox
-from accountgraph.accounts.models import accounts
+from accountgraph.accounts.public import lock_accounts
 from accountgraph.domain import ZERO
+from accountgraph.funds.kinds import Bucket
 from accountgraph.funds.models import BUCKETS, balances, journal_entries, postings
 
 QUOTA_TOPIC = "quota.changed"
+assert set(BUCKETS) == set(Bucket), "one bucket, one balance column"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +42,12 @@ class Balance:
     @property
     def frozen_cash(self) -> Decimal:
         """U3: a trusteeship member's own cash (cash it was not allocated) is frozen."""
-        return self["CASH"] - self["TRANSFERRED_CASH"] if self.frozen else ZERO
+        return self[Bucket.CASH] - self[Bucket.TRANSFERRED_CASH] if self.frozen else ZERO
 
     @property
     def withdrawable_cash(self) -> Decimal:
         """F8: cash minus transferred cash (frozen cash is withdrawable)."""
-        return self["CASH"] - self["TRANSFERRED_CASH"]
+        return self[Bucket.CASH] - self[Bucket.TRANSFERRED_CASH]
 
     @property
     def available_quota(self) -> Decimal:
@@ -60,12 +62,13 @@ def available_quota(values: Mapping[str, Decimal], frozen_cash: Decimal) -> Deci
     """F2: cash + banker's acceptance bill + credit limit + credit refund - unsettled amount
     - (outstanding fees - negative bill), with frozen cash left out of the cash."""
     return (
-        values["CASH"] - frozen_cash
-        + values["BANKERS_ACCEPTANCE_BILL"]
-        + values["CREDIT_LIMIT"]
-        + values["CREDIT_REFUND"]
-        - values["UNSETTLED_AMOUNT"]
-        - (values["OUTSTANDING_FEES"] - values["NEGATIVE_BILL"])
+        values[Bucket.CASH]
+        - frozen_cash
+        + values[Bucket.BANKERS_ACCEPTANCE_BILL]
+        + values[Bucket.CREDIT_LIMIT]
+        + values[Bucket.CREDIT_REFUND]
+        - values[Bucket.UNSETTLED_AMOUNT]
+        - (values[Bucket.OUTSTANDING_FEES] - values[Bucket.NEGATIVE_BILL])
     )
 
 
@@ -83,7 +86,7 @@ class Ledger:
 
     conn: AsyncConnection
     before: dict[int, Balance]
-    lines: list[tuple[int | None, str, Decimal]] = field(default_factory=list)
+    lines: list[tuple[int | None, Bucket, Decimal]] = field(default_factory=list)
 
     @classmethod
     async def lock(
@@ -92,25 +95,24 @@ class Ledger:
         """Lock the accounts (ascending ids) and read their balances; accounts listed in
         ``frozen`` are trusteeship members whose own cash is frozen (U3)."""
         ids = sorted(set(account_ids))
-        await conn.execute(
-            select(accounts.c.id).where(accounts.c.id.in_(ids)).order_by(accounts.c.id)
-            .with_for_update(key_share=True)
-        )
+        await lock_accounts(conn, *ids)
         await conn.execute(
             pg_insert(balances).values([{"account_id": i} for i in ids]).on_conflict_do_nothing()
         )
         rows = (await conn.execute(select(balances).where(balances.c.account_id.in_(ids)))).all()
         frozen_ids = set(frozen)
-        return cls(conn, {row.account_id: balance_of(row, frozen=row.account_id in frozen_ids)
-                          for row in rows})
+        return cls(
+            conn,
+            {row.account_id: balance_of(row, frozen=row.account_id in frozen_ids) for row in rows},
+        )
 
-    def post(self, account_id: int | None, bucket: str, amount: Decimal) -> None:
+    def post(self, account_id: int | None, bucket: Bucket, amount: Decimal) -> None:
         """One posting; ``None`` is the EXTERNAL counterparty."""
         assert bucket in BUCKETS, bucket
         if amount != 0:
             self.lines.append((account_id, bucket, amount))
 
-    def move(self, bucket: str, source: int | None, target: int | None, amount: Decimal) -> None:
+    def move(self, bucket: Bucket, source: int | None, target: int | None, amount: Decimal) -> None:
         """A balanced pair: ``amount`` of ``bucket`` from ``source`` to ``target``."""
         self.post(source, bucket, -amount)
         self.post(target, bucket, amount)
@@ -122,8 +124,9 @@ class Ledger:
                 deltas[account_id][bucket] = deltas[account_id].get(bucket, ZERO) + amount
         return {i: balance.plus(deltas.get(i, {})) for i, balance in self.before.items()}
 
-    async def commit(self, kind: str, actor: str, *, reason: str | None = None,
-                     cause: str | None = None) -> int:
+    async def commit(
+        self, kind: str, actor: str, *, reason: str | None = None, cause: str | None = None
+    ) -> int:
         """Write the entry, its postings and the new balances; returns the entry id."""
         sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
         for account_id, bucket, amount in self.lines:
@@ -133,30 +136,38 @@ class Ledger:
         assert self.lines, "an entry changes money"
         entry_id: int = (
             await self.conn.execute(
-                insert(journal_entries).values(kind=kind, actor=actor, reason=reason)
+                insert(journal_entries)
+                .values(kind=kind, actor=actor, reason=reason)
                 .returning(journal_entries.c.id)
             )
         ).scalar_one()
-        await self.conn.execute(insert(postings), [
-            {"entry_id": entry_id, "account_id": a, "bucket": b, "amount": m}
-            for a, b, m in self.lines
-        ])
+        await self.conn.execute(
+            insert(postings),
+            [
+                {"entry_id": entry_id, "account_id": a, "bucket": b, "amount": m}
+                for a, b, m in self.lines
+            ],
+        )
         after = self.after()
         for account_id, new in after.items():
             old = self.before[account_id]
             if new.values == old.values:
                 continue
             await self.conn.execute(
-                update(balances).where(balances.c.account_id == account_id).values(
-                    {BUCKETS[b]: new[b] for b in BUCKETS if new[b] != old[b]}
-                )
+                update(balances)
+                .where(balances.c.account_id == account_id)
+                .values({BUCKETS[b]: new[b] for b in BUCKETS if new[b] != old[b]})
             )
             if new.available_quota != old.available_quota:
-                await outbox.add(self.conn, QUOTA_TOPIC, {
-                    "account_id": account_id,
-                    "before": str(old.available_quota),
-                    "after": str(new.available_quota),
-                    "cause": cause or kind,
-                    "entry_id": entry_id,
-                })
+                await outbox.add(
+                    self.conn,
+                    QUOTA_TOPIC,
+                    {
+                        "account_id": account_id,
+                        "before": str(old.available_quota),
+                        "after": str(new.available_quota),
+                        "cause": cause or kind,
+                        "entry_id": entry_id,
+                    },
+                )
         return entry_id

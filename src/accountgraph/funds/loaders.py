@@ -8,12 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, literal, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
-from accountgraph.accounts.models import accounts, links
-from accountgraph.accounts.visibility import sees_finance, sees_name
+from accountgraph.accounts.public import (
+    account_ids,
+    has_active_master,
+    sees_association_costs,
+    sees_finance,
+    sees_name,
+    under_trusteeship,
+)
 from accountgraph.api import keyset
 from accountgraph.api.batching import AreaLoaders
 from accountgraph.api.keyset import Page
@@ -50,8 +56,6 @@ class ChargesKey:
     after: int | None
 
 
-
-
 class FundsLoaders(AreaLoaders):
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
         super().__init__(engine, principal)
@@ -64,31 +68,46 @@ class FundsLoaders(AreaLoaders):
 
     async def _finance_by_account(self, ids: Sequence[int]) -> list[Finance | None]:
         """An account that never had money has all-zero balances (no row yet)."""
-        active_as_member = links.c.member_id == accounts.c.id, links.c.status == "ACTIVE"
-        query = select(
-            accounts.c.id.label("account_id"),
-            *(func.coalesce(balances.c[column], 0).label(column) for column in BUCKETS.values()),
-            exists().where(*active_as_member, links.c.type == "TRUSTEESHIP").label("frozen"),
-            exists().where(*active_as_member).label("is_member"),
-        ).select_from(accounts.outerjoin(balances, balances.c.account_id == accounts.c.id)
-        ).where(accounts.c.id.in_(ids), sees_finance(self.principal, accounts.c.id))
+        account = account_ids()
+        query = (
+            select(
+                account.c.id.label("account_id"),
+                *(
+                    func.coalesce(balances.c[column], 0).label(column)
+                    for column in BUCKETS.values()
+                ),
+                under_trusteeship(account.c.id).label("frozen"),
+                has_active_master(account.c.id).label("is_member"),
+            )
+            .select_from(account.outerjoin(balances, balances.c.account_id == account.c.id))
+            .where(account.c.id.in_(ids), sees_finance(self.principal, account.c.id))
+        )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        found = {row.account_id: Finance(balance_of(row, frozen=row.frozen), row.is_member)
-                 for row in rows}
+        found = {
+            row.account_id: Finance(balance_of(row, frozen=row.frozen), row.is_member)
+            for row in rows
+        }
         return [found.get(account_id) for account_id in ids]
 
     async def _transfers_by_account(self, keys: Sequence[TransfersKey]) -> list[Page]:
         """A master's book (as master) or a member's (as member), newest first."""
 
         def query(key: TransfersKey, parents: list[int]) -> Select[Any]:
-            book = select(transfers, transfers.c.master_id.label("parent_id")).where(
-                transfers.c.master_id.in_(parents)
-            ).union_all(select(transfers, transfers.c.member_id.label("parent_id")).where(
-                transfers.c.member_id.in_(parents)
-            )).subquery()
-            conditions = [sees_finance(self.principal, book.c.parent_id),
-                          _sees_both_ends(self.principal, book)]
+            book = (
+                select(transfers, transfers.c.master_id.label("parent_id"))
+                .where(transfers.c.master_id.in_(parents))
+                .union_all(
+                    select(transfers, transfers.c.member_id.label("parent_id")).where(
+                        transfers.c.member_id.in_(parents)
+                    )
+                )
+                .subquery()
+            )
+            conditions = [
+                sees_finance(self.principal, book.c.parent_id),
+                _sees_both_ends(self.principal, book),
+            ]
             if key.member_id is not None:
                 conditions.append(book.c.member_id == key.member_id)
             if key.direction is not None:
@@ -106,9 +125,11 @@ class FundsLoaders(AreaLoaders):
         generated during the association (its master settled them)."""
 
         def query(key: ChargesKey, parents: list[int]) -> Select[Any]:
-            conditions = [charges.c.account_id.in_(parents),
-                          sees_finance(self.principal, charges.c.account_id),
-                          _not_hidden_by_dissociation(self.principal)]
+            conditions = [
+                charges.c.account_id.in_(parents),
+                sees_finance(self.principal, charges.c.account_id),
+                _not_hidden_by_dissociation(self.principal),
+            ]
             if key.since is not None:
                 conditions.append(charges.c.occurred_at >= key.since)
             if key.until is not None:
@@ -117,18 +138,10 @@ class FundsLoaders(AreaLoaders):
 
         return await keyset.child_pages(self.engine, keys, query)
 
+
 def _not_hidden_by_dissociation(principal: Principal) -> Any:
     """U5: a member no longer sees the charges of a trusteeship association that ended."""
-    if principal.is_operator:
-        return literal(True)
-    ended = exists().where(
-        links.c.member_id == charges.c.account_id,
-        links.c.member_id == principal.account_id,
-        links.c.type == "TRUSTEESHIP", links.c.status == "DISSOCIATED",
-        and_(charges.c.occurred_at >= links.c.activated_at,
-             charges.c.occurred_at < links.c.ended_at),
-    )
-    return ~ended
+    return sees_association_costs(principal, charges.c.account_id, charges.c.occurred_at)
 
 
 def _sees_both_ends(principal: Principal, table: Any) -> Any:
@@ -155,7 +168,8 @@ class FundsNodeLoaders:
 
     async def charges(self, ids: Sequence[int]) -> list[Row | None]:
         query = select(charges).where(
-            charges.c.id.in_(ids), sees_finance(self.principal, charges.c.account_id),
+            charges.c.id.in_(ids),
+            sees_finance(self.principal, charges.c.account_id),
             _not_hidden_by_dissociation(self.principal),
         )
         return await self._by_id(query, ids)

@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 
+from accountgraph.api import node
 from accountgraph.funds.types import Charge, Transfer, loaders
 
 
@@ -19,4 +20,5 @@ async def charge_node(info: strawberry.Info[Any, Any], row_id: int) -> Charge | 
     return None if row is None else Charge.from_row(row)
 
 
-NODE_RESOLVERS = {"Transfer": transfer_node, "Charge": charge_node}
+node.register("Transfer", transfer_node)
+node.register("Charge", charge_node)

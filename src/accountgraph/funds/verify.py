@@ -47,13 +47,19 @@ async def verify(conn: AsyncConnection) -> list[Difference]:
     """Every way the ledger disagrees with itself; empty when it is sound."""
     found: list[Difference] = []
     for row in (await conn.execute(_DIFFERENCES)).all():
-        found.append(Difference(f"account {row.account_id} {row.bucket}: balance "
-                                f"{row.balance} but postings sum to {row.posted}"))
+        found.append(
+            Difference(
+                f"account {row.account_id} {row.bucket}: balance "
+                f"{row.balance} but postings sum to {row.posted}"
+            )
+        )
     for row in (await conn.execute(_UNBALANCED)).all():
-        found.append(Difference(f"entry {row.entry_id} {row.bucket}: postings sum to "
-                                f"{row.total}, not 0"))
-    total: Decimal = (await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings"))
-                      ).scalar_one()
+        found.append(
+            Difference(f"entry {row.entry_id} {row.bucket}: postings sum to {row.total}, not 0")
+        )
+    total: Decimal = (
+        await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM postings"))
+    ).scalar_one()
     if total != 0:
         found.append(Difference(f"all postings sum to {total}, not 0"))
     return found

@@ -11,14 +11,15 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy import select, text
 
-from accountgraph.api import ids
+from accountgraph.accounts.public import active_memberships
+from accountgraph.api import composed, ids, node
 from accountgraph.api.auth import IsAuthenticated, principal_of
+from accountgraph.api.composed import AccountRef
 from accountgraph.api.connections import DEFAULT_PAGE, MAX_PAGE, PageInfo
 from accountgraph.sharing.compute import DETAILS, SHARING_LIMIT
 from accountgraph.sharing.models import sharing_state
-from accountgraph.sharing.service import PENDING_ROWS
+from accountgraph.sharing.recalculation import PENDING_ROWS
 from accountgraph.sharing.types import (
-    AccountRef,
     RecalculationState,
     Resource,
     ResourceGrant,
@@ -80,8 +81,9 @@ def _after(cursor: str | None) -> _Pair | None:
     if cursor is None:
         return None
     try:
-        prefix, account, resource = base64.urlsafe_b64decode(
-            cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        prefix, account, resource = (
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        )
         pair = _Pair(int(account), int(resource))
         if prefix != "s" or _cursor(pair) != cursor:
             raise ValueError(cursor)
@@ -101,28 +103,37 @@ class SharingOverview:
         account_ids = [self.master_id, *await _member_ids(info, self.master_id)]
         found = await accounts_of(info, account_ids)
         grants = await loaders(info).grants_by_account.load_many([a.row_id for a in found])
-        return [AccountSharing(account=account, resources=[ResourceGrant.from_row(row)
-                                                           for row in rows])
-                for account, rows in zip(found, grants, strict=True)]
+        return [
+            AccountSharing(account=account, resources=[ResourceGrant.from_row(row) for row in rows])
+            for account, rows in zip(found, grants, strict=True)
+        ]
 
     @strawberry.field(description="Which resources are shared with which groups.")
     async def by_group(self, info: Info) -> list[GroupSharing]:
         groups = await loaders(info).groups_by_master.load(self.master_id)
         shared = await loaders(info).resources_by_group.load_many([g.id for g in groups])
-        return [GroupSharing(group=UserGroup.from_row(group),
-                             resources=[Resource.from_row(row) for row in rows])
-                for group, rows in zip(groups, shared, strict=True)]
+        return [
+            GroupSharing(
+                group=UserGroup.from_row(group), resources=[Resource.from_row(row) for row in rows]
+            )
+            for group, rows in zip(groups, shared, strict=True)
+        ]
 
     @strawberry.field(description="Every (account, resource) pair, shared or not, and why.")
     async def details(
-        self, info: Info, first: int | None = None, after: str | None = None,
-        account_id: strawberry.ID | None = None, resource_id: strawberry.ID | None = None,
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        account_id: strawberry.ID | None = None,
+        resource_id: strawberry.ID | None = None,
         shared: bool | None = None,
     ) -> SharingDetailConnection:
         limit = DEFAULT_PAGE if first is None else first
         if not 0 <= limit <= MAX_PAGE:
-            raise GraphQLError(f"'first' must be between 0 and {MAX_PAGE}.",
-                               extensions={"code": "INVALID_INPUT"})
+            raise GraphQLError(
+                f"'first' must be between 0 and {MAX_PAGE}.", extensions={"code": "INVALID_INPUT"}
+            )
         cursor = _after(after)
         conditions, params = ["true"], {"master": self.master_id, "limit": SHARING_LIMIT}
         if account_id is not None:
@@ -139,39 +150,52 @@ class SharingOverview:
         if cursor is not None:
             page_where += " AND (account_id, resource_id) > (:after_account, :after_resource)"
             params.update(after_account=cursor.account_id, after_resource=cursor.resource_id)
-        rows_sql = text(f"SELECT * FROM ({DETAILS}) d WHERE {page_where} "
-                        f"ORDER BY account_id, resource_id LIMIT {limit + 1}")
+        rows_sql = text(
+            f"SELECT * FROM ({DETAILS}) d WHERE {page_where} "
+            f"ORDER BY account_id, resource_id LIMIT {limit + 1}"
+        )
         count_sql = text(f"SELECT count(*) FROM ({DETAILS}) d WHERE {where}")
         async with info.context.engine.connect() as conn:
             rows = (await conn.execute(rows_sql, params)).all()
             total = (await conn.execute(count_sql, params)).scalar_one()
         shown = rows[:limit]
-        accounts = {a.row_id: a for a in await accounts_of(info, list({r.account_id
-                                                                       for r in shown}))}
+        accounts = {
+            a.row_id: a for a in await accounts_of(info, list({r.account_id for r in shown}))
+        }
         found = await loaders(info).resource_by_id.load_many([r.resource_id for r in shown])
         edges = [
             SharingDetailEdge(
                 cursor=_cursor(_Pair(row.account_id, row.resource_id)),
-                node=SharingDetail(account=accounts[row.account_id],
-                                   resource=Resource.from_row(resource), shared=row.shared,
-                                   reason=SharingReason(row.reason), since=row.since))
+                node=SharingDetail(
+                    account=accounts[row.account_id],
+                    resource=Resource.from_row(resource),
+                    shared=row.shared,
+                    reason=SharingReason(row.reason),
+                    since=row.since,
+                ),
+            )
             for row, resource in zip(shown, found, strict=True)
             if row.account_id in accounts and resource is not None
         ]
         return SharingDetailConnection(
             edges=edges,
-            page_info=PageInfo(has_next_page=len(rows) > limit,
-                               end_cursor=edges[-1].cursor if edges else None),
+            page_info=PageInfo(
+                has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
             total_count=total,
         )
 
 
 async def _member_ids(info: Info, master_id: int) -> list[int]:
-    from accountgraph.accounts.loaders import MembersKey
-
-    page = await info.context.loaders.accounts.members_by_master.load(
-        MembersKey(master_id=master_id, type=None, status="ACTIVE", limit=10_000, after=None))
-    return [row.id for row in page.rows]
+    """The master's ACTIVE members (only the master and operators get here)."""
+    membership = active_memberships()
+    query = (
+        select(membership.c.member_id)
+        .where(membership.c.master_id == master_id)
+        .order_by(membership.c.member_id)
+    )
+    async with info.context.engine.connect() as conn:
+        return list((await conn.execute(query)).scalars())
 
 
 async def overview(info: Info, master_id: int) -> SharingOverview | None:
@@ -179,16 +203,21 @@ async def overview(info: Info, master_id: int) -> SharingOverview | None:
     principal = principal_of(info)
     if not principal.is_operator and principal.account_id != master_id:
         return None
-    account = await info.context.loaders.accounts.account_by_id.load(master_id)
-    if account is None or account.is_member:  # a member's sharing is its master's
+    account = await composed.account(info, master_id)
+    if account is None or account.role.value == "MEMBER":  # a member's is its master's
         return None
     async with info.context.engine.connect() as conn:
         pending = (await conn.execute(PENDING_ROWS, {"master": master_id})).first()
-        calculated_at = (await conn.execute(select(sharing_state.c.calculated_at).where(
-            sharing_state.c.master_id == master_id))).scalar_one_or_none()
+        calculated_at = (
+            await conn.execute(
+                select(sharing_state.c.calculated_at).where(sharing_state.c.master_id == master_id)
+            )
+        ).scalar_one_or_none()
     return SharingOverview(
-        master_id=master_id, calculated_at=calculated_at,
-        state=RecalculationState.PENDING if pending else RecalculationState.CURRENT)
+        master_id=master_id,
+        calculated_at=calculated_at,
+        state=RecalculationState.PENDING if pending else RecalculationState.CURRENT,
+    )
 
 
 async def resource_node(info: Info, row_id: int) -> Resource | None:
@@ -201,14 +230,17 @@ async def group_node(info: Info, row_id: int) -> UserGroup | None:
     return None if row is None else UserGroup.from_row(row)
 
 
-NODE_RESOLVERS = {"Resource": resource_node, "UserGroup": group_node}
+node.register("Resource", resource_node)
+node.register("UserGroup", group_node)
 
 
 @strawberry.type
 class SharingQuery:
-    @strawberry.field(permission_classes=[IsAuthenticated],
-                      description="S10: a master's effective sharing, and whether it is "
-                      "CURRENT or PENDING a recalculation (S11).")
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="S10: a master's effective sharing, and whether it is "
+        "CURRENT or PENDING a recalculation (S11).",
+    )
     async def sharing(self, info: Info, master_id: strawberry.ID) -> SharingOverview | None:
         row_id = ids.decode_as(master_id, "Account")
         return None if row_id is None else await overview(info, row_id)

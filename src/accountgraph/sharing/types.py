@@ -1,22 +1,20 @@
-"""S1-S11 in GraphQL: Resource, UserGroup, ResourceGrant and the sharing overview."""
+"""S1-S11 in GraphQL: Resource, UserGroup, ResourceGrant, and the sharing area's fields of
+``Account`` (resources, usable resources, resource types, user groups)."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import strawberry
 
-from accountgraph.api import ids
+from accountgraph.api import composed, ids
+from accountgraph.api.composed import AccountRef
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import Money
 from accountgraph.sharing.loaders import SharingLoaders
 
-if TYPE_CHECKING:
-    from accountgraph.accounts.types import Account
-
-AccountRef = Annotated["Account", strawberry.lazy("accountgraph.accounts.types")]
 Info = strawberry.Info[Any, Any]
 Row = Any
 
@@ -52,16 +50,12 @@ def loaders(info: Info) -> SharingLoaders:
     return found
 
 
-async def account_of(info: Info, account_id: int) -> Account | None:
-    from accountgraph.accounts.queries import account_node
-
-    return await account_node(info, account_id)
+async def account_of(info: Info, account_id: int) -> AccountRef | None:
+    return await composed.account(info, account_id)
 
 
-async def accounts_of(info: Info, account_ids: list[int]) -> list[Account]:
-    from accountgraph.accounts.queries import account_nodes
-
-    return await account_nodes(info, account_ids)
+async def accounts_of(info: Info, account_ids: list[int]) -> list[AccountRef]:
+    return await composed.accounts(info, account_ids)
 
 
 @strawberry.type
@@ -90,9 +84,14 @@ class Resource(Node):
     @classmethod
     def from_row(cls, row: Row) -> Resource:
         return cls(
-            id=strawberry.ID(ids.encode("Resource", row.id)), row_id=row.id,
-            owner_id=row.owner_id, type=ResourceType(row.type), name=row.name,
-            capacity=row.capacity, valid_from=row.valid_from, valid_until=row.valid_until,
+            id=strawberry.ID(ids.encode("Resource", row.id)),
+            row_id=row.id,
+            owner_id=row.owner_id,
+            type=ResourceType(row.type),
+            name=row.name,
+            capacity=row.capacity,
+            valid_from=row.valid_from,
+            valid_until=row.valid_until,
         )
 
 
@@ -113,8 +112,7 @@ class UserGroup(Node):
 
     @classmethod
     def from_row(cls, row: Row) -> UserGroup:
-        return cls(id=strawberry.ID(ids.encode("UserGroup", row.id)), row_id=row.id,
-                   name=row.name)
+        return cls(id=strawberry.ID(ids.encode("UserGroup", row.id)), row_id=row.id, name=row.name)
 
 
 @strawberry.type
@@ -125,5 +123,45 @@ class ResourceGrant:
 
     @classmethod
     def from_row(cls, row: Row) -> ResourceGrant:
-        return cls(resource=Resource.from_row(row), reason=SharingReason(row.reason),
-                   since=row.since)
+        return cls(
+            resource=Resource.from_row(row), reason=SharingReason(row.reason), since=row.since
+        )
+
+
+@strawberry.type
+class SharingAccount:
+    """The sharing area's fields of ``Account``."""
+
+    row_id: strawberry.Private[int]
+
+    @strawberry.field(description="S1: resources this account owns.")
+    async def resources(self, info: Info) -> list[Resource]:
+        rows = await loaders(info).resources_by_owner.load(self.row_id)
+        return [Resource.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="S10: what this account can use, and why, as of the last recalculation."
+    )
+    async def usable_resources(self, info: Info) -> list[ResourceGrant]:
+        rows = await loaders(info).grants_by_account.load(self.row_id)
+        return [ResourceGrant.from_row(row) for row in rows]
+
+    @strawberry.field(description="S3: the resource types this member accepts.")
+    async def accepted_resource_types(self, info: Info) -> list[ResourceType]:
+        types = await loaders(info).accepted_types_by_account.load(self.row_id)
+        return [ResourceType(t) for t in types]
+
+    @strawberry.field(description="S2: the resource types this master shares.")
+    async def shared_resource_types(self, info: Info) -> list[ResourceType]:
+        types = await loaders(info).shared_types_by_account.load(self.row_id)
+        return [ResourceType(t) for t in types]
+
+    @strawberry.field(description="S4: the member's user group, if any.")
+    async def user_group(self, info: Info) -> UserGroup | None:
+        row = await loaders(info).group_by_member.load(self.row_id)
+        return None if row is None else UserGroup.from_row(row)
+
+    @strawberry.field(description="S4: a master's user groups.")
+    async def user_groups(self, info: Info) -> list[UserGroup]:
+        rows = await loaders(info).groups_by_master.load(self.row_id)
+        return [UserGroup.from_row(row) for row in rows]

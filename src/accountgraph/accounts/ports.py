@@ -1,0 +1,56 @@
+"""What the account graph needs of the areas above it, as ports they fill in.
+
+The accounts area uses no other area. Two of its rules still depend on them, so they
+register their part here when their public module is imported (``funds.public``,
+``sharing.public``; each area's package imports its public module, so importing any
+module of the area registers it):
+
+- U1: an account with unpaid outstanding fees (funds' F1) cannot accept a trusteeship
+  invitation: ``register_outstanding_fees``.
+- U5/S9: dissociation ends the member's sharing, so sharing drops the member's user group
+  rows of that master: ``on_dissociate``.
+
+Both run inside the caller's transaction, under the accounts' locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+OutstandingFees = Callable[[AsyncConnection, int], Awaitable[Decimal]]
+"""(conn, account_id) -> what the account owes."""
+
+DissociationListener = Callable[[AsyncConnection, int, int], Awaitable[None]]
+"""(conn, master_id, member_id), after the link became DISSOCIATED."""
+
+_outstanding_fees: list[OutstandingFees] = []
+_dissociation_listeners: list[DissociationListener] = []
+
+
+def register_outstanding_fees(reader: OutstandingFees) -> None:
+    """U1: how to read an account's outstanding fees (the funds area's)."""
+    _outstanding_fees[:] = [reader]
+
+
+def on_dissociate(listener: DissociationListener) -> DissociationListener:
+    """U5: run ``listener`` in the dissociation's transaction (once per listener)."""
+    if listener not in _dissociation_listeners:
+        _dissociation_listeners.append(listener)
+    return listener
+
+
+async def outstanding_fees(conn: AsyncConnection, account_id: int) -> Decimal:
+    if not _outstanding_fees:
+        raise RuntimeError(
+            "No reader of outstanding fees (U1) is registered: import "
+            "accountgraph.funds.public before running the account services."
+        )
+    return await _outstanding_fees[0](conn, account_id)
+
+
+async def dissociated(conn: AsyncConnection, master_id: int, member_id: int) -> None:
+    for listener in _dissociation_listeners:
+        await listener(conn, master_id, member_id)

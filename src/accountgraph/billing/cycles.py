@@ -1,0 +1,199 @@
+"""B1-B4, H4, U4: bill cycles.
+
+A bill cycle for an account and a period (dates, inclusive, in UTC) takes the charges it
+is responsible for that no invoice has yet (``invoiced_charges`` is keyed by the charge),
+groups them into lines by member and site, applies the discounts of B3 and issues the
+invoices of its mode (B2), addressed by H4. It runs once per account and period
+(``bill_cycles``); totals are checked against their lines and charges after the write
+(B4), beside the CHECK constraints on every invoice and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Subquery, exists, func, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accountgraph.accounts import public as accounts
+from accountgraph.billing.invoices import InvoiceDraft, LineDraft, assert_totals, write_invoices
+from accountgraph.billing.models import bill_cycles, discounts, invoice_settings, invoiced_charges
+from accountgraph.billing.terms import CENT, DEFAULT_MODE
+from accountgraph.domain import DomainError, ErrorCode, NotFound, Principal
+from accountgraph.funds import public as funds
+
+
+async def run_bill_cycle(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    account_id: int,
+    period_start: date,
+    period_end: date,
+    bill_to_id: int | None,
+) -> list[int]:
+    """B2: issue the invoices of ``account_id`` for the period (the account's own users
+    or operators); the ids of the invoices issued, [] when the cycle already ran."""
+    await accounts.own_or_operator(conn, principal, account_id, ["accountId"])
+    if period_start > period_end:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "The period ends before it starts.", ["periodEnd"]
+        )
+    await accounts.lock_accounts(conn, account_id)
+    if await accounts.trusteeship_link(conn, account_id) is not None:
+        raise DomainError(
+            ErrorCode.NOT_ALLOWED_WHILE_ASSOCIATED,
+            "A managed account is never invoiced itself: its responsible "
+            "account's cycle invoices its charges (B2).",
+            ["accountId"],
+        )
+    own_bill_tos = await accounts.bill_tos_of(conn, account_id)
+    if bill_to_id is not None and bill_to_id not in own_bill_tos:
+        raise NotFound(["billToId"], "bill-to of this account")
+    first_run = (
+        await conn.execute(
+            pg_insert(bill_cycles)
+            .values(account_id=account_id, period_start=period_start, period_end=period_end)
+            .on_conflict_do_nothing()
+            .returning(bill_cycles.c.account_id)
+        )
+    ).first()
+    if first_run is None:
+        return []
+    lines = await _lines(conn, account_id, *_bounds(period_start, period_end))
+    if not lines:
+        return []
+    responsible = await accounts.has_trusteeship_members(conn, account_id) or any(
+        line.member_id is not None for line in lines
+    )
+    drafts = _invoices(
+        lines,
+        responsible=responsible,
+        mode=await _mode(conn, account_id),
+        bill_to_id=bill_to_id,
+        primary_id=_primary(own_bill_tos),
+    )
+    invoice_ids = await write_invoices(
+        conn, account_id, period_start, period_end, drafts, own_bill_tos
+    )
+    await assert_totals(conn, invoice_ids)
+    return invoice_ids
+
+
+def _bounds(period_start: date, period_end: date) -> tuple[datetime, datetime]:
+    """Both dates inclusive: [start 00:00 UTC, day after end 00:00 UTC)."""
+    return (
+        datetime.combine(period_start, time(), UTC),
+        datetime.combine(period_end + timedelta(days=1), time(), UTC),
+    )
+
+
+def cycle_charges(account_id: ColumnElement[int], since: datetime, until: datetime) -> Subquery:
+    """B1/U4, as SQL: the charges a cycle of ``account_id`` invoices in [since, until): the
+    charges it answers for (``funds.responsible_charges``: its own outside a trusteeship
+    association of its own, its trusteeship members' during their association with it)
+    that no invoice has yet. Columns: member_id (NULL for its own), id, account_id,
+    site_id, amount."""
+    return funds.responsible_charges(
+        account_id, since, until, where=_not_invoiced, name="cycle_charges"
+    )
+
+
+def _not_invoiced(charge_id: ColumnElement[int]) -> ColumnElement[bool]:
+    return ~exists().where(invoiced_charges.c.charge_id == charge_id)
+
+
+async def _lines(
+    conn: AsyncConnection, account_id: int, since: datetime, until: datetime
+) -> list[LineDraft]:
+    """The period's charges grouped by member and site, each group with its discount (B3:
+    the account's own overrides; else each member's own; a self-invoiced account's own)."""
+    chosen = cycle_charges(literal(account_id), since, until)
+    member = accounts.account_names("member")
+    site = accounts.site_bill_tos("site")
+    own_discount = (
+        select(discounts.c.percent).where(discounts.c.account_id == account_id).scalar_subquery()
+    )
+    member_discount = (
+        select(discounts.c.percent)
+        .where(discounts.c.account_id == chosen.c.member_id)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            chosen.c.member_id,
+            chosen.c.site_id,
+            member.c.name.label("member_name"),
+            site.c.name.label("site_name"),
+            site.c.bill_to_id,
+            func.sum(chosen.c.amount).label("amount"),
+            func.array_agg(chosen.c.id).label("charge_ids"),
+            func.coalesce(own_discount, member_discount, 0).label("percent"),
+        )
+        .select_from(
+            chosen.outerjoin(member, member.c.id == chosen.c.member_id).outerjoin(
+                site, site.c.id == chosen.c.site_id
+            )
+        )
+        .group_by(
+            chosen.c.member_id, chosen.c.site_id, member.c.name, site.c.name, site.c.bill_to_id
+        )
+        .order_by(chosen.c.member_id.nulls_first(), chosen.c.site_id.nulls_first())
+    )
+    return [
+        LineDraft(
+            member_id=row.member_id,
+            site_id=row.site_id,
+            description=_description(row.member_name, row.site_name, len(row.charge_ids)),
+            amount=row.amount,
+            discount_percent=Decimal(row.percent).quantize(CENT),
+            charge_ids=sorted(row.charge_ids),
+            bill_to_id=row.bill_to_id,
+        )
+        for row in (await conn.execute(query)).all()
+    ]
+
+
+def _description(member_name: str | None, site_name: str | None, count: int) -> str:
+    who = member_name or "Own usage"
+    where = f"site {site_name}" if site_name is not None else "no site"
+    return f"{who}, {where} ({count} charge{'' if count == 1 else 's'})"[:500]
+
+
+def _invoices(
+    lines: Sequence[LineDraft],
+    *,
+    responsible: bool,
+    mode: str,
+    bill_to_id: int | None,
+    primary_id: int | None,
+) -> list[InvoiceDraft]:
+    """B2 and H4: how the lines are split into invoices and where each is addressed."""
+    by_key: dict[tuple[int | None, int | None], InvoiceDraft] = {}
+    for line in lines:
+        if responsible:
+            member = line.member_id if mode == "PER_MEMBER" else None
+            address = bill_to_id or primary_id
+        else:  # self-invoiced: one invoice per bill-to of its sites (unsited: primary)
+            member = None
+            address = bill_to_id or line.bill_to_id or primary_id
+        draft = by_key.setdefault((member, address), InvoiceDraft(member, address))
+        draft.lines.append(line)
+    return list(by_key.values())
+
+
+def _primary(own_bill_tos: Mapping[int, Any]) -> int | None:
+    return next((key for key, row in own_bill_tos.items() if row.is_primary), None)
+
+
+async def _mode(conn: AsyncConnection, account_id: int) -> str:
+    found: str | None = (
+        await conn.execute(
+            select(invoice_settings.c.mode).where(invoice_settings.c.account_id == account_id)
+        )
+    ).scalar_one_or_none()
+    return found or DEFAULT_MODE

@@ -1,0 +1,265 @@
+"""B2, B4, H4: invoices: the drafts a cycle makes, writing them, checking their totals, and
+reading one back as its document shows it.
+
+An issued invoice is never edited: what it says of its bill-to is kept with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, bindparam, func, insert, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accountgraph.accounts import public as accounts
+from accountgraph.billing.models import invoice_lines, invoiced_charges, invoices
+from accountgraph.billing.terms import discounted
+from accountgraph.domain import ZERO, Principal
+from accountgraph.funds import public as funds
+
+
+@dataclass(slots=True)
+class LineDraft:
+    member_id: int | None
+    site_id: int | None
+    description: str
+    amount: Decimal
+    discount_percent: Decimal
+    charge_ids: list[int]
+    bill_to_id: int | None  # H4, for a self-invoiced account: the site's bill-to
+
+    @property
+    def discount(self) -> Decimal:
+        return discounted(self.amount, self.discount_percent)
+
+
+@dataclass(slots=True)
+class InvoiceDraft:
+    member_id: int | None
+    bill_to_id: int | None
+    lines: list[LineDraft] = field(default_factory=list)
+
+    @property
+    def subtotal(self) -> Decimal:
+        return sum((line.amount for line in self.lines), ZERO)
+
+    @property
+    def discount_total(self) -> Decimal:
+        return sum((line.discount for line in self.lines), ZERO)
+
+
+async def write_invoices(
+    conn: AsyncConnection,
+    account_id: int,
+    period_start: date,
+    period_end: date,
+    drafts: Sequence[InvoiceDraft],
+    own_bill_tos: Mapping[int, Any],
+) -> list[int]:
+    """B2, B4, H4: the drafts as issued invoices and lines, each charge on its line."""
+    invoice_ids: list[int] = list(
+        (
+            await conn.execute(
+                insert(invoices).returning(invoices.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "account_id": account_id,
+                        "member_id": draft.member_id,
+                        "bill_to_id": draft.bill_to_id,
+                        "bill_to": None
+                        if draft.bill_to_id is None
+                        else _snapshot(own_bill_tos[draft.bill_to_id]),
+                        "period_start": period_start,
+                        "period_end": period_end,
+                        "subtotal": draft.subtotal,
+                        "discount_total": draft.discount_total,
+                        "total": draft.subtotal - draft.discount_total,
+                    }
+                    for draft in drafts
+                ],
+            )
+        ).scalars()
+    )
+    lines = [
+        (invoice_id, line)
+        for invoice_id, draft in zip(invoice_ids, drafts, strict=True)
+        for line in draft.lines
+    ]
+    line_ids = list(
+        (
+            await conn.execute(
+                insert(invoice_lines).returning(invoice_lines.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "invoice_id": invoice_id,
+                        "member_id": line.member_id,
+                        "site_id": line.site_id,
+                        "description": line.description,
+                        "amount": line.amount,
+                        "discount_percent": line.discount_percent,
+                        "discount": line.discount,
+                        "net": line.amount - line.discount,
+                    }
+                    for invoice_id, line in lines
+                ],
+            )
+        ).scalars()
+    )
+    charge_ids = [c for _, line in lines for c in line.charge_ids]
+    owners = [
+        line_id for line_id, (_, line) in zip(line_ids, lines, strict=True) for _ in line.charge_ids
+    ]
+    written = await conn.execute(
+        text(
+            "INSERT INTO invoiced_charges (charge_id, line_id) "
+            "SELECT * FROM unnest(:charge_ids, :line_ids)"
+        ).bindparams(
+            bindparam("charge_ids", charge_ids, type_=ARRAY(BigInteger)),
+            bindparam("line_ids", owners, type_=ARRAY(BigInteger)),
+        )
+    )
+    assert written.rowcount == len(charge_ids), (written.rowcount, len(charge_ids))
+    return invoice_ids
+
+
+async def assert_totals(conn: AsyncConnection, invoice_ids: Sequence[int]) -> None:
+    """B4 after the write: every invoice's totals are the sums of its lines, and its lines'
+    amounts the sums of the charges on them (the CHECKs hold each row on its own)."""
+    line_sums = (
+        select(
+            invoice_lines.c.invoice_id,
+            func.sum(invoice_lines.c.amount).label("amount"),
+            func.sum(invoice_lines.c.discount).label("discount"),
+            func.sum(invoice_lines.c.net).label("net"),
+        )
+        .where(invoice_lines.c.invoice_id.in_(invoice_ids))
+        .group_by(invoice_lines.c.invoice_id)
+        .subquery()
+    )
+    charge = funds.charge_amounts("charge")
+    charge_sums = (
+        select(
+            invoice_lines.c.invoice_id,
+            func.sum(charge.c.amount).label("amount"),
+        )
+        .select_from(
+            invoice_lines.join(
+                invoiced_charges, invoiced_charges.c.line_id == invoice_lines.c.id
+            ).join(charge, charge.c.id == invoiced_charges.c.charge_id)
+        )
+        .where(invoice_lines.c.invoice_id.in_(invoice_ids))
+        .group_by(invoice_lines.c.invoice_id)
+        .subquery()
+    )
+    wrong = (
+        (
+            await conn.execute(
+                select(invoices.c.id)
+                .outerjoin(line_sums, line_sums.c.invoice_id == invoices.c.id)
+                .outerjoin(charge_sums, charge_sums.c.invoice_id == invoices.c.id)
+                .where(
+                    invoices.c.id.in_(invoice_ids),
+                    or_(
+                        line_sums.c.amount.is_(None),
+                        charge_sums.c.amount.is_(None),
+                        invoices.c.subtotal != line_sums.c.amount,
+                        invoices.c.discount_total != line_sums.c.discount,
+                        invoices.c.total != line_sums.c.net,
+                        charge_sums.c.amount != line_sums.c.amount,
+                    ),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert not wrong, f"invoice totals differ from their lines or charges: {wrong}"
+
+
+def _snapshot(row: Any) -> dict[str, Any]:
+    """What the invoice says of its bill-to, kept as issued."""
+    return {
+        "name": row.name,
+        "address": row.address,
+        "email": row.email,
+        "invoiceTitle": row.invoice_title,
+        "taxId": row.tax_id,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentLine:
+    description: str
+    amount: Decimal
+    discount_percent: Decimal
+    discount: Decimal
+    net: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDocument:
+    """What an invoice document shows, as issued."""
+
+    number: str
+    account_name: str
+    member_name: str | None
+    bill_to: Mapping[str, Any] | None
+    period_start: date
+    period_end: date
+    issued_at: datetime
+    lines: list[DocumentLine]
+    subtotal: Decimal
+    discount_total: Decimal
+    total: Decimal
+
+
+async def invoice_document(
+    conn: AsyncConnection, principal: Principal, invoice_id: int
+) -> InvoiceDocument | None:
+    """The invoice for its document if the principal sees it now (the finances of the
+    invoice's account, P2), else None."""
+    account = accounts.account_names("account")
+    member = accounts.account_names("member")
+    query = (
+        select(invoices, account.c.name.label("account_name"), member.c.name.label("member_name"))
+        .join(account, account.c.id == invoices.c.account_id)
+        .outerjoin(member, member.c.id == invoices.c.member_id)
+        .where(invoices.c.id == invoice_id, accounts.sees_finance(principal, invoices.c.account_id))
+    )
+    row = (await conn.execute(query)).one_or_none()
+    if row is None:
+        return None
+    lines = (
+        await conn.execute(
+            select(invoice_lines)
+            .where(invoice_lines.c.invoice_id == invoice_id)
+            .order_by(invoice_lines.c.id)
+        )
+    ).all()
+    return InvoiceDocument(
+        number=invoice_number(row.id),
+        account_name=row.account_name,
+        member_name=row.member_name,
+        bill_to=row.bill_to,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        issued_at=row.issued_at,
+        lines=[
+            DocumentLine(
+                line.description, line.amount, line.discount_percent, line.discount, line.net
+            )
+            for line in lines
+        ],
+        subtotal=row.subtotal,
+        discount_total=row.discount_total,
+        total=row.total,
+    )
+
+
+def invoice_number(invoice_id: int) -> str:
+    return f"INV-{invoice_id:08d}"

@@ -1,0 +1,274 @@
+"""F3-F6: allocation, reclamation, the transfer book, and credit lines and limits.
+
+Each operation locks the master and the member (ascending ids), checks the link again
+under the locks, checks its rule in the order DOMAIN.md lists it, writes one balanced
+entry (ledger.py), and asserts the rule again after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from accountgraph.accounts import public as accounts
+from accountgraph.domain import ZERO, DomainError, ErrorCode, Principal
+from accountgraph.funds.kinds import Bucket, DisbursementMethod, TransferDirection
+from accountgraph.funds.ledger import Ledger
+from accountgraph.funds.models import allocations, transfers
+
+TRANSFER_PERMISSIONS = ("SYNC_CREDIT_CONTROL", "VIEW_FINANCE")
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A master and a member joined by an ACTIVE link the principal may act on."""
+
+    master_id: int
+    member_id: int
+    trusteeship: bool
+
+
+async def _pair(
+    conn: AsyncConnection, principal: Principal, master_id: int, member_id: int
+) -> Pair:
+    """F3: the master's own users (or an operator), an ACTIVE link, both permissions."""
+    link = await accounts.member_link(conn, principal, master_id, member_id)
+    missing = [p for p in TRANSFER_PERMISSIONS if p not in link.permissions]
+    if missing:
+        raise DomainError(
+            ErrorCode.PERMISSION_NOT_GRANTED,
+            f"The member has not granted {', '.join(missing)}.",
+            ["memberId"],
+        )
+    return Pair(master_id, member_id, link.type == "TRUSTEESHIP")
+
+
+async def _lock_pair(
+    conn: AsyncConnection, principal: Principal, master_id: int, member_id: int
+) -> tuple[Pair, Ledger]:
+    pair = await _pair(conn, principal, master_id, member_id)
+    ledger = await Ledger.lock(
+        conn, [master_id, member_id], frozen=[member_id] if pair.trusteeship else []
+    )
+    # The link may have changed while we waited for the locks: check it again under them.
+    pair = await _pair(conn, principal, master_id, member_id)
+    return pair, ledger
+
+
+def enterprise_available_credit(ledger: Ledger, master_id: int) -> Decimal:
+    """F6: the master's own credit limit (line - Σ member limits, kept materialised) minus
+    the master's outstanding fees (credit it already uses). Credit it was itself given as a
+    member (transferred credit, kept after a dissociation, U5) is consumption-only (F3)."""
+    master = ledger.before[master_id]
+    return (
+        master[Bucket.CREDIT_LIMIT]
+        - master[Bucket.TRANSFERRED_CREDIT]
+        - master[Bucket.OUTSTANDING_FEES]
+    )
+
+
+async def allocate(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    master_id: int,
+    member_id: int,
+    amount: Decimal,
+    method: DisbursementMethod,
+    idempotency_key: str | None,
+) -> int:
+    """F3: move ``amount`` to the member; returns the transfer id."""
+    pair, ledger = await _lock_pair(conn, principal, master_id, member_id)
+    if method is DisbursementMethod.CASH:
+        # F3: cash the master was itself allocated as a member (kept after a dissociation,
+        # U5) may only be consumed, never passed on.
+        if amount > ledger.before[master_id].withdrawable_cash:
+            raise DomainError(
+                ErrorCode.INSUFFICIENT_FUNDS,
+                "The master's cash balance is lower than the amount.",
+                ["amount"],
+            )
+        ledger.move(Bucket.CASH, master_id, member_id, amount)
+        ledger.move(Bucket.TRANSFERRED_CASH, None, member_id, amount)
+    else:
+        if amount > enterprise_available_credit(ledger, master_id):
+            raise DomainError(
+                ErrorCode.CREDIT_EXCEEDS_AVAILABLE,
+                "The enterprise's available credit is lower than the amount.",
+                ["amount"],
+            )
+        ledger.move(Bucket.CREDIT_LIMIT, master_id, member_id, amount)
+        ledger.move(Bucket.TRANSFERRED_CREDIT, None, member_id, amount)
+    return await _transfer(
+        ledger, principal, pair, method, TransferDirection.ALLOCATE, amount, idempotency_key
+    )
+
+
+async def reclaim(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    master_id: int,
+    member_id: int,
+    amount: Decimal,
+    method: DisbursementMethod,
+    idempotency_key: str | None,
+) -> int:
+    """F4: take back at most the net allocated by this method and at most what is unspent."""
+    pair, ledger = await _lock_pair(conn, principal, master_id, member_id)
+    net = await _net_allocated(conn, master_id, member_id, method)
+    if amount > net:
+        raise DomainError(
+            ErrorCode.EXCEEDS_NET_ALLOCATED,
+            f"Only {net} was allocated by {method} and not reclaimed.",
+            ["amount"],
+        )
+    member = ledger.before[member_id]
+    if method is DisbursementMethod.CASH:
+        unspent = member[Bucket.TRANSFERRED_CASH]
+    else:
+        unspent = max(ZERO, member[Bucket.CREDIT_LIMIT] - member[Bucket.OUTSTANDING_FEES])
+    if amount > unspent:
+        raise DomainError(
+            ErrorCode.EXCEEDS_UNSPENT, f"Only {unspent} of it is still unspent.", ["amount"]
+        )
+    if method is DisbursementMethod.CASH:
+        ledger.move(Bucket.CASH, member_id, master_id, amount)
+        ledger.move(Bucket.TRANSFERRED_CASH, member_id, None, amount)
+    else:
+        ledger.move(Bucket.CREDIT_LIMIT, member_id, master_id, amount)
+        ledger.move(Bucket.TRANSFERRED_CREDIT, member_id, None, amount)
+    return await _transfer(
+        ledger, principal, pair, method, TransferDirection.RECLAIM, amount, idempotency_key
+    )
+
+
+async def _net_allocated(
+    conn: AsyncConnection, master_id: int, member_id: int, method: DisbursementMethod
+) -> Decimal:
+    row = (
+        await conn.execute(
+            select(allocations.c.allocated, allocations.c.reclaimed).where(
+                allocations.c.master_id == master_id,
+                allocations.c.member_id == member_id,
+                allocations.c.method == method,
+            )
+        )
+    ).one_or_none()
+    return ZERO if row is None else row.allocated - row.reclaimed
+
+
+async def _transfer(
+    ledger: Ledger,
+    principal: Principal,
+    pair: Pair,
+    method: DisbursementMethod,
+    direction: TransferDirection,
+    amount: Decimal,
+    idempotency_key: str | None,
+) -> int:
+    """F5: the transfer book record, the per-method totals, and the entry."""
+    entry_id = await ledger.commit(direction, principal.actor)
+    if direction is TransferDirection.ALLOCATE:
+        upsert = pg_insert(allocations).values(
+            master_id=pair.master_id, member_id=pair.member_id, method=method, allocated=amount
+        )
+        await ledger.conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["master_id", "member_id", "method"],
+                set_={"allocated": allocations.c.allocated + amount},
+            )
+        )
+    else:
+        # An UPDATE, not an upsert: PostgreSQL checks CHECK constraints on the proposed
+        # insert row before ON CONFLICT, and (allocated 0, reclaimed x) breaks
+        # reclaimed <= allocated, so every reclamation failed. The row exists (net > 0).
+        reclaimed = await ledger.conn.execute(
+            update(allocations)
+            .where(
+                allocations.c.master_id == pair.master_id,
+                allocations.c.member_id == pair.member_id,
+                allocations.c.method == method,
+            )
+            .values(reclaimed=allocations.c.reclaimed + amount)
+        )
+        assert reclaimed.rowcount == 1
+    transfer_id: int = (
+        await ledger.conn.execute(
+            insert(transfers)
+            .values(
+                master_id=pair.master_id,
+                member_id=pair.member_id,
+                method=method,
+                direction=direction,
+                amount=amount,
+                actor=principal.actor,
+                idempotency_key=idempotency_key,
+                entry_id=entry_id,
+            )
+            .returning(transfers.c.id)
+        )
+    ).scalar_one()
+    after = ledger.after()
+    # Pair assertions (TigerBeetle style): what the constraints also refuse.
+    assert after[pair.member_id][Bucket.TRANSFERRED_CASH] <= after[pair.member_id][Bucket.CASH]
+    assert (
+        after[pair.master_id][Bucket.CASH] >= 0 and after[pair.master_id][Bucket.CREDIT_LIMIT] >= 0
+    )
+    return transfer_id
+
+
+async def set_credit_line(
+    conn: AsyncConnection, principal: Principal, *, master_id: int, amount: Decimal
+) -> None:
+    """F6 (operators): the enterprise credit line; the master keeps line - Σ member limits."""
+    await accounts.account_access(conn, principal, master_id, ["masterId"])
+    if await accounts.is_member(conn, master_id):
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            "A credit line is set on a master or standalone account.",
+            ["masterId"],
+        )
+    ledger = await Ledger.lock(conn, [master_id])
+    delta = amount - ledger.before[master_id][Bucket.CREDIT_LINE]
+    master = ledger.before[master_id]
+    if master[Bucket.CREDIT_LIMIT] - master[Bucket.TRANSFERRED_CREDIT] + delta < 0:
+        raise DomainError(
+            ErrorCode.CREDIT_EXCEEDS_AVAILABLE,
+            "Members already hold more credit than this line.",
+            ["amount"],
+        )
+    ledger.move(Bucket.CREDIT_LINE, None, master_id, delta)
+    ledger.move(Bucket.CREDIT_LIMIT, None, master_id, delta)
+    if ledger.lines:
+        await ledger.commit("CREDIT_LINE", principal.actor)
+
+
+async def set_credit_limit(
+    conn: AsyncConnection, principal: Principal, *, master_id: int, member_id: int, limit: Decimal
+) -> None:
+    """F6: Δ > 0 within the enterprise's available credit; Δ < 0 leaves the member's
+    available quota > 0."""
+    _, ledger = await _lock_pair(conn, principal, master_id, member_id)
+    delta = limit - ledger.before[member_id][Bucket.CREDIT_LIMIT]
+    if delta > 0 and delta > enterprise_available_credit(ledger, master_id):
+        raise DomainError(
+            ErrorCode.CREDIT_EXCEEDS_AVAILABLE,
+            "The enterprise's available credit is lower than the increase.",
+            ["limit"],
+        )
+    if delta < 0 and ledger.before[member_id].available_quota + delta <= 0:
+        raise DomainError(
+            ErrorCode.QUOTA_WOULD_BE_NON_POSITIVE,
+            "The member's available quota would not stay above zero.",
+            ["limit"],
+        )
+    ledger.move(Bucket.CREDIT_LIMIT, master_id, member_id, delta)
+    ledger.move(Bucket.TRANSFERRED_CREDIT, None, member_id, delta)
+    if ledger.lines:
+        await ledger.commit("CREDIT_LIMIT", principal.actor)
+        assert ledger.after()[member_id][Bucket.CREDIT_LIMIT] == limit

@@ -1,0 +1,284 @@
+"""Issue 18: the read compiler answers exactly what the resolvers answer.
+
+Two apps on the same database: the default one compiles tree reads to one statement
+per entry (``api/compiler.py``); the other has ``ACCOUNTGRAPH_READ_COMPILER=false`` and
+completes every field with its resolver. Every example document, the suite's tree
+query, and random selections (aliases, named and inline fragments, ``@include``/``@skip``
+with variables, nested pages with cursors, fields the compiler leaves to the resolvers)
+are sent to both under each kind of principal, and the answers must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from accountgraph.api.compiler import COMPILED
+from accountgraph.app import create_app
+from accountgraph.config import Settings
+from tests.accounts.test_tree_queries import TREE, build_tree
+from tests.conftest import serving
+from tests.helpers import DISSOCIATE, OPERATOR_TOKEN, Api
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.graphql"))
+RANDOM_SELECTIONS = 500
+
+
+@pytest.fixture(scope="session")
+async def fallback_url(
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis
+) -> AsyncIterator[str]:
+    resolvers_only = settings.model_copy(update={"read_compiler": False})
+    async with serving(create_app(resolvers_only, engine, redis)) as url:
+        yield url
+
+
+@dataclass
+class Graph:
+    """Who asks: every kind of principal, and the ids they ask about."""
+
+    tokens: dict[str, str | None]
+    master: str
+    member: str
+
+
+async def graph(api: Api) -> Graph:
+    master = await api.account("Master", branch="North", terms="NET30")
+    viewing = await api.account("Viewing")
+    blind = await api.account("Blind")
+    invited = await api.account("Invited")
+    gone = await api.account("Gone")
+    stranger = await api.account("Stranger")
+    await api.link(master, viewing)
+    await api.link(master, blind, "FINANCIAL", permissions=["MANAGE_INVOICES"])
+    await api.invite(master, invited)
+    gone_link = await api.link(master, gone)
+    await api.ok("dissociateMember", DISSOCIATE, {"linkId": gone_link})
+    for account in (master, viewing, blind):
+        bill_to = await api.bill_to(account, f"AP of {account[-4:]}", isPrimary=True)
+        await api.bill_to(account, f"Second of {account[-4:]}")
+        await api.site(account, f"Site of {account[-4:]}", bill_to)
+    return Graph(
+        tokens={
+            "operator": OPERATOR_TOKEN,
+            "master": await api.token(master),
+            "member": await api.token(viewing),
+            "dissociated": await api.token(gone),
+            "stranger": await api.token(stranger),
+        },
+        master=master,
+        member=viewing,
+    )
+
+
+class Both:
+    def __init__(self, api: Api, fallback: httpx.AsyncClient) -> None:
+        self.api = api
+        self.fallback = fallback
+
+    async def same(self, query: str, variables: dict[str, Any], token: str | None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        body = {"query": query, "variables": variables}
+        compiled = await self.api.client.post("/graphql", json=body, headers=headers)
+        resolved = await self.fallback.post("/graphql", json=body, headers=headers)
+        assert compiled.status_code == resolved.status_code, (compiled.text, resolved.text)
+        left, right = compiled.json(), resolved.json()
+        left.get("extensions", {}).pop("cost", None)
+        right.get("extensions", {}).pop("cost", None)
+        assert _canonical(left) == _canonical(right), query
+        return left
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+@pytest.fixture
+async def both(api: Api, fallback_url: str) -> AsyncIterator[Both]:
+    async with httpx.AsyncClient(base_url=fallback_url, timeout=30) as client:
+        yield Both(api, client)
+
+
+def _compiled_count(outcome: str = "compiled") -> float:
+    value: float = COMPILED.labels("Account", outcome)._value.get()
+    return value
+
+
+async def test_examples_answer_the_same_under_every_principal(api: Api, both: Both) -> None:
+    given = await graph(api)
+    variables = {
+        "masterId": given.master,
+        "memberId": given.member,
+        "accountId": given.member,
+        "id": given.master,
+        "amount": "1.00",
+    }
+    for path in EXAMPLES:
+        document = path.read_text()
+        if "mutation" in document.split("{", 1)[0]:
+            continue  # the examples that change money are the rule tests' to run
+        for token in given.tokens.values():
+            await both.same(document, variables, token)
+
+
+async def test_the_tree_is_compiled_and_answers_the_same(api: Api, both: Both) -> None:
+    token = await build_tree(api, 30)
+    before = _compiled_count()
+    answer = await both.same(TREE, {}, token)
+    assert len(answer["data"]["viewer"]["account"]["members"]["edges"]) == 30
+    assert _compiled_count() == before + 1  # one statement for the whole account subtree
+
+
+async def test_a_field_the_compiler_does_not_know_falls_back(api: Api, both: Both) -> None:
+    given = await graph(api)
+    before = _compiled_count("fallback")
+    query = "query($id: ID!) { account(id: $id) { name finance { cashBalance } } }"
+    answer = await both.same(query, {"id": given.member}, given.tokens["master"])
+    assert answer["data"]["account"]["finance"] is not None
+    assert _compiled_count("fallback") == before + 1
+
+
+# ---------------------------------------------------------------- random selections
+
+SCALARS = [
+    "id",
+    "name",
+    "displayName",
+    "branch",
+    "terms",
+    "salesperson",
+    "status",
+    "role",
+    "costCenterEnabled",
+    "__typename",
+]
+LINK = [
+    "id",
+    "type",
+    "status",
+    "permissions",
+    "invitedAt",
+    "activatedAt",
+    "endedAt",
+    "referencesMasterInvoiceInfo",
+    "__typename",
+]
+BILL_TO = [
+    "id",
+    "name",
+    "address",
+    "email",
+    "invoiceTitle",
+    "taxId",
+    "isPrimary",
+    "readOnly",
+    "__typename",
+]
+SITE = ["id", "name", "address", "branch", "taxGroup"]
+NOT_COMPILED = [
+    "finance { cashBalance availableQuota }",
+    "quotaAlert { threshold }",
+    "invoiceMode",
+    "link { history { status } }",
+]
+STATUSES = ["ACTIVE", "INVITED", "DISSOCIATED", "DECLINED"]
+
+
+@st.composite
+def _aliased(draw: st.DrawFn, body: str) -> str:
+    alias = draw(st.sampled_from(["", "", "a1: ", "b2: ", "x: "]))
+    directive = draw(
+        st.sampled_from(
+            ["", "", "", " @include(if: $yes)", " @skip(if: $yes)", " @include(if: $no)"]
+        )
+    )
+    name, _, rest = body.partition(" ")
+    return f"{alias}{name}{directive}{(' ' + rest) if rest else ''}"
+
+
+@st.composite
+def _scalars(draw: st.DrawFn, fields: list[str]) -> str:
+    chosen = draw(st.lists(st.sampled_from(fields), min_size=1, max_size=5))
+    return " ".join(draw(_aliased(name)) for name in chosen)
+
+
+@st.composite
+def account_selection(draw: st.DrawFn, depth: int) -> str:
+    parts = [draw(_scalars(SCALARS))]
+    if draw(st.booleans()):
+        master = f" master {{ {draw(_scalars(SCALARS))} }}" if draw(st.booleans()) else ""
+        parts.append(f"link {{ {draw(_scalars(LINK))}{master} }}")
+    if draw(st.booleans()):
+        parts.append(
+            draw(st.sampled_from(["billTos", "primaryBillTo"]))
+            + f" {{ {draw(_scalars(BILL_TO))} }}"
+        )
+    if draw(st.booleans()):
+        bill_to = draw(_scalars(BILL_TO))
+        parts.append(f"sites {{ {draw(_scalars(SITE))} billTo {{ {bill_to} }} }}")
+    if draw(st.booleans()):
+        parts.append(f"invitations {{ {draw(_scalars(LINK))} }}")
+    if depth > 0 and draw(st.booleans()):
+        first = draw(st.sampled_from(["", "first: 1", "first: 2", "first: 0", "first: $first"]))
+        status = draw(st.sampled_from(["", f"status: {draw(st.sampled_from(STATUSES))}"]))
+        args = ", ".join(a for a in (first, status) if a)
+        node = draw(account_selection(depth - 1))
+        arguments = f"({args})" if args else ""
+        parts.append(
+            f"members{arguments} {{ totalCount pageInfo {{ hasNextPage endCursor }} "
+            f"edges {{ cursor node {{ {node} }} }} }}"
+        )
+    if draw(st.integers(0, 9)) == 0:
+        parts.append(draw(st.sampled_from(NOT_COMPILED)))
+    if draw(st.booleans()):
+        parts.append(f"... on Account {{ {draw(_scalars(SCALARS))} }}")
+    if draw(st.booleans()):
+        parts.append("...Names")
+    draw(st.randoms()).shuffle(parts)
+    return " ".join(parts)
+
+
+ROOTS = {
+    "viewer": "viewer {{ kind account {{ {} }} }}",
+    "account": "account(id: $id) {{ {} }}",
+    "node": "node(id: $id) {{ ... on Account {{ {} }} }}",
+}
+
+
+@pytest.fixture
+async def random_graph(api: Api) -> Graph:
+    return await graph(api)
+
+
+@settings(
+    max_examples=RANDOM_SELECTIONS,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_random_selections_answer_the_same(
+    random_graph: Graph, both: Both, data: st.DataObject
+) -> None:
+    root = data.draw(st.sampled_from(sorted(ROOTS)))
+    selection = data.draw(account_selection(2))
+    kind = data.draw(st.sampled_from(sorted(random_graph.tokens)))
+    target = data.draw(st.sampled_from([random_graph.master, random_graph.member]))
+    query = (
+        "query($id: ID!, $yes: Boolean!, $no: Boolean!, $first: Int) { "
+        + ROOTS[root].format(selection)
+        + " } fragment Names on Account { name displayName }"
+    )
+    await both.same(
+        query, {"id": target, "yes": True, "no": False, "first": 1}, random_graph.tokens[kind]
+    )

@@ -71,15 +71,18 @@ def _cost_center(compilation: Compilation, selected: Selected, row: FromClause) 
 
 @field("Account", "role")
 def _role(compilation: Compilation, selected: Selected, row: FromClause) -> Json:
-    """H1: MASTER with an ACTIVE link as master, else MEMBER with one as member."""
+    """H1: MASTER with an ACTIVE link as master, else MEMBER with one as member. As ``IN``
+    over the ACTIVE links (a hashed subplan, once per statement): a correlated EXISTS on
+    ``master_id`` is planned as a scan of the links per row wherever one master holds
+    most of them."""
     active = links.alias("role_link")
 
-    def has(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-        return select(active.c.id).where(condition, active.c.status == "ACTIVE").exists()
+    def ends(column: str) -> Any:
+        return select(active.c[column]).where(active.c.status == "ACTIVE")
 
     return case(
-        (has(active.c.master_id == row.c.id), sqljson.text("MASTER")),
-        (has(active.c.member_id == row.c.id), sqljson.text("MEMBER")),
+        (row.c.id.in_(ends("master_id")), sqljson.text("MASTER")),
+        (row.c.id.in_(ends("member_id")), sqljson.text("MEMBER")),
         else_=sqljson.text("STANDALONE"),
     )
 

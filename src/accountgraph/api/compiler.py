@@ -38,6 +38,7 @@ from sqlalchemy import ColumnElement, Select, Text, cast
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from accountgraph.api import sqljson
+from accountgraph.api.cache import BoundedCache
 from accountgraph.domain import Principal
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,16 @@ COMPILED = Counter(
     "accountgraph_compiled_reads_total",
     "Subtrees answered by one compiled statement, or by the resolvers",
     ["type", "outcome"],
+)
+
+CACHED = Counter(
+    "accountgraph_compiled_statement_cache_total",
+    "Compiled statements found in the per-process cache, or built",
+    ["result"],
+)
+# Keyed by document, position, variables, principal and row (``_key``); bounded.
+STATEMENTS: BoundedCache[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = BoundedCache(
+    max_entries=2_048, max_bytes=64 * 1024 * 1024
 )
 
 FieldDetailsList = list[FieldDetails]
@@ -174,23 +185,68 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return super().complete_object_value(
                 return_type, field_details_list, info, path, result, position_context
             )
-        try:
-            statement = entry_compiler(
-                Compilation(self, context.principal), list(field_details_list), result
-            )
-        except NotCompiled as reason:
-            log.debug("resolvers answer %s: %s", return_type.name, reason)
-            COMPILED.labels(return_type.name, "fallback").inc()
-            return super().complete_object_value(
-                return_type, field_details_list, info, path, result, position_context
-            )
+        key = self._key(return_type.name, field_details_list, context.principal, result)
+        found = None if key is None else STATEMENTS.get(key)
+        CACHED.labels("hit" if found is not None else "miss").inc()
+        if found is None:
+            try:
+                statement = entry_compiler(
+                    Compilation(self, context.principal), list(field_details_list), result
+                )
+            except NotCompiled as reason:
+                log.debug("resolvers answer %s: %s", return_type.name, reason)
+                COMPILED.labels(return_type.name, "fallback").inc()
+                return super().complete_object_value(
+                    return_type, field_details_list, info, path, result, position_context
+                )
+            found = _plain_sql(statement, context.engine)
+            if key is not None:
+                STATEMENTS.put(key, found, len(found[0]) + 64 * len(found[1]))
         COMPILED.labels(return_type.name, "compiled").inc()
-        return self._run(context.engine, statement)
+        return self._run(context.engine, found)
 
-    async def _run(self, engine: Any, statement: Select[Any]) -> Any:
+    def _key(
+        self, type_name: str, details: FieldDetailsList, principal: Principal, result: Any
+    ) -> tuple[Any, ...] | None:
+        """What the statement depends on: the document and where in it, the variables,
+        the principal and the entry's row. None where a location is missing."""
+        spans = []
+        for detail in details:
+            loc = detail.node.loc
+            if loc is None or detail.fragment_variable_values is not None:
+                return None
+            spans.append((loc.start, loc.end))
+        body = details[0].node.loc.source.body if details[0].node.loc else None
+        try:
+            variables = orjson.dumps(self.variable_values.coerced, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # a value orjson cannot write (an enum member): no caching
+            return None
+        return (
+            type_name,
+            body,
+            tuple(spans),
+            variables,
+            principal.kind.value,
+            principal.account_id,
+            getattr(result, "row_id", None),
+        )
+
+    async def _run(self, engine: Any, found: tuple[str, tuple[Any, ...]]) -> Any:
+        sql, values = found
         async with engine.connect() as conn:
-            found = (await conn.execute(statement)).scalar_one()
-        return orjson.Fragment(found)
+            text = (await conn.exec_driver_sql(sql, values)).scalar_one()
+        return orjson.Fragment(text)
+
+
+def _plain_sql(statement: Select[Any], engine: Any) -> tuple[str, tuple[Any, ...]]:
+    """The statement as the driver takes it: its text and positional values, compiled
+    once and kept (``STATEMENTS``), so a repeated read builds and compiles nothing."""
+    compiled = statement.compile(
+        dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    params = compiled.construct_params()
+    names = compiled.positiontup or []
+    return str(compiled), tuple(params[name] for name in names)
 
 
 def json_text(statement_value: ColumnElement[Any]) -> ColumnElement[str]:

@@ -35,6 +35,7 @@ from accountgraph.billing import payment_types  # noqa: F401 - registers its nod
 from accountgraph.billing.account import BillingAccount, BillingFinance
 from accountgraph.billing.mutations import BillingMutation
 from accountgraph.billing.voucher_mutations import VoucherMutation
+from accountgraph.funds import compiled as _funds_compiled  # noqa: F401 - registers
 from accountgraph.funds import queries as funds_queries  # noqa: F401 - registers its nodes
 from accountgraph.funds.mutations import FundsMutation
 from accountgraph.funds.types import FinancialStateCore, FundsAccount

@@ -38,7 +38,7 @@ compiled_pages.register("AccountConnection", "AccountEdge")
 
 @entry("Account")
 def _account_entry(compilation: Compilation, details: list[Any], account: Any) -> Select[Any]:
-    row = accounts.alias("account")
+    row = accounts.alias(compilation.name("account"))
     return select(json_text(compilation.object("Account", details, row))).where(
         row.c.id == account.row_id
     )
@@ -75,7 +75,7 @@ def _role(compilation: Compilation, selected: Selected, row: FromClause) -> Json
     over the ACTIVE links (a hashed subplan, once per statement): a correlated EXISTS on
     ``master_id`` is planned as a scan of the links per row wherever one master holds
     most of them."""
-    active = links.alias("role_link")
+    active = links.alias(compilation.name("role_link"))
 
     def ends(column: str) -> Any:
         return select(active.c[column]).where(active.c.status == "ACTIVE")
@@ -90,7 +90,7 @@ def _role(compilation: Compilation, selected: Selected, row: FromClause) -> Json
 @field("Account", "link")
 def _link(compilation: Compilation, selected: Selected, row: FromClause) -> Json:
     """The member's ACTIVE link, else its latest that was not DECLINED."""
-    link = links.alias("member_link")
+    link = links.alias(compilation.name("member_link"))
     principal = compilation.principal
     return (
         select(compilation.child(selected, link))
@@ -108,7 +108,7 @@ def _link(compilation: Compilation, selected: Selected, row: FromClause) -> Json
 
 @field("Account", "invitations")
 def _invitations(compilation: Compilation, selected: Selected, row: FromClause) -> Json:
-    link = links.alias("invitation")
+    link = links.alias(compilation.name("invitation"))
     return sqljson.array(
         select(func.json_agg(aggregate_order_by(compilation.child(selected, link), link.c.id)))
         .where(
@@ -127,7 +127,7 @@ def _members(compilation: Compilation, selected: Selected, row: FromClause) -> J
     principal = compilation.principal
     status = _enum(selected.args.get("status")) or "ACTIVE"
     link_type = _enum(selected.args.get("type"))
-    link = links.alias("membership")
+    link = links.alias(compilation.name("membership"))
     conditions = [
         link.c.master_id == row.c.id,
         link.c.status == status,
@@ -139,9 +139,13 @@ def _members(compilation: Compilation, selected: Selected, row: FromClause) -> J
     # One row per member: a member dissociated twice is listed once.
     # Derived tables do not correlate by themselves: this one belongs to the outer row.
     chosen = select(link.c.member_id).where(*conditions).group_by(link.c.member_id).correlate(row)
-    total = select(func.count()).select_from(chosen.subquery("counted")).scalar_subquery()
+    total = (
+        select(func.count())
+        .select_from(chosen.subquery(compilation.name("counted")))
+        .scalar_subquery()
+    )
     after_cursor = chosen.where(link.c.member_id > after) if after is not None else chosen
-    page_rows = after_cursor.subquery("chosen")
+    page_rows = after_cursor.subquery(compilation.name("chosen"))
     ordered = (
         select(
             page_rows.c.member_id,
@@ -149,9 +153,9 @@ def _members(compilation: Compilation, selected: Selected, row: FromClause) -> J
         )
         .order_by(page_rows.c.member_id)
         .limit(limit + 1)
-        .subquery("page")
+        .subquery(compilation.name("page"))
     )
-    member = accounts.alias("member")
+    member = accounts.alias(compilation.name("member"))
     source = PageOf(
         key=ordered.c.member_id, position=ordered.c.position, limit=limit, total=total, node=member
     )
@@ -166,7 +170,7 @@ def _members(compilation: Compilation, selected: Selected, row: FromClause) -> J
 
 @field("Account", "billTos")
 def _bill_tos(compilation: Compilation, selected: Selected, row: FromClause) -> Json:
-    bill_to = bill_tos.alias("bill_to")
+    bill_to = bill_tos.alias(compilation.name("bill_to"))
     return sqljson.array(
         select(
             func.json_agg(aggregate_order_by(compilation.child(selected, bill_to), bill_to.c.id))
@@ -181,7 +185,7 @@ def _bill_tos(compilation: Compilation, selected: Selected, row: FromClause) -> 
 
 @field("Account", "primaryBillTo")
 def _primary_bill_to(compilation: Compilation, selected: Selected, row: FromClause) -> Json:
-    bill_to = bill_tos.alias("primary_bill_to")
+    bill_to = bill_tos.alias(compilation.name("primary_bill_to"))
     return (
         select(compilation.child(selected, bill_to))
         .where(
@@ -197,7 +201,7 @@ def _primary_bill_to(compilation: Compilation, selected: Selected, row: FromClau
 
 @field("Account", "sites")
 def _sites(compilation: Compilation, selected: Selected, row: FromClause) -> Json:
-    site = sites.alias("site")
+    site = sites.alias(compilation.name("site"))
     return sqljson.array(
         select(func.json_agg(aggregate_order_by(compilation.child(selected, site), site.c.id)))
         .where(
@@ -239,7 +243,7 @@ def _link_time(compilation: Compilation, selected: Selected, link: FromClause) -
 @field("Link", "master", "member")
 def _link_end(compilation: Compilation, selected: Selected, link: FromClause) -> Json:
     """Both ends of a link the principal sees are visible at least by name."""
-    end = accounts.alias(f"link_{selected.name}")
+    end = accounts.alias(compilation.name(f"link_{selected.name}"))
     return (
         select(compilation.child(selected, end))
         .where(end.c.id == link.c[f"{selected.name}_id"])
@@ -272,7 +276,7 @@ def _bill_to_plain(compilation: Compilation, selected: Selected, bill_to: FromCl
 @field("BillTo", "readOnly")
 def _read_only(compilation: Compilation, selected: Selected, bill_to: FromClause) -> Json:
     """I3: a member's primary bill-to mirrors its master's while its ACTIVE link says so."""
-    link = links.alias("mirroring_link")
+    link = links.alias(compilation.name("mirroring_link"))
     return and_(
         bill_to.c.is_primary,
         select(literal(1))
@@ -300,7 +304,7 @@ def _site_plain(compilation: Compilation, selected: Selected, site: FromClause) 
 
 @field("Site", "billTo")
 def _site_bill_to(compilation: Compilation, selected: Selected, site: FromClause) -> Json:
-    bill_to = bill_tos.alias("site_bill_to")
+    bill_to = bill_tos.alias(compilation.name("site_bill_to"))
     return (
         select(compilation.child(selected, bill_to))
         .where(

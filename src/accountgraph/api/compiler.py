@@ -116,6 +116,14 @@ class Compilation:
     def __init__(self, executor: CompilingExecutionContext, principal: Principal) -> None:
         self.executor = executor
         self.principal = principal
+        self._names = 0
+
+    def name(self, base: str) -> str:
+        """A name for an alias or derived table, unique in this statement: a selection
+        nests the same field (``members`` inside ``members``), and a reused name would
+        make an inner subquery's outer reference resolve to the inner row."""
+        self._names += 1
+        return f"{base}_{self._names}"
 
     def object(self, type_name: str, details: FieldDetailsList, source: Any) -> ColumnElement[Any]:
         """The JSON object of ``details``' selection on ``type_name``, from ``source``."""

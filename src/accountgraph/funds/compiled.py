@@ -1,0 +1,130 @@
+"""F1, F2, F6 in the read compiler: ``Account.finance`` as SQL building JSON.
+
+The twin of ``FinancialStateCore.of`` over the row of ``FundsLoaders._finance_by_account``:
+the same rows (every account, its balances left-joined, zero where it never had money),
+the same visibility (``sees_finance``, P2), the same arithmetic as ``ledger.Balance``
+(U3 frozen cash, F2 available quota), each amount formatted as ``Money`` formats it.
+
+Billing's ``couponCount``/``voucherCount`` have no compiler here: a selection with them is
+the resolvers' to answer. ``Account.transfers``/``charges`` are left to the resolvers as
+well: their pages are newest first, and ``api/compiled_pages.py`` builds ascending pages
+only (edge order and ``endCursor``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, literal, null, select
+from sqlalchemy.sql.expression import FromClause
+
+from accountgraph.accounts.public import (
+    account_ids,
+    has_active_master,
+    sees_finance,
+    under_trusteeship,
+)
+from accountgraph.api import sqljson
+from accountgraph.api.compiler import Compilation, Selected, field
+from accountgraph.domain import ZERO
+from accountgraph.funds.models import BUCKETS, balances
+
+Json = ColumnElement[Any]
+Amount = ColumnElement[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FinanceRow:
+    """One account's loader row as SQL: its buckets (zero without a balances row),
+    whether its own cash is frozen (U3), whether it is a member (H1)."""
+
+    values: dict[str, Amount]
+    frozen: ColumnElement[bool]
+    is_member: ColumnElement[bool]
+
+    def __getitem__(self, bucket: str) -> Amount:
+        return self.values[bucket]
+
+    @property
+    def frozen_cash(self) -> Amount:
+        """``Balance.frozen_cash``: cash minus transferred cash when frozen, else zero."""
+        return case((self.frozen, self["CASH"] - self["TRANSFERRED_CASH"]), else_=literal(ZERO))
+
+    @property
+    def available_quota(self) -> Amount:
+        """``ledger.available_quota``, term by term."""
+        return (
+            self["CASH"]
+            - self.frozen_cash
+            + self["BANKERS_ACCEPTANCE_BILL"]
+            + self["CREDIT_LIMIT"]
+            + self["CREDIT_REFUND"]
+            - self["UNSETTLED_AMOUNT"]
+            - (self["OUTSTANDING_FEES"] - self["NEGATIVE_BILL"])
+        )
+
+
+@field("Account", "finance")
+def _finance(compilation: Compilation, selected: Selected, row: FromClause) -> Json:
+    """The loader's query for this one account: no row (null) where P2 hides it."""
+    account = account_ids("finance_account")
+    balance = balances.alias(compilation.name("finance_balance"))
+    source = FinanceRow(
+        values={bucket: func.coalesce(balance.c[column], 0) for bucket, column in BUCKETS.items()},
+        frozen=under_trusteeship(account.c.id),
+        is_member=has_active_master(account.c.id),
+    )
+    return (
+        select(compilation.child(selected, source))
+        .select_from(account.outerjoin(balance, balance.c.account_id == account.c.id))
+        .where(account.c.id == row.c.id, sees_finance(compilation.principal, account.c.id))
+        .scalar_subquery()
+    )
+
+
+# ---------------------------------------------------------------- FinancialState
+
+_BUCKET_FIELDS = {
+    "cashBalance": "CASH",
+    "bankersAcceptanceBill": "BANKERS_ACCEPTANCE_BILL",
+    "creditLimit": "CREDIT_LIMIT",
+    "creditRefund": "CREDIT_REFUND",
+    "unsettledAmount": "UNSETTLED_AMOUNT",
+    "outstandingFees": "OUTSTANDING_FEES",
+    "negativeBill": "NEGATIVE_BILL",
+    "transferredCash": "TRANSFERRED_CASH",
+    "transferredCredit": "TRANSFERRED_CREDIT",
+}
+
+
+@field("FinancialState", *_BUCKET_FIELDS)
+def _bucket(compilation: Compilation, selected: Selected, b: FinanceRow) -> Json:
+    return sqljson.money(b[_BUCKET_FIELDS[selected.name]])
+
+
+@field("FinancialState", "transferredAmount")
+def _transferred_amount(compilation: Compilation, selected: Selected, b: FinanceRow) -> Json:
+    return sqljson.money(b["TRANSFERRED_CASH"] + b["TRANSFERRED_CREDIT"])
+
+
+@field("FinancialState", "frozenCash")
+def _frozen_cash(compilation: Compilation, selected: Selected, b: FinanceRow) -> Json:
+    return sqljson.money(b.frozen_cash)
+
+
+@field("FinancialState", "availableQuota")
+def _available_quota(compilation: Compilation, selected: Selected, b: FinanceRow) -> Json:
+    return sqljson.money(b.available_quota)
+
+
+@field("FinancialState", "creditLine")
+def _credit_line(compilation: Compilation, selected: Selected, b: FinanceRow) -> Json:
+    """F6: masters' side only (an account with an ACTIVE link as member shows null)."""
+    return case((b.is_member, null()), else_=sqljson.money(b["CREDIT_LINE"]))
+
+
+@field("FinancialState", "availableCredit")
+def _available_credit(compilation: Compilation, selected: Selected, b: FinanceRow) -> Json:
+    available = b["CREDIT_LIMIT"] - b["TRANSFERRED_CREDIT"] - b["OUTSTANDING_FEES"]
+    return case((b.is_member, null()), else_=sqljson.money(available))

@@ -90,10 +90,6 @@ def money(value: ColumnElement[Any]) -> ColumnElement[str]:
     return cast(func.round(value, 2), Text)
 
 
-def money_or_null(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    return case((value.is_(None), null()), else_=money(value))
-
-
 def datetime(value: ColumnElement[Any]) -> ColumnElement[str]:
     """``datetime.isoformat()`` of the UTC value asyncpg returns: microseconds only when
     there are some, always ``+00:00``."""

@@ -3,7 +3,9 @@ A2 quota) through ``funds.public``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import ColumnElement, Subquery, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,7 +13,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from accountgraph.accounts.public import under_trusteeship
 from accountgraph.domain import ZERO
-from accountgraph.funds.models import balances
+from accountgraph.funds.models import BUCKETS, balances
 
 
 async def outstanding_fees(conn: AsyncConnection, account_id: int) -> Decimal:
@@ -40,16 +42,23 @@ def available_quotas(name: str = "available_quota") -> Subquery:
 
 def _quota(b: FromClause, account_id: ColumnElement[int]) -> ColumnElement[Decimal]:
     """F2 over the balances ``b`` of ``account_id``."""
-    usable_cash = case(
-        (under_trusteeship(account_id), b.c.transferred_cash), else_=b.c.cash_balance
-    )
+    return quota_sql(lambda bucket: b.c[BUCKETS[bucket]], under_trusteeship(account_id))
+
+
+def quota_sql(
+    bucket: Callable[[str], ColumnElement[Any]], frozen: ColumnElement[bool]
+) -> ColumnElement[Decimal]:
+    """F2 as SQL over an account's buckets (``bucket("CASH")`` …): a frozen (U3) account
+    counts only the cash it was transferred. The one SQL twin of ``ledger.available_quota``
+    (the sweep and the read compiler use it)."""
+    usable_cash = case((frozen, bucket("TRANSFERRED_CASH")), else_=bucket("CASH"))
     quota: ColumnElement[Decimal] = (
         usable_cash
-        + b.c.bankers_acceptance_bill
-        + b.c.credit_limit
-        + b.c.credit_refund
-        - b.c.unsettled_amount
-        - (b.c.outstanding_fees - b.c.negative_bill)
+        + bucket("BANKERS_ACCEPTANCE_BILL")
+        + bucket("CREDIT_LIMIT")
+        + bucket("CREDIT_REFUND")
+        - bucket("UNSETTLED_AMOUNT")
+        - (bucket("OUTSTANDING_FEES") - bucket("NEGATIVE_BILL"))
     )
     return quota
 

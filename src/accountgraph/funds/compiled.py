@@ -28,6 +28,7 @@ from accountgraph.accounts.public import (
 from accountgraph.api import sqljson
 from accountgraph.api.compiler import Compilation, Selected, field
 from accountgraph.domain import ZERO
+from accountgraph.funds.balances import quota_sql
 from accountgraph.funds.models import BUCKETS, balances
 
 Json = ColumnElement[Any]
@@ -53,16 +54,8 @@ class FinanceRow:
 
     @property
     def available_quota(self) -> Amount:
-        """``ledger.available_quota``, term by term."""
-        return (
-            self["CASH"]
-            - self.frozen_cash
-            + self["BANKERS_ACCEPTANCE_BILL"]
-            + self["CREDIT_LIMIT"]
-            + self["CREDIT_REFUND"]
-            - self["UNSETTLED_AMOUNT"]
-            - (self["OUTSTANDING_FEES"] - self["NEGATIVE_BILL"])
-        )
+        """``ledger.available_quota``: funds' one SQL formula of F2."""
+        return quota_sql(self.__getitem__, self.frozen)
 
 
 @field("Account", "finance")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,23 +20,42 @@ from accountgraph.sharing.loaders import SharingLoaders
 
 
 class Loaders:
-    """Every area's loaders for one request; ``clear()`` after a mutation."""
+    """Every area's loaders for one request, each built on first use (a mutation that
+    reads one area builds only that area's); ``clear()`` after a mutation."""
 
     def __init__(self, engine: AsyncEngine, principal: Principal) -> None:
-        self.accounts = AccountLoaders(engine, principal)
-        self.funds = FundsLoaders(engine, principal)
-        self.sharing = SharingLoaders(engine, principal)
-        self.alerts = AlertLoaders(engine, principal)
-        self.vouchers = VoucherLoaders(engine, principal)
-        self.billing = BillingLoaders(engine, principal)
+        self.engine = engine
+        self.principal = principal
+
+    @cached_property
+    def accounts(self) -> AccountLoaders:
+        return AccountLoaders(self.engine, self.principal)
+
+    @cached_property
+    def funds(self) -> FundsLoaders:
+        return FundsLoaders(self.engine, self.principal)
+
+    @cached_property
+    def sharing(self) -> SharingLoaders:
+        return SharingLoaders(self.engine, self.principal)
+
+    @cached_property
+    def alerts(self) -> AlertLoaders:
+        return AlertLoaders(self.engine, self.principal)
+
+    @cached_property
+    def vouchers(self) -> VoucherLoaders:
+        return VoucherLoaders(self.engine, self.principal)
+
+    @cached_property
+    def billing(self) -> BillingLoaders:
+        return BillingLoaders(self.engine, self.principal)
 
     def clear(self) -> None:
-        self.alerts.clear()
-        self.accounts.clear()
-        self.funds.clear()
-        self.sharing.clear()
-        self.vouchers.clear()
-        self.billing.clear()
+        """Forget what was loaded: the built loaders are dropped, the next use rebuilds."""
+        for name, member in vars(Loaders).items():
+            if isinstance(member, cached_property):
+                self.__dict__.pop(name, None)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from accountgraph.config import Settings
 
@@ -36,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="run migrations at start (--no-migrate behind a migrate job)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default 1; 2 on a 2-core machine uses both cores)",
     )
 
     commands.add_parser("worker", help="run an arq worker and the outbox relay")
@@ -67,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = Settings()
     try:
-        if args.command == "serve":
+        if args.command == "serve" and args.workers > 1:
+            _serve_workers(settings, args, args.workers)
+        elif args.command == "serve":
             asyncio.run(
                 _serve(settings, args.host, args.port, args.demo, args.worker, args.migrate)
             )
@@ -106,21 +115,89 @@ async def _serve(
         # heads over 16 KiB are refused (h11's default), WebSocket messages are capped at
         # the body limit; bodies themselves are bounded by bodylimit.BodyLimit (size, time).
         server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=host,
-                port=port,
-                log_level="info",
-                ws="websockets-sansio",
-                timeout_keep_alive=5,
-                h11_max_incomplete_event_size=16 * 1024,
-                ws_max_size=settings.max_body_bytes,
-                # Forwarded headers are the app's to judge (ACCOUNTGRAPH_TRUSTED_PROXIES), not
-                # uvicorn's: by default it believes 127.0.0.1.
-                proxy_headers=False,
-            )
+            uvicorn.Config(app, host=host, port=port, **uvicorn_options(settings))
         )
         await server.serve()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How the gateway is served, one process or several.
+
+    Slow or greedy clients: idle keep-alive connections close after 5 s, request heads
+    over 16 KiB are refused (h11's default), WebSocket messages are capped at the body
+    limit; bodies themselves are bounded by bodylimit.BodyLimit (size, time). Forwarded
+    headers are the app's to judge (ACCOUNTGRAPH_TRUSTED_PROXIES), not uvicorn's: by
+    default it believes 127.0.0.1."""
+    return {
+        "log_level": "info",
+        "ws": "websockets-sansio",
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,
+        "ws_max_size": settings.max_body_bytes,
+        "proxy_headers": False,
+    }
+
+
+def _serve_workers(settings: Settings, args: argparse.Namespace, workers: int) -> None:
+    """``workers`` uvicorn processes, each ``accountgraph.asgi:app`` with its own pool.
+
+    This process keeps what they share: it starts the embedded servers when no URLs are
+    set (and hands their URLs to the workers' environment), migrates, loads the demo and,
+    when asked (the default only when embedded), runs the arq worker, on an event loop in
+    a thread; uvicorn's supervisor needs the main thread for its signals."""
+    import os
+    import threading
+
+    import uvicorn
+
+    from accountgraph.runtime import backends
+    from workers.settings import run_worker
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stopping = asyncio.Event()
+    failures: list[BaseException] = []
+
+    async def hold() -> None:
+        async with backends(settings, migrate=args.migrate) as found:
+            os.environ["DATABASE_URL"] = found.database_url
+            os.environ["REDIS_URL"] = found.redis_url
+            if args.demo:
+                await _print_demo(found.engine, args.host, args.port)
+            in_process = settings.embedded if args.worker is None else args.worker
+            worker = asyncio.create_task(run_worker(found)) if in_process else None
+            ready.set()
+            await stopping.wait()
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+
+    def keep() -> None:
+        try:
+            loop.run_until_complete(hold())
+        except BaseException as error:  # handed to the main thread
+            failures.append(error)
+        finally:
+            ready.set()
+
+    holder = threading.Thread(target=keep, name="accountgraph-backends", daemon=True)
+    holder.start()
+    ready.wait()
+    if failures:
+        raise failures[0]
+    try:
+        uvicorn.run(
+            "accountgraph.asgi:app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=workers,
+            **uvicorn_options(settings),
+        )
+    finally:
+        loop.call_soon_threadsafe(stopping.set)
+        holder.join(60)
 
 
 async def _worker(settings: Settings) -> None:

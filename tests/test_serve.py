@@ -1,0 +1,57 @@
+"""`accountgraph serve --workers N`: N uvicorn processes serving one app, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+
+async def test_serve_with_two_workers_answers_from_two_processes(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: ASYNC220 - one child, waited for below
+            [sys.executable, "-m", "accountgraph.cli", "serve", "--workers", "2"]
+            + ["--no-worker", "--no-migrate", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            deadline = time.monotonic() + 60
+            started: set[str] = set()
+            while len(started) < 2:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                started = set(re.findall(r"Started server process \[(\d+)\]", log.read_text()))
+                await asyncio.sleep(0.2)
+            ready = None
+            while ready != 200:
+                assert time.monotonic() < deadline, log.read_text()
+                try:
+                    ready = (await http.get("/readyz")).status_code
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.2)
+            answers = await asyncio.gather(
+                *(http.post("/graphql", json={"query": "{ __typename }"}) for _ in range(8))
+            )
+        assert [answer.json()["data"] for answer in answers] == [{"__typename": "Query"}] * 8
+        assert len(started) == 2 and str(process.pid) not in started
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 30)
+    assert code == 0, log.read_text()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-AREAS = ("accounts", "funds", "billing", "sharing", "alerts")
+AREAS = ("accounts", "funds", "billing", "sharing", "alerts", "costs", "audit")
 # An area's GraphQL: its types, queries, mutations, the loaders they use, its compiled
 # fields and the subscription fan-out (alerts). Everything else in an area is rules, SQL
 # and ports, and must not load GraphQL.

@@ -210,6 +210,26 @@ async def managed_payment_method_args(world: World, principal: str) -> dict[str,
     return {"input": {"paymentMethodId": payload["paymentMethod"]["id"], "managedId": world.member}}
 
 
+SET_AUTO_PAY = """mutation($input: SetAutoPayInput!) { setAutoPay(input: $input) {
+  userErrors { code } } }"""
+
+
+async def auto_top_up_args(world: World, principal: str) -> dict[str, Any]:
+    """W3: a fresh auto-pay method of M for each cell."""
+    method = (await managed_payment_method_args(world, principal))["input"]["paymentMethodId"]
+    payload = await world.op(SET_AUTO_PAY, {"input": {"paymentMethodId": method, "autoPay": True}})
+    assert payload["setAutoPay"]["userErrors"] == [], payload
+    return {
+        "input": {
+            "accountId": world.master,
+            "threshold": "1.00",
+            "amount": "5.00",
+            "paymentMethodId": method,
+            "enabled": False,
+        }
+    }
+
+
 async def dissociate_args(world: World, principal: str) -> dict[str, Any]:
     """A's user ends A's own link (its last cell); master and operator fresh links."""
     if principal in ("master", "operator"):
@@ -242,6 +262,15 @@ MATRIX: list[Row] = [
         "master-bill-to",
     ),
     row("sharing", lambda w, p: {"masterId": w.master}, expect("ok", "ok", "null", "null")),
+    # Issue 15: every principal pages its own view of the audit log (tests/test_audit.py).
+    row("auditLog", lambda w, p: {}, expect("ok", "ok", "ok", "ok")),
+    # T1, T3: the platform's tax groups; each principal's own view of the ledger.
+    row("taxGroups", lambda w, p: {}, expect("ok", "ok", "ok", "ok")),
+    row(
+        "generalLedger",
+        lambda w, p: {"since": NOW, "until": LATER},
+        expect("ok", "ok", "ok", "ok"),
+    ),
     # ------------------------------------------------------------ operators only (P4)
     row("createAccount", lambda w, p: {"input": {"name": unique("Created")}}, OPERATOR_ONLY),
     row("updateSettings", lambda w, p: {"input": {"billingHierarchyEnabled": True}}, OPERATOR_ONLY),
@@ -299,6 +328,21 @@ MATRIX: list[Row] = [
     row(
         "setDiscount",
         lambda w, p: {"input": {"accountId": w.master, "percent": "5"}},
+        OPERATOR_ONLY,
+    ),
+    row(
+        "createTaxGroup",
+        lambda w, p: {"input": {"code": unique("TG"), "name": "matrix", "rate": "5"}},
+        OPERATOR_ONLY,
+    ),
+    row(
+        "setAccountTaxGroup",
+        lambda w, p: {"input": {"accountId": w.master, "taxGroupCode": None}},
+        OPERATOR_ONLY,
+    ),
+    row(
+        "issueStoredValueCard",
+        lambda w, p: {"input": {"accountId": w.master, "amount": "1.00"}},
         OPERATOR_ONLY,
     ),
     # ------------------------------------------------------------ tokens and accounts
@@ -445,6 +489,17 @@ MATRIX: list[Row] = [
     row(
         "addManagedPaymentMethod",
         managed_payment_method_args,
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+        prepared=True,
+    ),
+    row(
+        "setAutoPay",
+        lambda w, p: {"input": {"paymentMethodId": w.master_payment_method, "autoPay": False}},
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+    ),
+    row(
+        "setAutoTopUp",
+        auto_top_up_args,
         expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
         prepared=True,
     ),

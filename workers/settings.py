@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from arq import create_pool
@@ -18,31 +19,63 @@ from arq.cron import cron
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accountgraph import outbox
+from accountgraph import logs, outbox
 from accountgraph.alerts import public as alerts
+from accountgraph.audit import public as audit
+from accountgraph.billing import public as billing
 from accountgraph.config import Settings
+from accountgraph.costs import public as costs
 from accountgraph.funds import public as funds
 from accountgraph.metrics import JOBS
 from accountgraph.runtime import Backends, redis_settings
+
+log = logging.getLogger("accountgraph.job")
 
 JOB_TIMEOUT_S = 300
 MAX_TRIES = 25
 
 
 async def run_outbox_row(ctx: dict[str, Any], *, row_id: int) -> bool:
-    """One outbox row's work, exactly once in effect (outbox.run_row)."""
+    """One outbox row's work, exactly once in effect (outbox.run_row). Every line logged
+    meanwhile carries the job id and the row id, and one line says how it ended."""
+    scope, token = logs.open_scope(job_id=ctx.get("job_id"), outbox_row_id=row_id)
     try:
-        done = await outbox.run_row(ctx["engine"], row_id, ctx["job_context"])
-    except Exception:
-        JOBS.labels(outbox.JOB_FUNCTION, "error").inc()
-        raise
-    JOBS.labels(outbox.JOB_FUNCTION, "done" if done else "already_done").inc()
-    return done
+        try:
+            done = await outbox.run_row(ctx["engine"], row_id, ctx["job_context"])
+        except Exception:
+            JOBS.labels(outbox.JOB_FUNCTION, "error").inc()
+            scope.outcome = "ERROR"
+            log.warning("job failed", extra={"duration_ms": scope.duration_ms()})
+            raise
+        JOBS.labels(outbox.JOB_FUNCTION, "done" if done else "already_done").inc()
+        scope.outcome = "OK" if done else "ALREADY_DONE"
+        log.info("job done", extra={"duration_ms": scope.duration_ms()})
+        return done
+    finally:
+        logs.close_scope(token)
 
 
 async def sweep_alerts(ctx: dict[str, Any]) -> int:
     """A2: the periodic sweep that catches a missed quota event."""
     return await alerts.sweep(ctx["engine"])
+
+
+async def purge_audit_log(ctx: dict[str, Any]) -> int:
+    """Issue 15: audit rows older than ACCOUNTGRAPH_AUDIT_RETENTION_DAYS are deleted."""
+    async with ctx["engine"].begin() as conn:
+        days = ctx["job_context"].settings.audit_retention_days
+        return await audit.purge(conn, retention_days=days)
+
+
+async def sweep_budgets(ctx: dict[str, Any]) -> int:
+    """C4: the periodic sweep of budgets (a missed charge event, a forecast that crossed
+    as the period went by)."""
+    return await costs.sweep_budgets(ctx["engine"])
+
+
+async def retry_top_ups(ctx: dict[str, Any]) -> int:
+    """W3: the sweep that retries auto top-up orders whose payment was refused."""
+    return await billing.retry_top_ups(ctx["engine"])
 
 
 async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
@@ -92,7 +125,10 @@ def build_worker(
         functions=FUNCTIONS,
         cron_jobs=[
             cron(sweep_alerts, minute=set(range(0, 60, sweep_every)), timeout=JOB_TIMEOUT_S),
+            cron(sweep_budgets, minute=set(range(0, 60, sweep_every)), timeout=JOB_TIMEOUT_S),
+            cron(retry_top_ups, minute=set(range(0, 60, sweep_every)), timeout=JOB_TIMEOUT_S),
             cron(purge_idempotency_keys, hour={3}, minute={17}, timeout=JOB_TIMEOUT_S),
+            cron(purge_audit_log, hour={3}, minute={41}, timeout=JOB_TIMEOUT_S),
         ],
         queue_name=settings.queue_name,
         redis_pool=redis,

@@ -26,8 +26,10 @@ from accountgraph.bodylimit import BodyLimit
 from accountgraph.config import Settings
 from accountgraph.context import resolve_principal
 from accountgraph.cors import CORS_HEADERS, OnlyAllowedOriginsCORS
+from accountgraph.costs.public import cost_chart_route
 from accountgraph.monitoring import monitoring_routes
 from accountgraph.playground import STATIC_DIR
+from accountgraph.requestid import RequestId
 from accountgraph.security import SecurityHeaders
 from accountgraph.view import GraphQLApp
 
@@ -49,6 +51,7 @@ def create_app(
         WebSocketRoute("/graphql", graphql),
         *monitoring_routes(settings, engine, redis),
         invoice_document_route(engine, settings, resolve_principal),
+        cost_chart_route(engine, settings, resolve_principal),
     ]
     if settings.graphiql_enabled:
         routes.append(Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
@@ -60,7 +63,8 @@ def create_app(
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: trusted proxy headers, CORS, the body limit, security headers."""
+    """Outermost first: the request id (and the request's log line), trusted proxy
+    headers, CORS, the body limit, security headers."""
     middleware = []
     if settings.cors_origins:
         middleware.append(
@@ -81,6 +85,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
         middleware.insert(
             0, Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
         )
+    # Outermost: every answer, refusals of the middleware below included, has its id.
+    middleware.insert(0, Middleware(RequestId))
     return middleware
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from accountgraph import logs
 from accountgraph.config import Settings
 
 log = logging.getLogger("accountgraph")
@@ -61,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", default="cli")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # ACCOUNTGRAPH_LOG_FORMAT: json lines or text (unset: text on a terminal); logs.py.
+    logs.configure(args.log_level, Settings().log_format)
     if args.command == "export-schema":
         from accountgraph.schema import sdl
 
@@ -135,6 +135,12 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": 16 * 1024,
         "ws_max_size": settings.max_body_bytes,
         "proxy_headers": False,
+        # Our log format in every uvicorn process; one line per request comes from the
+        # app (requestid.py, with the request id and principal), not uvicorn's access log.
+        "log_config": logs.uvicorn_log_config(
+            settings.log_format, logging.getLevelName(logging.getLogger().level)
+        ),
+        "access_log": False,
     }
 
 

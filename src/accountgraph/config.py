@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +78,15 @@ class Settings(BaseSettings):
     delivery_backoff_s: float = Field(default=30.0, alias="ACCOUNTGRAPH_DELIVERY_BACKOFF_S", gt=0)
     alert_sweep_minutes: int = Field(
         default=5, alias="ACCOUNTGRAPH_ALERT_SWEEP_MINUTES", ge=1, le=60
+    )
+    # Issue 15: audit rows are kept this long, then purged daily (at least 30 days: the
+    # append-only trigger refuses to delete anything younger).
+    audit_retention_days: int = Field(
+        default=400, alias="ACCOUNTGRAPH_AUDIT_RETENTION_DAYS", ge=30, le=36_500
+    )
+    # Log lines: "json" (one object a line) or "text"; unset: text on a terminal, else JSON.
+    log_format: Literal["json", "text"] | None = Field(
+        default=None, alias="ACCOUNTGRAPH_LOG_FORMAT"
     )
 
     @property

@@ -12,8 +12,10 @@ from accountgraph.accounts import tokens
 from accountgraph.accounts.loaders import AccountLoaders
 from accountgraph.alerts.loaders import AlertLoaders
 from accountgraph.billing.loaders import BillingLoaders
+from accountgraph.billing.tax_loaders import TaxLoaders
 from accountgraph.billing.voucher_loaders import VoucherLoaders
 from accountgraph.config import Settings
+from accountgraph.costs.loaders import CostLoaders
 from accountgraph.domain import Principal
 from accountgraph.funds.loaders import FundsLoaders
 from accountgraph.sharing.loaders import SharingLoaders
@@ -50,6 +52,14 @@ class Loaders:
     @cached_property
     def billing(self) -> BillingLoaders:
         return BillingLoaders(self.engine, self.principal)
+
+    @cached_property
+    def taxes(self) -> TaxLoaders:
+        return TaxLoaders(self.engine, self.principal)
+
+    @cached_property
+    def costs(self) -> CostLoaders:
+        return CostLoaders(self.engine, self.principal)
 
     def clear(self) -> None:
         """Forget what was loaded: the built loaders are dropped, the next use rebuilds."""

@@ -1,20 +1,34 @@
 """Demo data: the enterprise of seed 001's sharing example, and CLI token creation.
 
 Master "Account-M" with trusteeship members "Account-sub1" ... "Account-sub5", each with
-bill-tos and sites. Loading twice reuses what exists and only prints new tokens.
+bill-tos and sites, a STANDARD tax group, a stored value card and a taxed invoice (T1,
+T2, W1). Loading twice reuses what exists and only prints new tokens.
+
+The master has cost center on (U6: so have its members), three months of its own charges
+tagged by product, team and environment, a few of its members' since the association,
+and two budgets (C1-C3): ``costs`` and its chart show a real report at once.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import random
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from accountgraph import jobs  # noqa: F401  (every area's ports: U1 for the invitations)
 from accountgraph.accounts import bill_tos, details, links, sites, tokens
 from accountgraph.accounts.models import accounts
+from accountgraph.accounts.models import links as link_rows
+from accountgraph.accounts.models import sites as sites_rows
 from accountgraph.api import ids
+from accountgraph.billing import cycles, stored_value, taxes
+from accountgraph.costs import budgets
 from accountgraph.db import transaction
 from accountgraph.domain import Principal, PrincipalKind
+from accountgraph.funds import charges, payments
 
 OPERATOR = Principal(PrincipalKind.OPERATOR, None, "operator:demo")
 ALL_PERMISSIONS = ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"]
@@ -79,9 +93,131 @@ async def _create_enterprise(conn: AsyncConnection) -> int:
     await sites.add_site(
         conn, OPERATOR, master_id, {"name": "M Headquarters", "branch": "Hangzhou"}, bill_to_id=hq
     )
+    # T1: the members' sites name the STANDARD tax group; the master's default taxes the
+    # members' rolled-up lines (T2).
+    await taxes.create_tax_group(conn, OPERATOR, code="STANDARD", name="Standard", rate="6")
+    await taxes.set_account_tax_group(conn, OPERATOR, account_id=master_id, code="STANDARD")
+    await conn.execute(  # U6: before the associations, so that the members get it too
+        update(accounts).where(accounts.c.id == master_id).values(cost_center_enabled=True)
+    )
     for number in range(1, 6):
         await _create_member(conn, master_id, number)
+    await _taxed_invoice(conn, master_id)
+    await _cost_center(conn, master_id, hq_site=await _site_of(conn, master_id))
     return master_id
+
+
+PRODUCTS = ("ECS", "OSS", "RDS", "CDN")
+TEAMS = ("web", "data", "platform")
+
+
+async def _site_of(conn: AsyncConnection, account_id: int) -> int | None:
+    site = sites_rows
+    found: int | None = (
+        await conn.execute(
+            select(site.c.id).where(site.c.account_id == account_id).order_by(site.c.id).limit(1)
+        )
+    ).scalar_one_or_none()
+    return found
+
+
+async def _cost_center(conn: AsyncConnection, master_id: int, *, hq_site: int | None) -> None:
+    """C1-C3 demo data: a payment, three months of the master's tagged charges (every
+    third day, half of them on its headquarters site), one charge of each member since the
+    association, and two budgets."""
+    now = datetime.now(UTC)
+    await payments.record_payment(conn, OPERATOR, account_id=master_id, amount=Decimal(20_000))
+    pick = random.Random(14)  # the same demo every time
+    for day in range(90, -1, -3):
+        for _ in range(2):
+            await _tagged_charge(
+                conn,
+                pick,
+                master_id,
+                now - timedelta(days=day, hours=pick.randint(1, 20)),
+                site_id=hq_site if pick.random() < 0.5 else None,
+            )
+    member_ids = (
+        await conn.execute(
+            select(link_rows.c.member_id)
+            .where(link_rows.c.master_id == master_id, link_rows.c.status == "ACTIVE")
+            .order_by(link_rows.c.member_id)
+        )
+    ).scalars()
+    for member_id in list(member_ids):
+        await _tagged_charge(conn, pick, member_id, None, site_id=None)
+    thresholds = [
+        budgets.Threshold("ACTUAL", Decimal(80)),
+        budgets.Threshold("FORECASTED", Decimal(100)),
+    ]
+    for name, amount, period, tag in (
+        ("Enterprise cloud spend", Decimal(1500), "MONTHLY", None),
+        ("Team web", Decimal(1200), "QUARTERLY", ("team", "web")),
+    ):
+        await budgets.set_budget(
+            conn,
+            OPERATOR,
+            account_id=master_id,
+            budget_id=None,
+            name=name,
+            amount=amount,
+            period=period,
+            member_id=None,
+            user_group_id=None,
+            tag=tag,
+            thresholds=thresholds,
+        )
+
+
+async def _tagged_charge(
+    conn: AsyncConnection,
+    pick: random.Random,
+    account_id: int,
+    when: datetime | None,
+    *,
+    site_id: int | None,
+) -> None:
+    await charges.record_charge(
+        conn,
+        OPERATOR,
+        account_id=account_id,
+        amount=Decimal(pick.randint(200, 4000)) / 100,
+        description="Metered usage (demo)",
+        site_id=site_id,
+        occurred_at=when,
+        product=pick.choice(PRODUCTS),
+        tags=[("team", pick.choice(TEAMS)), ("env", pick.choice(("prod", "staging")))],
+    )
+
+
+async def _taxed_invoice(conn: AsyncConnection, master_id: int) -> None:
+    """W1, T2: a stored value card on the master, last month's charges of the master and
+    the first member (part paid by the card), and the master's taxed invoice for them."""
+    await stored_value.issue_stored_value_card(
+        conn, OPERATOR, account_id=master_id, amount=Decimal("500.00"), valid_until=None
+    )
+    member_id = await _find(conn, "Account-sub1")
+    assert member_id is not None
+    today = datetime.now(UTC).date()
+    last_month_end = today.replace(day=1) - timedelta(days=1)
+    for account_id, amount in ((master_id, "120.00"), (member_id, "345.67")):
+        await charges.record_charge(
+            conn,
+            OPERATOR,
+            account_id=account_id,
+            amount=Decimal(amount),
+            description="Compute (demo)",
+            site_id=None,
+            occurred_at=datetime.combine(last_month_end, time(12), UTC),
+        )
+    await cycles.run_bill_cycle(
+        conn,
+        OPERATOR,
+        account_id=master_id,
+        period_start=last_month_end.replace(day=1),
+        period_end=last_month_end,
+        bill_to_id=None,
+    )
 
 
 async def _create_member(conn: AsyncConnection, master_id: int, number: int) -> None:

@@ -31,25 +31,37 @@ from accountgraph.api.guard import DocumentGuard
 from accountgraph.api.limits import IntrospectionSwitch, QueryCostLimiter, with_code
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import SCALAR_MAP
+from accountgraph.audit.mutations import audited
+from accountgraph.audit.queries import AuditQuery
 from accountgraph.billing import payment_types  # noqa: F401 - registers its nodes
 from accountgraph.billing.account import BillingAccount, BillingFinance
 from accountgraph.billing.mutations import BillingMutation
+from accountgraph.billing.queries import BillingQuery
+from accountgraph.billing.tax_mutations import TaxMutation
 from accountgraph.billing.voucher_mutations import VoucherMutation
+from accountgraph.costs.mutations import CostMutation
+from accountgraph.costs.types import Budget, CostsAccount
 from accountgraph.funds import compiled as _funds_compiled  # noqa: F401 - registers
 from accountgraph.funds import queries as funds_queries  # noqa: F401 - registers its nodes
-from accountgraph.funds.mutations import FundsMutation
-from accountgraph.funds.types import FinancialStateCore, FundsAccount
+from accountgraph.funds.mutations import CostTagInput, FundsMutation
+from accountgraph.funds.types import CostTag, FinancialStateCore, FundsAccount
 from accountgraph.metrics import OperationMetrics
 from accountgraph.sharing.mutations import SharingMutation
 from accountgraph.sharing.queries import SharingQuery
-from accountgraph.sharing.types import SharingAccount
+from accountgraph.sharing.types import ResourceType, SharingAccount, UserGroup
 
 log = logging.getLogger(__name__)
 
 
 @strawberry.type(name="Account")
 class Account(
-    AccountCore, FundsAccount, BillingAccount, AlertsAccount, SharingAccount, AccountTree
+    AccountCore,
+    FundsAccount,
+    BillingAccount,
+    AlertsAccount,
+    SharingAccount,
+    CostsAccount,
+    AccountTree,
 ):
     """The one Account: each area's fields, in the order of the published schema."""
 
@@ -72,7 +84,7 @@ ALIAS_RULES = with_code(
 
 
 @strawberry.type
-class Query(AccountQuery, SharingQuery):
+class Query(AccountQuery, SharingQuery, AuditQuery, BillingQuery):
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def node(self, info: strawberry.Info[Any, Any], id: strawberry.ID) -> Node | None:
         """Any object by its global id; null if it does not exist or is not visible."""
@@ -83,9 +95,18 @@ class Query(AccountQuery, SharingQuery):
         return found
 
 
+# Every Mutation field, also one added later, writes an audit row (audit/mutations.py).
+@audited
 @strawberry.type
 class Mutation(
-    AccountMutation, FundsMutation, SharingMutation, AlertMutation, VoucherMutation, BillingMutation
+    AccountMutation,
+    FundsMutation,
+    SharingMutation,
+    AlertMutation,
+    VoucherMutation,
+    BillingMutation,
+    CostMutation,
+    TaxMutation,
 ):
     pass
 
@@ -148,4 +169,18 @@ def sdl() -> str:
     return schema.as_str() + "\n"
 
 
-__all__ = ["Account", "BillTo", "FinancialState", "Link", "Schema", "Site", "schema", "sdl"]
+__all__ = [
+    "Account",
+    "BillTo",
+    "Budget",
+    "CostTag",
+    "CostTagInput",
+    "FinancialState",
+    "Link",
+    "ResourceType",
+    "Schema",
+    "Site",
+    "UserGroup",
+    "schema",
+    "sdl",
+]

@@ -24,10 +24,12 @@ from strawberry.http.base import BaseRequestProtocol
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from accountgraph import logs
 from accountgraph.alerts.fanout import NotificationFanout
 from accountgraph.config import Settings
 from accountgraph.context import Context, resolve_principal
 from accountgraph.domain import Principal
+from accountgraph.metrics import OPERATION_NAME
 from accountgraph.persisted import PersistedQueries, RefusedRequest
 from accountgraph.playground import graphiql_html
 from accountgraph.schema import schema
@@ -76,6 +78,10 @@ class GraphQLApp(GraphQL):
                 log.warning("token lookup failed: %s", error)
                 raise HTTPException(503, "The database is unavailable; try again.") from None
             REQUEST_PRINCIPAL.set(principal)  # for parse_http_body (APQ registration)
+            scope = logs.current()
+            if scope is not None and principal is not None:  # the request's log fields
+                scope.principal_kind = principal.kind.value
+                scope.principal_account = principal.account_id
         return Context(
             engine=self.engine,
             settings=self.settings,
@@ -155,9 +161,21 @@ class GraphQLApp(GraphQL):
             sub_response.status_code = refusal.status
             sub_response.headers.update(refusal.headers)
             return ExecutionResult(data=None, errors=[refusal.error()])
-        return await super().execute_single(
+        result = await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+        scope = logs.current()
+        if scope is not None:  # the request's log line; the audit hook may have said REFUSED
+            named = request_data.operation_name
+            if named is None and request_data.query:
+                found = OPERATION_NAME.search(request_data.query)
+                named = found.group(1) if found else None
+            scope.operation = None if named is None else named[:100]
+            if result.errors:
+                scope.outcome = "ERROR"
+            elif scope.outcome is None:
+                scope.outcome = "OK"
+        return result
 
     async def create_websocket_response(
         self, request: WebSocket, subprotocol: str | None

@@ -38,6 +38,10 @@ NODE = """
 query($id: ID!) { node(id: $id) { id ... on Site { name billTo { id name } } } }"""
 
 
+CREATE_TAX_GROUP = """
+mutation($input: CreateTaxGroupInput!) { createTaxGroup(input: $input) { userErrors { code } } }"""
+
+
 def codes(payload: dict[str, Any]) -> list[tuple[str, list[str] | None]]:
     return [(error["code"], error["field"]) for error in payload["userErrors"]]
 
@@ -73,8 +77,15 @@ async def update_site(
     return await api.mutate("updateSite", UPDATE_SITE, {"siteId": site_id, **fields}, **kwargs)
 
 
+async def tax_groups(api: Api) -> None:
+    """T1: a site's tax group is the code of a tax group; these tests name TG-7 and TG-9."""
+    for code in ("TG-7", "TG-9"):
+        await api.ok("createTaxGroup", CREATE_TAX_GROUP, {"code": code, "name": code, "rate": "7"})
+
+
 async def test_h4_add_site_pointing_at_a_bill_to_of_its_account(api: Api) -> None:
     # given an account with a primary and a second bill-to
+    await tax_groups(api)
     account = await api.account("Acme")
     await api.bill_to(account, "Acme AP")
     second = await api.bill_to(account, "Acme Branch")
@@ -184,6 +195,7 @@ async def test_h4_bill_to_id_that_is_no_bill_to_is_not_found(api: Api, bill_to: 
 
 async def test_h4_update_site_changes_fields_and_moves_to_another_bill_to(api: Api) -> None:
     # given a site on the primary bill-to of an account that has a second bill-to
+    await tax_groups(api)
     account = await api.account("Acme")
     primary = await api.bill_to(account, "Acme AP")
     second = await api.bill_to(account, "Acme Branch")
@@ -228,6 +240,7 @@ async def test_h4_update_site_changes_fields_and_moves_to_another_bill_to(api: A
 
 async def test_h4_update_site_keeps_what_is_not_given(api: Api) -> None:
     # given a site with every field set
+    await tax_groups(api)
     account = await api.account("Acme")
     bill_to = await api.bill_to(account, "Acme AP")
     site = (

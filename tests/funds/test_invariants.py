@@ -4,8 +4,9 @@ enterprise keep the ledger sound after every single step.
 Hypothesis draws a list of operations over a master, three members (two TRUSTEESHIP, one
 of which granted only VIEW_FINANCE so transfers to it are refused, and one FINANCIAL) and
 a standalone account: payments, allocations and reclamations by CASH and CREDIT, credit
-lines and limits, charges (some dated before the association), withdrawals and balance
-adjustments, many of them chosen to sit exactly on a rule's limit or one cent past it.
+lines and limits, charges (some dated before the association), withdrawals, balance
+adjustments and stored value cards (W1: paying charges before any cash), many of them
+chosen to sit exactly on a rule's limit or one cent past it.
 Each runs either through the GraphQL API or, faster, straight through the service in one
 transaction (what ``perform`` does). A reference model (``Model``: DOMAIN.md's rules over
 plain Decimals) says whether each must succeed or which code must refuse it, and what
@@ -35,6 +36,7 @@ from accountgraph.accounts.models import links
 from accountgraph.api import ids
 from accountgraph.api.auth import Principal, PrincipalKind
 from accountgraph.api.errors import DomainError
+from accountgraph.billing import stored_value
 from accountgraph.funds import charges as charging
 from accountgraph.funds import payments as paying
 from accountgraph.funds import transfers as transferring
@@ -90,6 +92,8 @@ class Model:
     transfers: int = 0
     charges: int = 0
     payments: int = 0
+    # W1: Σ remaining of each account's stored value cards (issued without expiry here)
+    stored_value: dict[int, Decimal] = field(default_factory=lambda: defaultdict(lambda: ZERO))
 
     # F2, U3
     def trusteeship(self, account: int) -> Link | None:
@@ -217,6 +221,9 @@ class Model:
         """Never refused; returns the part the master settled."""
         b = self.balances[account]
         rest = amount
+        from_cards = min(rest, self.stored_value[account])  # W1: before any cash
+        self.stored_value[account] -= from_cards
+        rest -= from_cards
         from_transferred = min(rest, b["TRANSFERRED_CASH"])
         b["CASH"] -= from_transferred
         b["TRANSFERRED_CASH"] -= from_transferred
@@ -224,11 +231,15 @@ class Model:
         self.charges += 1
         link = self.trusteeship(account)
         if link is not None and occurred_at >= link.activated_at:
+            settled = rest
+            from_master_cards = min(rest, self.stored_value[link.master])  # W1
+            self.stored_value[link.master] -= from_master_cards
+            rest -= from_master_cards
             m = self.balances[link.master]
             from_master_cash = min(rest, m["CASH"])
             m["CASH"] -= from_master_cash
             m["OUTSTANDING_FEES"] += rest - from_master_cash
-            return rest
+            return settled
         own = min(rest, b["CASH"])  # U2: a bill from before the association
         b["CASH"] -= own
         b["OUTSTANDING_FEES"] += rest - own
@@ -249,6 +260,13 @@ class Model:
         if amount > b["CASH"] - b["TRANSFERRED_CASH"]:
             return "INSUFFICIENT_FUNDS"
         b["CASH"] -= amount
+        return None
+
+    # W1, U4
+    def issue_card(self, account: int, amount: Decimal) -> str | None:
+        if self.trusteeship(account) is not None:
+            return "NOT_ALLOWED_WHILE_ASSOCIATED"
+        self.stored_value[account] += amount
         return None
 
     # F1
@@ -290,6 +308,7 @@ class Snapshot:
     balances: dict[int, dict[str, Decimal]]
     allocations: dict[tuple[int, int, str], tuple[Decimal, Decimal]]
     counts: dict[str, int]
+    stored_value: dict[int, Decimal] = field(default_factory=dict)  # W1, per account
 
 
 async def snapshot(conn: AsyncConnection) -> Snapshot:
@@ -304,7 +323,10 @@ async def snapshot(conn: AsyncConnection) -> Snapshot:
         counts[table.name] = (
             await conn.execute(select(func.count()).select_from(table))
         ).scalar_one()
-    return Snapshot(held, totals, counts)
+    cards = await conn.execute(
+        text("SELECT account_id, sum(remaining) FROM stored_value_cards GROUP BY account_id")
+    )
+    return Snapshot(held, totals, counts, {row[0]: row[1] for row in cards.all()})
 
 
 def held(snap: Snapshot, account: int) -> dict[str, Decimal]:
@@ -341,6 +363,8 @@ def assert_matches_model(snap: Snapshot, model: Model, accounts: Iterable[int]) 
     assert snap.counts["transfers"] == model.transfers
     assert snap.counts["charges"] == model.charges
     assert snap.counts["payments"] == model.payments
+    for account in accounts:  # W1
+        assert snap.stored_value.get(account, ZERO) == model.stored_value[account], account
 
 
 # ---------------------------------------------------------------- the enterprise
@@ -415,6 +439,8 @@ WITHDRAW = """mutation($input: WithdrawCashInput!) { withdrawCash(input: $input)
   userErrors { code } } }"""
 ADJUST = """mutation($input: AdjustBalanceInput!) { adjustBalance(input: $input) {
   userErrors { code } } }"""
+CARD = """mutation($input: IssueStoredValueCardInput!) { issueStoredValueCard(input: $input) {
+  userErrors { code } } }"""
 FINANCE_FIELDS = "cashBalance frozenCash transferredCash availableQuota"
 
 
@@ -479,6 +505,7 @@ OPERATIONS = st.one_of(
         actor=st.sampled_from(["master", "master", "operator", "member"]),
     ),
     op("charge", NAMES, amount=amounts, before_association=st.booleans()),
+    op("card", NAMES, amount=amounts),  # W1: refused on a trusteeship member (U4)
     op(
         "withdraw",
         NAMES,
@@ -585,6 +612,8 @@ def expect(model: Model, master: int, step: Step) -> str | None:
     if op.kind == "charge":
         model.charge(account, amount, step.occurred_at or datetime.now(UTC))
         return None
+    if op.kind == "card":
+        return model.issue_card(account, amount)
     if op.kind == "withdraw":
         return model.withdraw(actor, account, amount)
     assert op.kind == "adjust"
@@ -637,6 +666,9 @@ async def run_direct(world: World, step: Step) -> str | None:
             occurred_at=step.occurred_at,
         ),
         "withdraw": lambda c: paying.withdraw_cash(c, principal, account_id=account, amount=amount),
+        "card": lambda c: stored_value.issue_stored_value_card(
+            c, OPERATOR_PRINCIPAL, account_id=account, amount=amount, valid_until=None
+        ),
         "adjust": lambda c: paying.adjust_balance(
             c,
             OPERATOR_PRINCIPAL,
@@ -658,7 +690,7 @@ async def run_api(world: World, step: Step) -> str | None:
     op, amount = step.op, money(step.amount)
     gid = world.gids[op.account]
     token = next((world.tokens[n] for n in NAMES if world.ids[n] == step.actor), OPERATOR_TOKEN)
-    if op.kind in {"pay", "credit_line", "charge", "adjust"}:  # P4: operators only
+    if op.kind in {"pay", "credit_line", "charge", "adjust", "card"}:  # P4: operators only
         token = OPERATOR_TOKEN
     requests: dict[str, tuple[str, str, dict[str, Any]]] = {
         "pay": ("recordPayment", PAYMENT, {"accountId": gid, "amount": amount}),
@@ -689,6 +721,7 @@ async def run_api(world: World, step: Step) -> str | None:
             },
         ),
         "withdraw": ("withdrawCash", WITHDRAW, {"accountId": gid, "amount": amount}),
+        "card": ("issueStoredValueCard", CARD, {"accountId": gid, "amount": amount}),
         "adjust": (
             "adjustBalance",
             ADJUST,

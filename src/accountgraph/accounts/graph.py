@@ -29,6 +29,16 @@ def site_bill_tos(name: str = "site") -> Subquery:
     return select(sites.c.id, sites.c.name, sites.c.bill_to_id).subquery(name)
 
 
+def site_tax_groups(name: str = "site_tax") -> Subquery:
+    """H4, T2: every site's ``(id, tax_group)``: the tax group code its lines are taxed by."""
+    return select(sites.c.id, sites.c.tax_group).subquery(name)
+
+
+def account_branches(name: str = "account_branch") -> Subquery:
+    """H1, T3: every account's ``(id, branch)``."""
+    return select(accounts.c.id, accounts.c.branch).subquery(name)
+
+
 def active_memberships(name: str = "membership") -> Subquery:
     """H1: every ACTIVE link as ``(master_id, member_id)``: who is whose member now."""
     return (
@@ -58,5 +68,26 @@ def trusteeship_periods(name: str = "trusteeship") -> Subquery:
     return (
         select(links.c.master_id, links.c.member_id, links.c.activated_at, links.c.ended_at)
         .where(links.c.type == "TRUSTEESHIP", links.c.activated_at.is_not(None))
+        .subquery(name)
+    )
+
+
+def cost_center_on(account_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """U6: the account has cost center enabled (C2-C6 read and write only then)."""
+    return exists().where(accounts.c.id == account_id, accounts.c.cost_center_enabled)
+
+
+def active_associations(name: str = "association") -> Subquery:
+    """U4/P2 for cost reports (C2): every ACTIVE link as ``(master_id, member_id, type,
+    activated_at, view_finance)``: whose charges a master's report holds, and since when."""
+    return (
+        select(
+            links.c.master_id,
+            links.c.member_id,
+            links.c.type,
+            links.c.activated_at,
+            links.c.permissions.any("VIEW_FINANCE").label("view_finance"),
+        )
+        .where(links.c.status == "ACTIVE")
         .subquery(name)
     )

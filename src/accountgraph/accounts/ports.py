@@ -1,12 +1,13 @@
 """What the account graph needs of the areas above it, as ports they fill in.
 
-The accounts area uses no other area. Two of its rules still depend on them, so they
+The accounts area uses no other area. Some of its rules still depend on them, so they
 register their part here when their public module is imported (``funds.public``,
 ``sharing.public``; each area's package imports its public module, so importing any
 module of the area registers it):
 
 - U1: an account with unpaid outstanding fees (funds' F1) cannot accept a trusteeship
   invitation: ``register_outstanding_fees``.
+- T1: a site's tax group must be a tax group's code (billing's): ``register_tax_groups``.
 - U5/S9: dissociation ends the member's sharing, so sharing drops the member's user group
   rows of that master: ``on_dissociate``.
 
@@ -26,13 +27,31 @@ OutstandingFees = Callable[[AsyncConnection, int], Awaitable[Decimal]]
 DissociationListener = Callable[[AsyncConnection, int, int], Awaitable[None]]
 """(conn, master_id, member_id), after the link became DISSOCIATED."""
 
+TaxGroupExists = Callable[[AsyncConnection, str], Awaitable[bool]]
+"""T1: (conn, code) -> whether a tax group has this code (billing's tax groups)."""
+
 _outstanding_fees: list[OutstandingFees] = []
+_tax_groups: list[TaxGroupExists] = []
 _dissociation_listeners: list[DissociationListener] = []
 
 
 def register_outstanding_fees(reader: OutstandingFees) -> None:
     """U1: how to read an account's outstanding fees (the funds area's)."""
     _outstanding_fees[:] = [reader]
+
+
+def register_tax_groups(reader: TaxGroupExists) -> None:
+    """T1: how to tell a known tax group code (the billing area's)."""
+    _tax_groups[:] = [reader]
+
+
+async def known_tax_group(conn: AsyncConnection, code: str) -> bool:
+    if not _tax_groups:
+        raise RuntimeError(
+            "No reader of tax groups (T1) is registered: import "
+            "accountgraph.billing.public before running the site services."
+        )
+    return await _tax_groups[0](conn, code)
 
 
 def on_dissociate(listener: DissociationListener) -> DissociationListener:

@@ -35,11 +35,15 @@ from accountgraph.accounts.bill_tos import (
     write_primary_bill_to,
 )
 from accountgraph.accounts.graph import (
+    account_branches,
     account_ids,
     account_names,
+    active_associations,
     active_memberships,
+    cost_center_on,
     has_active_master,
     site_bill_tos,
+    site_tax_groups,
     trusteeship_periods,
     under_trusteeship,
 )
@@ -47,10 +51,12 @@ from accountgraph.accounts.locks import lock_accounts
 from accountgraph.accounts.ports import (
     DissociationListener,
     OutstandingFees,
+    TaxGroupExists,
     on_dissociate,
     register_outstanding_fees,
+    register_tax_groups,
 )
-from accountgraph.accounts.sites import site_of
+from accountgraph.accounts.sites import branch_of, site_of
 from accountgraph.accounts.visibility import (
     sees_association_costs,
     sees_details,
@@ -62,14 +68,19 @@ __all__ = [
     "DissociationListener",
     "OutstandingFees",
     "ReferencedReadOnly",
+    "TaxGroupExists",
     "account_access",
+    "account_branches",
     "account_ids",
     "account_names",
+    "active_associations",
     "active_link_as_member",
     "active_links_to",
     "active_memberships",
     "bill_tos_of",
+    "branch_of",
     "checked_bill_to_fields",
+    "cost_center_on",
     "finance_access",
     "has_active_master",
     "has_trusteeship_members",
@@ -81,6 +92,7 @@ __all__ = [
     "own_account",
     "own_or_operator",
     "register_outstanding_fees",
+    "register_tax_groups",
     "sees_association_costs",
     "sees_details",
     "sees_finance",
@@ -88,6 +100,7 @@ __all__ = [
     "set_references_master",
     "site_bill_tos",
     "site_of",
+    "site_tax_groups",
     "trusteeship_link",
     "trusteeship_periods",
     "under_trusteeship",

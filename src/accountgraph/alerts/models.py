@@ -32,7 +32,9 @@ from sqlmodel import Field, SQLModel
 
 from accountgraph.db import table_of
 
-KINDS = ("LOW_QUOTA", "OVERDUE")
+# C4 (migration 0006): BUDGET_* name a budget (``budget_id``, no foreign key: the cost
+# center sits above alerts) and carry the spend and the forecast.
+KINDS = ("LOW_QUOTA", "OVERDUE", "BUDGET_ACTUAL", "BUDGET_FORECASTED")
 CHANNELS = ("EMAIL", "SMS", "WEBHOOK")
 STATUSES = ("PENDING", "SENT", "FAILED")
 
@@ -82,6 +84,9 @@ class Notification(SQLModel, table=True):
     created_at: datetime = Field(
         sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
     )
+    budget_id: int | None = Field(default=None, sa_type=BigInteger)
+    spent: Decimal | None = Field(default=None, sa_type=Numeric(20, 2))
+    forecast: Decimal | None = Field(default=None, sa_type=Numeric(20, 2))
 
 
 class Delivery(SQLModel, table=True):

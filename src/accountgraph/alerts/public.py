@@ -9,6 +9,6 @@ evaluation on ``funds.public.QUOTA_TOPIC``, A4 delivery and publishing).
 from __future__ import annotations
 
 from accountgraph.alerts import delivery as _delivery  # noqa: F401  (A4 delivery handler)
-from accountgraph.alerts.service import PUBSUB_CHANNEL, sweep
+from accountgraph.alerts.service import PUBSUB_CHANNEL, notify_budget, sweep
 
-__all__ = ["PUBSUB_CHANNEL", "sweep"]
+__all__ = ["PUBSUB_CHANNEL", "notify_budget", "sweep"]

@@ -208,6 +208,34 @@ async def _overdue_pending(conn: AsyncConnection, account_id: int) -> bool:
     return found is not None
 
 
+async def notify_budget(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    kind: str,
+    budget_id: int,
+    threshold: Decimal,
+    spent: Decimal,
+    forecast: Decimal,
+    dedupe_key: str,
+) -> int | None:
+    """C4: a BUDGET_ACTUAL or BUDGET_FORECASTED notification on the budget's account, once
+    per ``dedupe_key`` (budget, threshold, period), delivered as A4 says; None if it was
+    already made."""
+    quota = await funds.available_quota(conn, account_id)
+    return await _notify(
+        conn,
+        account_id,
+        kind,
+        quota,
+        threshold,
+        dedupe_key,
+        budget_id=budget_id,
+        spent=spent,
+        forecast=forecast,
+    )
+
+
 async def _notify(
     conn: AsyncConnection,
     account_id: int,
@@ -215,6 +243,7 @@ async def _notify(
     quota: Decimal,
     threshold: Decimal,
     dedupe_key: str,
+    **budget: Any,
 ) -> int | None:
     """Store a notification (once per key), its deliveries and their jobs (A4)."""
     notification_id: int | None = (
@@ -226,6 +255,7 @@ async def _notify(
                 available_quota=quota,
                 threshold=threshold,
                 dedupe_key=dedupe_key,
+                **budget,
             )
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
             .returning(notifications.c.id)

@@ -11,7 +11,7 @@ import strawberry
 
 from accountgraph.alerts.loaders import AlertLoaders, NotificationsKey
 from accountgraph.api import composed, ids, node
-from accountgraph.api.composed import AccountRef
+from accountgraph.api.composed import AccountRef, BudgetRef
 from accountgraph.api.connections import Connection, connection, page
 from accountgraph.api.node import Node
 from accountgraph.api.scalars import Money
@@ -24,6 +24,8 @@ Row = Any
 class NotificationKind(enum.Enum):
     LOW_QUOTA = "LOW_QUOTA"
     OVERDUE = "OVERDUE"
+    BUDGET_ACTUAL = "BUDGET_ACTUAL"
+    BUDGET_FORECASTED = "BUDGET_FORECASTED"
 
 
 @strawberry.enum
@@ -75,12 +77,19 @@ class Notification(Node):
     available_quota: Money
     threshold: Money | None
     created_at: datetime
+    spent: Money | None
+    forecast: Money | None
     row_id: strawberry.Private[int]
     account_id: strawberry.Private[int]
+    budget_id: strawberry.Private[int | None]
 
     @strawberry.field
     async def account(self, info: Info) -> AccountRef:
         return await composed.seen_account(info, self.account_id)
+
+    @strawberry.field(description="C4: the budget of a BUDGET_* notification (null once removed).")
+    async def budget(self, info: Info) -> BudgetRef | None:
+        return None if self.budget_id is None else await composed.budget(info, self.budget_id)
 
     @strawberry.field
     async def deliveries(self, info: Info) -> list[Delivery]:
@@ -105,6 +114,9 @@ class Notification(Node):
             available_quota=row.available_quota,
             threshold=row.threshold,
             created_at=row.created_at,
+            spent=row.spent,
+            forecast=row.forecast,
+            budget_id=row.budget_id,
         )
 
 

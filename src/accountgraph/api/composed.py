@@ -30,12 +30,24 @@ if TYPE_CHECKING:
     from accountgraph.accounts.account import AccountCore as AccountRef
     from accountgraph.accounts.types import BillTo as BillToRef
     from accountgraph.accounts.types import Site as SiteRef
+    from accountgraph.costs.types import Budget as BudgetRef
+    from accountgraph.funds.mutations import CostTagInput as CostTagInputRef
+    from accountgraph.funds.types import CostTag as CostTagRef
     from accountgraph.funds.types import FinancialStateCore as FinancialStateRef
+    from accountgraph.sharing.types import ResourceType as ResourceTypeRef
+    from accountgraph.sharing.types import UserGroup as UserGroupRef
 else:
     AccountRef = Annotated["Account", strawberry.lazy(ASSEMBLY)]  # noqa: F821
     BillToRef = Annotated["BillTo", strawberry.lazy(ASSEMBLY)]  # noqa: F821
     SiteRef = Annotated["Site", strawberry.lazy(ASSEMBLY)]  # noqa: F821
     FinancialStateRef = Annotated["FinancialState", strawberry.lazy(ASSEMBLY)]  # noqa: F821
+    # C1-C5: the cost center names funds' tags and sharing's resource types; alerts names
+    # the cost center's budgets (Notification.budget).
+    BudgetRef = Annotated["Budget", strawberry.lazy(ASSEMBLY)]  # noqa: F821
+    CostTagRef = Annotated["CostTag", strawberry.lazy(ASSEMBLY)]  # noqa: F821
+    CostTagInputRef = Annotated["CostTagInput", strawberry.lazy(ASSEMBLY)]  # noqa: F821
+    ResourceTypeRef = Annotated["ResourceType", strawberry.lazy(ASSEMBLY)]  # noqa: F821
+    UserGroupRef = Annotated["UserGroup", strawberry.lazy(ASSEMBLY)]  # noqa: F821
 
 
 def built_from(core: type) -> Callable[[object, object], bool]:
@@ -77,15 +89,32 @@ async def bill_to(info: Info, row_id: int) -> BillToRef | None:
     return found
 
 
+async def budget(info: Info, row_id: int) -> BudgetRef | None:
+    found: BudgetRef | None = await node.load(info, "Budget", row_id)
+    return found
+
+
+async def user_group(info: Info, row_id: int) -> UserGroupRef | None:
+    found: UserGroupRef | None = await node.load(info, "UserGroup", row_id)
+    return found
+
+
 __all__ = [
     "AccountRef",
     "BillToRef",
+    "BudgetRef",
+    "CostTagInputRef",
+    "CostTagRef",
     "FinancialStateRef",
+    "ResourceTypeRef",
     "SiteRef",
+    "UserGroupRef",
     "account",
     "accounts",
     "bill_to",
+    "budget",
     "built_from",
     "seen_account",
     "site",
+    "user_group",
 ]

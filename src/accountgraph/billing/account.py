@@ -1,5 +1,6 @@
 """The billing area's fields of ``Account`` (payments, coupons, vouchers, payment methods,
-invoices, invoice mode, discount) and of ``FinancialState`` (coupon and voucher counts);
+invoices, invoice mode, discount, tax group, stored value cards, auto top-up) and of
+``FinancialState`` (coupon and voucher counts, stored value);
 ``schema.py`` composes them into the one type of each (``api/composed.py``)."""
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import strawberry
 
 from accountgraph.api.connections import Connection
 from accountgraph.api.scalars import Money
-from accountgraph.billing import payment_types, types, voucher_types
+from accountgraph.billing import payment_types, tax_types, types, voucher_types
 from accountgraph.billing.payment_types import Payment, PaymentMethod
+from accountgraph.billing.tax_types import AutoTopUp, StoredValueCard, TaxGroup
 from accountgraph.billing.types import Invoice, InvoiceMode
 from accountgraph.billing.voucher_types import Coupon, Voucher
 
@@ -74,6 +76,24 @@ class BillingAccount:
         found: Decimal | None = await types.discount_of(info, self.row_id)
         return found
 
+    @strawberry.field(
+        description="T1: the account's default tax group; null if none or where the "
+        "viewer does not see the account's details."
+    )
+    async def tax_group(self, info: Info) -> TaxGroup | None:
+        return await tax_types.tax_group_of(info, self.row_id)
+
+    @strawberry.field(description="W1: this account's stored value cards, oldest first.")
+    async def stored_value_cards(self, info: Info) -> list[StoredValueCard]:
+        return await tax_types.stored_value_cards_of(info, self.row_id)
+
+    @strawberry.field(
+        description="W3: the account's auto top-up rule; null if none or where the "
+        "viewer does not see the account's details."
+    )
+    async def auto_top_up(self, info: Info) -> AutoTopUp | None:
+        return await tax_types.auto_top_up_of(info, self.row_id)
+
 
 @strawberry.type
 class BillingFinance:
@@ -89,3 +109,15 @@ class BillingFinance:
     )
     async def voucher_count(self, info: Info) -> int:
         return await voucher_types.voucher_count_of(info, self.account_id)
+
+    @strawberry.field(
+        description="W1: Σ remaining of the stored value cards usable now (not part of "
+        "the available quota)."
+    )
+    async def stored_value(self, info: Info) -> Money:
+        found: Decimal = (await tax_types.stored_value_of(info, self.account_id)).amount
+        return found
+
+    @strawberry.field(description="W1: stored value cards usable now (something left, valid).")
+    async def stored_value_card_count(self, info: Info) -> int:
+        return (await tax_types.stored_value_of(info, self.account_id)).cards

@@ -2,9 +2,9 @@
 
 A bill cycle for an account and a period (dates, inclusive, in UTC) takes the charges it
 is responsible for that no invoice has yet (``invoiced_charges`` is keyed by the charge),
-groups them into lines by member and site, applies the discounts of B3 and issues the
-invoices of its mode (B2), addressed by H4. It runs once per account and period
-(``bill_cycles``); totals are checked against their lines and charges after the write
+groups them into lines by member and site, applies the discounts of B3 and the taxes of
+T2, and issues the invoices of its mode (B2), addressed by H4. It runs once per account
+and period (``bill_cycles``); totals are checked against their lines and charges after the write
 (B4), beside the CHECK constraints on every invoice and line.
 """
 
@@ -15,13 +15,22 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, exists, func, literal, select
+from sqlalchemy import ColumnElement, Select, Subquery, case, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts import public as accounts
+from accountgraph.billing import auto_pay
 from accountgraph.billing.invoices import InvoiceDraft, LineDraft, assert_totals, write_invoices
-from accountgraph.billing.models import bill_cycles, discounts, invoice_settings, invoiced_charges
+from accountgraph.billing.models import (
+    account_tax_groups,
+    bill_cycles,
+    discounts,
+    invoice_settings,
+    invoiced_charges,
+    tax_groups,
+)
+from accountgraph.billing.taxes import RATE_PLACES
 from accountgraph.billing.terms import CENT, DEFAULT_MODE
 from accountgraph.domain import DomainError, ErrorCode, NotFound, Principal
 from accountgraph.funds import public as funds
@@ -81,6 +90,7 @@ async def run_bill_cycle(
         conn, account_id, period_start, period_end, drafts, own_bill_tos
     )
     await assert_totals(conn, invoice_ids)
+    await auto_pay.after_cycle(conn, account_id, invoice_ids)
     return invoice_ids
 
 
@@ -111,10 +121,42 @@ async def _lines(
     conn: AsyncConnection, account_id: int, since: datetime, until: datetime
 ) -> list[LineDraft]:
     """The period's charges grouped by member and site, each group with its discount (B3:
-    the account's own overrides; else each member's own; a self-invoiced account's own)."""
+    the account's own overrides; else each member's own; a self-invoiced account's own)
+    and its tax (T2), both rounded half-up per line in SQL."""
+    line = _grouped(account_id, since, until).subquery("line")
+    discount = func.round(line.c.amount * line.c.percent / 100, 2)
+    tax = func.round((line.c.amount - discount) * line.c.tax_rate / 100, 2)
+    query = select(line, discount.label("discount"), tax.label("tax")).order_by(
+        line.c.member_id.nulls_first(), line.c.site_id.nulls_first()
+    )
+    drafts = []
+    for row in (await conn.execute(query)).all():
+        draft = LineDraft(
+            member_id=row.member_id,
+            site_id=row.site_id,
+            description=_description(row.member_name, row.site_name, len(row.charge_ids)),
+            amount=row.amount,
+            discount_percent=Decimal(row.percent).quantize(CENT),
+            charge_ids=sorted(row.charge_ids),
+            bill_to_id=row.bill_to_id,
+            tax_rate=Decimal(row.tax_rate).quantize(RATE_PLACES),
+            tax=row.tax,
+        )
+        assert draft.discount == row.discount, (draft.discount, row.discount)  # B3 half-up
+        drafts.append(draft)
+    return drafts
+
+
+def _grouped(account_id: int, since: datetime, until: datetime) -> Select[Any]:
+    """The lines before rounding: amount, discount percent and tax rate per member and
+    site. T2's rate: a rolled-up line (a managed account's) takes the responsible
+    account's default tax group, never the member's; an own line its site's tax group,
+    else the account's default; none: 0."""
     chosen = cycle_charges(literal(account_id), since, until)
     member = accounts.account_names("member")
     site = accounts.site_bill_tos("site")
+    site_tax = accounts.site_tax_groups("site_tax")
+    site_group = tax_groups.alias("site_group")
     own_discount = (
         select(discounts.c.percent).where(discounts.c.account_id == account_id).scalar_subquery()
     )
@@ -123,7 +165,17 @@ async def _lines(
         .where(discounts.c.account_id == chosen.c.member_id)
         .scalar_subquery()
     )
-    query = (
+    own_rate = (
+        select(tax_groups.c.rate)
+        .join(account_tax_groups, account_tax_groups.c.tax_group_id == tax_groups.c.id)
+        .where(account_tax_groups.c.account_id == account_id)
+        .scalar_subquery()
+    )
+    rate = case(
+        (chosen.c.member_id.is_(None), func.coalesce(site_group.c.rate, own_rate, 0)),
+        else_=func.coalesce(own_rate, 0),
+    )
+    return (
         select(
             chosen.c.member_id,
             chosen.c.site_id,
@@ -133,29 +185,23 @@ async def _lines(
             func.sum(chosen.c.amount).label("amount"),
             func.array_agg(chosen.c.id).label("charge_ids"),
             func.coalesce(own_discount, member_discount, 0).label("percent"),
+            rate.label("tax_rate"),
         )
         .select_from(
-            chosen.outerjoin(member, member.c.id == chosen.c.member_id).outerjoin(
-                site, site.c.id == chosen.c.site_id
-            )
+            chosen.outerjoin(member, member.c.id == chosen.c.member_id)
+            .outerjoin(site, site.c.id == chosen.c.site_id)
+            .outerjoin(site_tax, site_tax.c.id == chosen.c.site_id)
+            .outerjoin(site_group, site_group.c.code == site_tax.c.tax_group)
         )
         .group_by(
-            chosen.c.member_id, chosen.c.site_id, member.c.name, site.c.name, site.c.bill_to_id
+            chosen.c.member_id,
+            chosen.c.site_id,
+            member.c.name,
+            site.c.name,
+            site.c.bill_to_id,
+            site_group.c.rate,
         )
-        .order_by(chosen.c.member_id.nulls_first(), chosen.c.site_id.nulls_first())
     )
-    return [
-        LineDraft(
-            member_id=row.member_id,
-            site_id=row.site_id,
-            description=_description(row.member_name, row.site_name, len(row.charge_ids)),
-            amount=row.amount,
-            discount_percent=Decimal(row.percent).quantize(CENT),
-            charge_ids=sorted(row.charge_ids),
-            bill_to_id=row.bill_to_id,
-        )
-        for row in (await conn.execute(query)).all()
-    ]
 
 
 def _description(member_name: str | None, site_name: str | None, count: int) -> str:

@@ -1,4 +1,4 @@
-"""B4 documents: an invoice as a printable HTML page or a PDF, at a signed same-host URL.
+"""B4, T2 documents: an invoice as a printable HTML page or a PDF, at a signed same-host URL.
 
 ``Invoice.documentUrl`` hands out ``/documents/invoices/<invoice id>.<pdf|html>?token=…``.
 The token is an HMAC-SHA256 (key: ACCOUNTGRAPH_DOCUMENT_SECRET, else a random key of this
@@ -148,6 +148,13 @@ def _money(value: Decimal) -> str:
     return f"{value:,.2f}"
 
 
+def _rate(value: Decimal) -> str:
+    """T2: a tax rate with its places (8.875), at least two (8.00)."""
+    text = f"{value.normalize():f}"
+    whole, _, places = text.partition(".")
+    return f"{whole}.{places.ljust(2, '0')}"
+
+
 def _bill_to_lines(document: InvoiceDocument) -> list[str]:
     bill_to = document.bill_to or {}
     lines = [bill_to.get("invoiceTitle") or bill_to.get("name") or document.account_name]
@@ -195,7 +202,8 @@ def render_html(document: InvoiceDocument) -> str:
     rows = "".join(
         f"<tr><td>{e(line.description)}</td><td class=num>{_money(line.amount)}</td>"
         f"<td class=num>{line.discount_percent:.2f}%</td>"
-        f"<td class=num>{_money(line.discount)}</td><td class=num>{_money(line.net)}</td></tr>"
+        f"<td class=num>{_money(line.discount)}</td><td class=num>{_money(line.net)}</td>"
+        f"<td class=num>{_rate(line.tax_rate)}%</td><td class=num>{_money(line.tax)}</td></tr>"
         for line in document.lines
     )
     return f"""<!doctype html>
@@ -207,13 +215,16 @@ def render_html(document: InvoiceDocument) -> str:
 <div class="bill-to"><strong>Bill to</strong>{bill_to}</div></div>
 <table>
 <thead><tr><th>Description</th><th class=num>Amount</th><th class=num>Discount %</th>
-<th class=num>Discount</th><th class=num>Net</th></tr></thead>
+<th class=num>Discount</th><th class=num>Net</th><th class=num>Tax %</th>
+<th class=num>Tax</th></tr></thead>
 <tbody>{rows}</tbody>
 <tfoot>
-<tr><td colspan=4 class=num>Subtotal</td><td class=num>{_money(document.subtotal)}</td></tr>
-<tr><td colspan=4 class=num>Discount</td>
+<tr><td colspan=6 class=num>Subtotal</td><td class=num>{_money(document.subtotal)}</td></tr>
+<tr><td colspan=6 class=num>Discount</td>
 <td class=num>{_money(document.discount_total)}</td></tr>
-<tr class="total"><td colspan=4 class=num>Total</td>
+<tr><td colspan=6 class=num>Tax</td>
+<td class=num>{_money(document.tax_total)}</td></tr>
+<tr class="total"><td colspan=6 class=num>Total</td>
 <td class=num>{_money(document.total)}</td></tr>
 </tfoot></table>
 </body></html>
@@ -254,10 +265,13 @@ def render_pdf(document: InvoiceDocument) -> bytes:
     for line in _bill_to_lines(document):
         pdf.multi_cell(0, 5, _latin1(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
-    widths = (80, 28, 24, 28, 30)
+    widths = (60, 24, 20, 22, 24, 18, 22)
     pdf.set_font("Helvetica", style="B", size=9)
     for width, title, align in zip(
-        widths, ("Description", "Amount", "Discount %", "Discount", "Net"), "LRRRR", strict=True
+        widths,
+        ("Description", "Amount", "Discount %", "Discount", "Net", "Tax %", "Tax"),
+        "LRRRRRR",
+        strict=True,
     ):
         pdf.cell(width, 7, title, border="B", align=align)
     pdf.ln()
@@ -269,17 +283,20 @@ def render_pdf(document: InvoiceDocument) -> bytes:
             f"{row.discount_percent:.2f}%",
             _money(row.discount),
             _money(row.net),
+            f"{_rate(row.tax_rate)}%",
+            _money(row.tax),
         )
-        for width, value, align in zip(widths, values, "LRRRR", strict=True):
+        for width, value, align in zip(widths, values, "LRRRRRR", strict=True):
             pdf.cell(width, 6, _fit(pdf, _latin1(value), width - 2), align=align)
         pdf.ln()
     pdf.ln(2)
     for label, total, style in (
         ("Subtotal", document.subtotal, ""),
         ("Discount", document.discount_total, ""),
+        ("Tax", document.tax_total, ""),
         ("Total", document.total, "B"),
     ):
         pdf.set_font("Helvetica", style=style, size=10)
-        pdf.cell(sum(widths[:4]), 6, label, align="R")
-        pdf.cell(widths[4], 6, _money(total), align="R", new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(sum(widths[:-1]), 6, label, align="R")
+        pdf.cell(widths[-1], 6, _money(total), align="R", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

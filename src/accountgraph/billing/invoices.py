@@ -32,10 +32,16 @@ class LineDraft:
     discount_percent: Decimal
     charge_ids: list[int]
     bill_to_id: int | None  # H4, for a self-invoiced account: the site's bill-to
+    tax_rate: Decimal = ZERO  # T2: the line's rate in percent
+    tax: Decimal = ZERO  # T2: net x rate / 100, half-up to the cent (computed in SQL)
 
     @property
     def discount(self) -> Decimal:
         return discounted(self.amount, self.discount_percent)
+
+    @property
+    def net(self) -> Decimal:
+        return self.amount - self.discount
 
 
 @dataclass(slots=True)
@@ -51,6 +57,10 @@ class InvoiceDraft:
     @property
     def discount_total(self) -> Decimal:
         return sum((line.discount for line in self.lines), ZERO)
+
+    @property
+    def tax_total(self) -> Decimal:
+        return sum((line.tax for line in self.lines), ZERO)
 
 
 async def write_invoices(
@@ -78,7 +88,8 @@ async def write_invoices(
                         "period_end": period_end,
                         "subtotal": draft.subtotal,
                         "discount_total": draft.discount_total,
-                        "total": draft.subtotal - draft.discount_total,
+                        "tax_total": draft.tax_total,
+                        "total": draft.subtotal - draft.discount_total + draft.tax_total,
                     }
                     for draft in drafts
                 ],
@@ -103,7 +114,9 @@ async def write_invoices(
                         "amount": line.amount,
                         "discount_percent": line.discount_percent,
                         "discount": line.discount,
-                        "net": line.amount - line.discount,
+                        "net": line.net,
+                        "tax_rate": line.tax_rate,
+                        "tax": line.tax,
                     }
                     for invoice_id, line in lines
                 ],
@@ -128,14 +141,21 @@ async def write_invoices(
 
 
 async def assert_totals(conn: AsyncConnection, invoice_ids: Sequence[int]) -> None:
-    """B4 after the write: every invoice's totals are the sums of its lines, and its lines'
-    amounts the sums of the charges on them (the CHECKs hold each row on its own)."""
+    """B4, T2 after the write: every invoice's totals are the sums of its lines (total =
+    Σ net + tax total), every line's tax its net at its rate, and its lines' amounts the
+    sums of the charges on them (the CHECKs hold each row on its own)."""
     line_sums = (
         select(
             invoice_lines.c.invoice_id,
             func.sum(invoice_lines.c.amount).label("amount"),
             func.sum(invoice_lines.c.discount).label("discount"),
             func.sum(invoice_lines.c.net).label("net"),
+            func.sum(invoice_lines.c.tax).label("tax"),
+            # T2: every line's tax is its net at its rate, half-up (the CHECK says it too)
+            func.bool_and(
+                invoice_lines.c.tax
+                == func.round(invoice_lines.c.net * invoice_lines.c.tax_rate / 100, 2)
+            ).label("taxed"),
         )
         .where(invoice_lines.c.invoice_id.in_(invoice_ids))
         .group_by(invoice_lines.c.invoice_id)
@@ -169,7 +189,9 @@ async def assert_totals(conn: AsyncConnection, invoice_ids: Sequence[int]) -> No
                         charge_sums.c.amount.is_(None),
                         invoices.c.subtotal != line_sums.c.amount,
                         invoices.c.discount_total != line_sums.c.discount,
-                        invoices.c.total != line_sums.c.net,
+                        invoices.c.tax_total != line_sums.c.tax,
+                        invoices.c.total != line_sums.c.net + line_sums.c.tax,
+                        ~line_sums.c.taxed,
                         charge_sums.c.amount != line_sums.c.amount,
                     ),
                 )
@@ -199,6 +221,8 @@ class DocumentLine:
     discount_percent: Decimal
     discount: Decimal
     net: Decimal
+    tax_rate: Decimal = ZERO
+    tax: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +240,7 @@ class InvoiceDocument:
     subtotal: Decimal
     discount_total: Decimal
     total: Decimal
+    tax_total: Decimal = ZERO
 
 
 async def invoice_document(
@@ -251,13 +276,20 @@ async def invoice_document(
         issued_at=row.issued_at,
         lines=[
             DocumentLine(
-                line.description, line.amount, line.discount_percent, line.discount, line.net
+                line.description,
+                line.amount,
+                line.discount_percent,
+                line.discount,
+                line.net,
+                line.tax_rate,
+                line.tax,
             )
             for line in lines
         ],
         subtotal=row.subtotal,
         discount_total=row.discount_total,
         total=row.total,
+        tax_total=row.tax_total,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Index,
     Numeric,
     String,
+    UniqueConstraint,
     func,
     text,
 )
@@ -33,6 +35,7 @@ from sqlmodel import Field, SQLModel
 from accountgraph.db import table_of
 
 MONEY = Numeric(20, 2)
+RATE = Numeric(7, 4)  # T1: a tax rate in percent, 0-100 with at most 4 places
 
 
 class Discount(SQLModel, table=True):
@@ -141,13 +144,18 @@ class PaymentMethod(SQLModel, table=True):
     created_at: datetime = Field(
         sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
     )
+    # W2 (migration 0007): the owner pays its invoices (and W3 top-ups) with it automatically.
+    auto_pay: bool = Field(
+        default=False, sa_type=Boolean, sa_column_kwargs={"server_default": text("false")}
+    )
 
 
 class Invoice(SQLModel, table=True):
     __tablename__ = "invoices"
     __table_args__ = (
         CheckConstraint("period_start <= period_end", name="period"),
-        CheckConstraint("total = subtotal - discount_total", name="total"),
+        # B4, T2: total = Σ net + Σ tax (migration 0007 added the tax).
+        CheckConstraint("total = subtotal - discount_total + tax_total", name="total"),
         Index("ix_invoices_account", "account_id", "id"),
     )
 
@@ -168,6 +176,7 @@ class Invoice(SQLModel, table=True):
     subtotal: Decimal = Field(sa_type=MONEY)
     discount_total: Decimal = Field(sa_type=MONEY)
     total: Decimal = Field(sa_type=MONEY)
+    tax_total: Decimal = Field(sa_type=MONEY, sa_column_kwargs={"server_default": text("0")})
 
 
 class InvoiceLine(SQLModel, table=True):
@@ -175,6 +184,9 @@ class InvoiceLine(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint("net = amount - discount", name="net"),
         CheckConstraint("discount >= 0 AND discount <= amount", name="discount"),
+        # T2: the tax of a line is its net at its rate, half-up to the cent.
+        CheckConstraint("tax_rate >= 0 AND tax_rate <= 100", name="tax_rate"),
+        CheckConstraint("tax = round(net * tax_rate / 100, 2)", name="tax"),
         Index("ix_invoice_lines_invoice", "invoice_id", "id"),
     )
 
@@ -187,6 +199,8 @@ class InvoiceLine(SQLModel, table=True):
     discount_percent: Decimal = Field(sa_type=Numeric(5, 2))
     discount: Decimal = Field(sa_type=MONEY)
     net: Decimal = Field(sa_type=MONEY)
+    tax_rate: Decimal = Field(sa_type=RATE, sa_column_kwargs={"server_default": text("0")})
+    tax: Decimal = Field(sa_type=MONEY, sa_column_kwargs={"server_default": text("0")})
 
 
 class InvoicedCharge(SQLModel, table=True):
@@ -209,6 +223,131 @@ class BillCycle(SQLModel, table=True):
     )
 
 
+class TaxGroup(SQLModel, table=True):
+    """T1: a tax rate by code; sites and accounts name it by its code."""
+
+    __tablename__ = "tax_groups"
+    __table_args__ = (
+        CheckConstraint("rate >= 0 AND rate <= 100", name="rate"),
+        CheckConstraint("code ~ '^[A-Za-z0-9_-]{1,32}$'", name="code"),
+        UniqueConstraint("code"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    code: str = Field(sa_type=String(32))
+    name: str = Field(sa_type=String(200))
+    rate: Decimal = Field(sa_type=RATE)
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class AccountTaxGroup(SQLModel, table=True):
+    """T1: an account's default tax group (set by operators)."""
+
+    __tablename__ = "account_tax_groups"
+
+    account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    tax_group_id: int = Field(sa_type=BigInteger, foreign_key="tax_groups.id")
+
+
+class StoredValueCard(SQLModel, table=True):
+    """W1: prepaid value of an account, used by charges after coupons and vouchers."""
+
+    __tablename__ = "stored_value_cards"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining"),
+        CheckConstraint("origin IN ('ISSUED', 'TOP_UP')", name="origin"),
+        Index("ix_stored_value_cards_account", "account_id", "valid_until"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    amount: Decimal = Field(sa_type=MONEY)
+    remaining: Decimal = Field(sa_type=MONEY)
+    valid_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    origin: str = Field(sa_type=String(10))
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class StoredValueUse(SQLModel, table=True):
+    """W1: what one card paid of one charge; never edited (like ``charge_credits``)."""
+
+    __tablename__ = "stored_value_uses"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_stored_value_uses_charge", "charge_id"),
+        Index("ix_stored_value_uses_card", "card_id"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    charge_id: int = Field(sa_type=BigInteger, foreign_key="charges.id")
+    card_id: int = Field(sa_type=BigInteger, foreign_key="stored_value_cards.id")
+    amount: Decimal = Field(sa_type=MONEY)
+
+
+class InvoicePayment(SQLModel, table=True):
+    """W2: the one automatic payment of an invoice (an issued invoice is never edited)."""
+
+    __tablename__ = "invoice_payments"
+    __table_args__ = (UniqueConstraint("payment_id"),)
+
+    invoice_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="invoices.id")
+    payment_id: int = Field(sa_type=BigInteger, foreign_key="payments.id")
+    paid_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class AutoTopUp(SQLModel, table=True):
+    """W3: an account's auto top-up rule. ``armed``: the next fall below ``threshold``
+    orders a top-up; ``pending``: an order is waiting for the worker (or its retry)."""
+
+    __tablename__ = "auto_top_ups"
+    __table_args__ = (
+        CheckConstraint("threshold > 0", name="threshold_positive"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
+    threshold: Decimal = Field(sa_type=MONEY)
+    amount: Decimal = Field(sa_type=MONEY)
+    payment_method_id: int = Field(sa_type=BigInteger, foreign_key="payment_methods.id")
+    enabled: bool = Field(sa_type=Boolean)
+    armed: bool = Field(sa_type=Boolean)
+    pending: bool = Field(sa_type=Boolean)
+    last_top_up_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_error: str | None = Field(default=None, sa_type=String(500))
+    updated_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
+class TopUpOrder(SQLModel, table=True):
+    """W3: a paid top-up order and the card it bought; ``payer_id`` is whose money it was
+    (the responsible account for a managed payment method, B5). Never edited."""
+
+    __tablename__ = "top_up_orders"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        UniqueConstraint("card_id"),
+        Index("ix_top_up_orders_account", "account_id", "id"),
+    )
+
+    id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    payer_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    payment_method_id: int = Field(sa_type=BigInteger, foreign_key="payment_methods.id")
+    amount: Decimal = Field(sa_type=MONEY)
+    card_id: int = Field(sa_type=BigInteger, foreign_key="stored_value_cards.id")
+    created_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": func.now()}
+    )
+
+
 # The Core tables, under the names the services' queries use.
 discounts = table_of(Discount)
 invoice_settings = table_of(InvoiceSettings)
@@ -222,3 +361,10 @@ invoices = table_of(Invoice)
 invoice_lines = table_of(InvoiceLine)
 invoiced_charges = table_of(InvoicedCharge)
 bill_cycles = table_of(BillCycle)
+tax_groups = table_of(TaxGroup)
+account_tax_groups = table_of(AccountTaxGroup)
+stored_value_cards = table_of(StoredValueCard)
+stored_value_uses = table_of(StoredValueUse)
+invoice_payments = table_of(InvoicePayment)
+auto_top_ups = table_of(AutoTopUp)
+top_up_orders = table_of(TopUpOrder)

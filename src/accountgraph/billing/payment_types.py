@@ -23,6 +23,9 @@ Row = Any
 class PaymentMethod(Node):
     id: strawberry.ID
     label: str
+    auto_pay: bool = strawberry.field(
+        description="W2: pays its account's invoices (and W3 top-ups) automatically."
+    )
     managed_from_account_id: strawberry.Private[int | None]
 
     @strawberry.field(
@@ -38,6 +41,7 @@ class PaymentMethod(Node):
         return cls(
             id=strawberry.ID(ids.encode("PaymentMethod", row.id)),
             label=row.label,
+            auto_pay=row.auto_pay,
             managed_from_account_id=row.managed_from_account_id,
         )
 

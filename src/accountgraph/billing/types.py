@@ -19,6 +19,8 @@ from accountgraph.api.scalars import Money
 from accountgraph.billing import documents
 from accountgraph.billing.invoices import invoice_number
 from accountgraph.billing.loaders import BillingLoaders, InvoicesKey
+from accountgraph.billing.payment_types import Payment
+from accountgraph.billing.tax_loaders import TaxLoaders
 
 Info = strawberry.Info[Any, Any]
 Row = Any
@@ -41,6 +43,11 @@ def loaders(info: Info) -> BillingLoaders:
     return found
 
 
+def _tax_loaders(info: Info) -> TaxLoaders:
+    found: TaxLoaders = info.context.loaders.taxes
+    return found
+
+
 async def _account(info: Info, account_id: int | None) -> AccountRef | None:
     """Null where the viewer does not see the account (a dissociated member, P3/U5)."""
     return None if account_id is None else await composed.account(info, account_id)
@@ -53,6 +60,8 @@ class InvoiceLine:
     discount_percent: Money
     discount: Money
     net: Money
+    tax_rate: Money = strawberry.field(description="T2: the line's tax rate in percent.")
+    tax: Money = strawberry.field(description="T2: net x taxRate / 100, half-up to the cent.")
     member_id: strawberry.Private[int | None]
     site_id: strawberry.Private[int | None]
 
@@ -75,6 +84,8 @@ class InvoiceLine:
             discount_percent=row.discount_percent,
             discount=row.discount,
             net=row.net,
+            tax_rate=row.tax_rate,
+            tax=row.tax,
             member_id=row.member_id,
             site_id=row.site_id,
         )
@@ -89,7 +100,8 @@ class Invoice(Node):
     issued_at: datetime
     subtotal: Money
     discount_total: Money
-    total: Money
+    total: Money = strawberry.field(description="B4, T2: Σ net + taxTotal.")
+    tax_total: Money = strawberry.field(description="T2: Σ of the lines' taxes.")
     row_id: strawberry.Private[int]
     account_id: strawberry.Private[int]
     member_id: strawberry.Private[int | None]
@@ -112,6 +124,19 @@ class Invoice(Node):
     )
     async def bill_to(self, info: Info) -> BillToRef | None:
         return None if self.bill_to_id is None else await composed.bill_to(info, self.bill_to_id)
+
+    @strawberry.field(description="W2: when the invoice was paid automatically; null if not.")
+    async def paid_at(self, info: Info) -> datetime | None:
+        row = await _tax_loaders(info).payment_by_invoice.load(self.row_id)
+        return None if row is None else row.paid_at
+
+    @strawberry.field(description="W2: the automatic payment of this invoice; null if none.")
+    async def payment(self, info: Info) -> Payment | None:
+        row = await _tax_loaders(info).payment_by_invoice.load(self.row_id)
+        if row is None:
+            return None
+        found: Payment | None = await node.load(info, "Payment", row.payment_id)
+        return found
 
     @strawberry.field
     async def lines(self, info: Info) -> list[InvoiceLine]:
@@ -142,6 +167,7 @@ class Invoice(Node):
             subtotal=row.subtotal,
             discount_total=row.discount_total,
             total=row.total,
+            tax_total=row.tax_total,
         )
 
 

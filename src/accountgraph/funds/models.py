@@ -178,6 +178,7 @@ class Charge(SQLModel, table=True):
         CheckConstraint("paid_by_master >= 0 AND paid_by_master <= amount", name="paid_by_master"),
         Index("ix_charges_account", "account_id", "id"),
         Index("ix_charges_account_occurred", "account_id", "occurred_at"),
+        CheckConstraint("jsonb_typeof(tags) = 'object'", name="tags_object"),
     )
 
     id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_args=[Identity()])
@@ -192,6 +193,13 @@ class Charge(SQLModel, table=True):
     paid_by_master: Decimal = _zero()
     # V2: NULL when coupons and vouchers covered the whole charge (no balance moved).
     entry_id: int | None = Field(default=None, sa_type=BigInteger, foreign_key="journal_entries.id")
+    # C1 (migration 0006): the product and the cost tags ({key: value}), part of the charge.
+    product: str | None = Field(default=None, sa_type=String(64))
+    tags: dict[str, str] = Field(
+        default_factory=dict, sa_type=JSONB, sa_column_kwargs={"server_default": text("'{}'")}
+    )
+    # T3 (migration 0007): the branch its entry records: its site's, else its account's.
+    branch: str | None = Field(default=None, sa_type=String(200))
 
 
 class Payment(SQLModel, table=True):

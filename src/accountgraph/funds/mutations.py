@@ -55,6 +55,12 @@ class SetCreditLimitInput:
     idempotency_key: str | None = None
 
 
+@strawberry.input(description="C1: a cost tag (or a budget's tag scope, C3).")
+class CostTagInput:
+    key: str
+    value: str
+
+
 @strawberry.input
 class RecordChargeInput:
     account_id: strawberry.ID
@@ -63,6 +69,8 @@ class RecordChargeInput:
     site_id: strawberry.ID | None = None
     occurred_at: datetime | None = None
     idempotency_key: str | None = None
+    product: str | None = None
+    tags: list[CostTagInput] | None = None
 
 
 @strawberry.input
@@ -135,6 +143,8 @@ def _plain(name: str, value: object) -> object:
             return str(amount(value, [name], allow_zero=True, allow_negative=True))
         except DomainError:
             return value  # the operation itself reports the bad amount
+    if isinstance(value, list):  # C1's tags, as key/value pairs
+        return [[getattr(item, "key", None), getattr(item, "value", None)] for item in value]
     return getattr(value, "value", value)
 
 
@@ -236,6 +246,8 @@ class FundsMutation:
                 description=_description(input.description),
                 site_id=site_id,
                 occurred_at=input.occurred_at,
+                product=input.product,
+                tags=None if input.tags is None else [(t.key, t.value) for t in input.tags],
             )
             return {"charge": charge_id, "account": account_id}
 

@@ -55,8 +55,22 @@ class ChargeInstruments(Protocol):
 PayerOf = Callable[[AsyncConnection, int, int | None], Awaitable[int]]
 """F8, B5: (conn, account_id, payment_method_id) -> whose money the payment is."""
 
+LedgerCheck = Callable[[AsyncConnection], Awaitable[list[str]]]
+"""F9, W1: a further check of verify-ledger (billing's stored value): its differences."""
+
 _instruments: list[ChargeInstruments] = []
 _payers: list[PayerOf] = []
+_ledger_checks: list[LedgerCheck] = []
+
+
+def register_ledger_check(check: LedgerCheck) -> None:
+    """F9: verify-ledger runs ``check`` too (once per check)."""
+    if check not in _ledger_checks:
+        _ledger_checks.append(check)
+
+
+def ledger_checks() -> list[LedgerCheck]:
+    return list(_ledger_checks)
 
 
 def register_charge_instruments(instruments: ChargeInstruments) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from accountgraph.accounts.public import trusteeship_periods
-from accountgraph.funds.models import charges, payments
+from accountgraph.funds.models import charges, journal_entries, payments, postings
 
 ChargeFilter = Callable[[ColumnElement[int]], ColumnElement[bool]]
 """A further condition on a charge, given its id."""
@@ -88,8 +88,33 @@ def _during(period: Subquery) -> ColumnElement[bool]:
 
 
 def charge_amounts(name: str = "charge") -> Subquery:
-    """F7: every charge's ``(id, amount)``."""
-    return select(charges.c.id, charges.c.amount).subquery(name)
+    """F7: every charge's ``(id, account_id, amount)``."""
+    return select(charges.c.id, charges.c.account_id, charges.c.amount).subquery(name)
+
+
+def ledger_postings(since: datetime, until: datetime, name: str = "ledger_posting") -> Subquery:
+    """F9, T3: the postings on accounts (not EXTERNAL) of the entries made in [since,
+    until), each with the branch its charge recorded (NULL for other entries). Columns:
+    account_id, bucket, amount, branch."""
+    return (
+        select(
+            postings.c.account_id,
+            postings.c.bucket,
+            postings.c.amount,
+            charges.c.branch.label("branch"),
+        )
+        .select_from(
+            postings.join(journal_entries, journal_entries.c.id == postings.c.entry_id).outerjoin(
+                charges, charges.c.entry_id == postings.c.entry_id
+            )
+        )
+        .where(
+            postings.c.account_id.is_not(None),
+            journal_entries.c.created_at >= since,
+            journal_entries.c.created_at < until,
+        )
+        .subquery(name)
+    )
 
 
 def payments_of(account_ids: Sequence[int]) -> Subquery:
@@ -112,3 +137,17 @@ def payments_of(account_ids: Sequence[int]) -> Subquery:
 def payments_by_id(ids: Sequence[Any]) -> Subquery:
     """F8: the payments of these ids."""
     return select(payments).where(payments.c.id.in_(ids)).subquery("payment")
+
+
+def cost_charges(name: str = "cost_charge") -> Subquery:
+    """F7/C1 for the cost center (C2-C4): every charge's ``(id, account_id, site_id,
+    amount, occurred_at, product, tags)``."""
+    return select(
+        charges.c.id,
+        charges.c.account_id,
+        charges.c.site_id,
+        charges.c.amount,
+        charges.c.occurred_at,
+        charges.c.product,
+        charges.c.tags,
+    ).subquery(name)

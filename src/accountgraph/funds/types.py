@@ -114,6 +114,17 @@ class Transfer(Node):
         )
 
 
+@strawberry.type(description="C1: a cost tag of a charge (or a budget's scope, C3).")
+class CostTag:
+    key: str
+    value: str
+
+
+def cost_tags(tags: dict[str, str] | None) -> list[CostTag]:
+    """C1: a charge's tags, by key."""
+    return [CostTag(key=key, value=value) for key, value in sorted((tags or {}).items())]
+
+
 @strawberry.type
 class Charge(Node):
     id: strawberry.ID
@@ -121,6 +132,11 @@ class Charge(Node):
     description: str
     occurred_at: datetime
     paid_by_master: Money
+    product: str | None
+    tags: list[CostTag]
+    branch: str | None = strawberry.field(
+        description="T3: the branch its journal entry records: its site's, else its account's."
+    )
     account_id: strawberry.Private[int]
     site_id: strawberry.Private[int | None]
 
@@ -142,6 +158,9 @@ class Charge(Node):
             description=row.description,
             occurred_at=row.occurred_at,
             paid_by_master=row.paid_by_master,
+            product=row.product,
+            tags=cost_tags(row.tags),
+            branch=row.branch,
         )
 
 

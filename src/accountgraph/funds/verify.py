@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from accountgraph.funds import ports
 from accountgraph.funds.models import BUCKETS
 
 _BUCKET_COLUMNS = ", ".join(f"('{bucket}', b.{column})" for bucket, column in BUCKETS.items())
@@ -62,4 +63,6 @@ async def verify(conn: AsyncConnection) -> list[Difference]:
     ).scalar_one()
     if total != 0:
         found.append(Difference(f"all postings sum to {total}, not 0"))
+    for check in ports.ledger_checks():  # W1: billing's stored value
+        found += [Difference(what) for what in await check(conn)]
     return found

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from accountgraph.accounts.public import on_dissociate
 from accountgraph.sharing.groups import leave_master_groups
+from accountgraph.sharing.reads import group_members, unshared_resource_types, user_groups_of
 
 on_dissociate(leave_master_groups)
 
-__all__: list[str] = []
+__all__ = ["group_members", "unshared_resource_types", "user_groups_of"]

@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     create = token_commands.add_parser("create", help="create a token (printed once)")
     create.add_argument("--account", help="account id (global) or exact name; none: operator")
     create.add_argument("--name", default="cli")
+    revoke = token_commands.add_parser(
+        "revoke", help="revoke a token (every gateway forgets it at once)"
+    )
+    revoke.add_argument("token", help="the token's value (agt_...)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_migrate(settings))
         elif args.command == "demo":
             asyncio.run(_demo(settings))
+        elif args.command == "token" and args.token_command == "revoke":
+            return asyncio.run(_revoke_token(settings, args.token))
         elif args.command == "token":
             asyncio.run(_token(settings, args.account, args.name))
         elif args.command == "verify-ledger":
@@ -266,6 +272,20 @@ async def _token(settings: Settings, account: str | None, name: str) -> None:
 
     async with backends(settings, migrate=True) as found:
         print(await create_cli_token(found.engine, account, name), flush=True)
+
+
+async def _revoke_token(settings: Settings, token: str) -> int:
+    from accountgraph.accounts.principals import announce_revoked
+    from accountgraph.accounts.tokens import revoke
+    from accountgraph.runtime import backends
+
+    async with backends(settings, migrate=False) as found:
+        async with found.engine.begin() as conn:
+            revoked = await revoke(conn, token)
+        if found.redis is not None:
+            await announce_revoked(found.redis, revoked)
+    print(f"token: {len(revoked)} revoked", flush=True)
+    return 0 if revoked else 1
 
 
 async def _verify_ledger(settings: Settings) -> int:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accountgraph.accounts import tokens
 from accountgraph.accounts.loaders import AccountLoaders
+from accountgraph.accounts.principals import PrincipalCache
 from accountgraph.alerts.loaders import AlertLoaders
 from accountgraph.billing.loaders import BillingLoaders
 from accountgraph.billing.voucher_loaders import VoucherLoaders
@@ -91,10 +92,23 @@ def bearer(value: str | None) -> str | None:
 
 
 async def resolve_principal(
-    engine: AsyncEngine, settings: Settings, authorization: str | None
+    engine: AsyncEngine,
+    settings: Settings,
+    authorization: str | None,
+    cache: PrincipalCache | None = None,
 ) -> Principal | None:
+    """The principal of an ``Authorization`` value: from ``cache`` if it holds the token,
+    else one indexed lookup (then kept there)."""
     token = bearer(authorization)
     if token is None:
         return None
+    if cache is not None and cache.enabled:
+        digest = tokens.hash_token(token)
+        found = cache.get(digest)
+        if found is not None:
+            return found
     async with engine.connect() as conn:
-        return await tokens.authenticate(conn, token, operator_token=settings.operator_token)
+        principal = await tokens.authenticate(conn, token, operator_token=settings.operator_token)
+    if cache is not None and principal is not None and cache.enabled:
+        cache.put(digest, principal)
+    return principal

@@ -9,7 +9,9 @@ client measures units.
             "concurrency": 4, "seconds": 5.0, "warmup": 2, "units": null,
             "expect": "a regular expression every response must match"}
 
-``units`` (when set) runs that many units per client instead of ``seconds``. The result
+``units`` (when set) runs that many units per client instead of ``seconds``. With
+``"each": true`` a unit is one request instead, the bodies taken in turn (each client
+starting at its own offset), e.g. allocations to different members. The result
 has every unit's latency (seconds), the units per second over the timed part, the
 errors by kind (HTTP status other than 200, ``"errors"`` in the answer, a missing
 ``expect``, transport errors) and the last unit's responses (for verification).
@@ -43,9 +45,11 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     last: list[str] = []
 
-    async def unit(http: httpx.AsyncClient) -> list[bytes] | None:
+    each = bool(spec.get("each", False))
+
+    async def unit(http: httpx.AsyncClient, turn: int) -> list[bytes] | None:
         answers = []
-        for body in bodies:
+        for body in [bodies[turn % len(bodies)]] if each else bodies:
             try:
                 response = await http.post(url, content=body, headers=headers)
             except httpx.HTTPError as error:
@@ -69,12 +73,14 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     warm = 0
     deadline = 0.0
 
-    async def client() -> None:
+    async def client(number: int) -> None:
         nonlocal last, warm
+        turn = number * 7
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         async with httpx.AsyncClient(timeout=120, trust_env=False, limits=limits) as http:
             for _ in range(warmup):
-                await unit(http)
+                turn += 1
+                await unit(http, turn)
             warm += 1
             if warm == concurrency:
                 all_warm.set()
@@ -84,13 +90,14 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 units is None and time.perf_counter() < deadline
             ):
                 started = time.perf_counter()
-                answers = await unit(http)
+                turn += 1
+                answers = await unit(http, turn)
                 if answers is not None:
                     latencies.append(time.perf_counter() - started)
                     last = [answer.decode() for answer in answers]
                 done += 1
 
-    tasks = [asyncio.create_task(client()) for _ in range(concurrency)]
+    tasks = [asyncio.create_task(client(number)) for number in range(concurrency)]
     await all_warm.wait()  # warm-up units are not measured; the clock starts for all at once
     started = time.perf_counter()
     deadline = started + seconds

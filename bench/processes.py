@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,8 +50,12 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> 
             await asyncio.sleep(0.1)
 
 
-async def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
+async def _stop(process: subprocess.Popen[bytes], *, interrupt: bool = False) -> None:
+    """SIGTERM (SIGINT for py-spy, which writes its profile then)."""
+    if interrupt:
+        process.send_signal(signal.SIGINT)
+    else:
+        process.terminate()
     try:
         await asyncio.to_thread(process.wait, 30)
     except subprocess.TimeoutExpired:
@@ -86,7 +92,8 @@ async def gateway(
     command += ["--workers", str(workers), "--no-worker", "--no-migrate", "--port", str(port)]
     if profile is not None:
         gateway_command = command
-        command = ["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "250"]
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        command = [spy, "record", "--subprocesses", "--format", "raw", "--rate", "250"]
         command += ["-o", str(profile), "--", *gateway_command]
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: ASYNC220 - one child, stopped below
@@ -100,7 +107,7 @@ async def gateway(
         await _wait_ready(f"{base}/readyz", process, log)
         yield base
     finally:
-        await _stop(process)
+        await _stop(process, interrupt=profile is not None)
 
 
 @contextlib.asynccontextmanager
@@ -152,3 +159,32 @@ def p95_ms(seconds: list[float]) -> float:
     if not ordered:
         return float("nan")
     return ordered[max(0, -(-95 * len(ordered) // 100) - 1)] * 1000
+
+
+def print_profile(path: Path, top: int = 30) -> None:
+    """The top of a py-spy raw profile (collapsed stacks): self and total samples per
+    function, over every gateway process."""
+    if not path.exists():
+        print(f"\nno profile at {path} (is py-spy installed, may it attach?)")
+        return
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = [frame.split(" (")[0] + " (" + frame.split(" (")[-1] for frame in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    print(f"\npy-spy over the gateway processes: {samples:,} samples")
+    print("  self %  function (file:line)")
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {100 * count / samples:5.1f}  {frame}")
+    print("  total %  (accountgraph frames)")
+    ours = [(f, c) for f, c in total.items() if "accountgraph" in f]
+    for frame, count in sorted(ours, key=lambda item: -item[1])[:top]:
+        print(f"  {100 * count / samples:5.1f}  {frame}")

@@ -15,6 +15,7 @@ from accountgraph.alerts.loaders import AlertLoaders
 from accountgraph.billing.loaders import BillingLoaders
 from accountgraph.billing.voucher_loaders import VoucherLoaders
 from accountgraph.config import Settings
+from accountgraph.db import reading
 from accountgraph.domain import Principal
 from accountgraph.funds.loaders import FundsLoaders
 from accountgraph.sharing.loaders import SharingLoaders
@@ -107,7 +108,7 @@ async def resolve_principal(
         found = cache.get(digest)
         if found is not None:
             return found
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         principal = await tokens.authenticate(conn, token, operator_token=settings.operator_token)
     if cache is not None and principal is not None and cache.enabled:
         cache.put(digest, principal)

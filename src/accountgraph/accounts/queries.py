@@ -16,6 +16,7 @@ from accountgraph.api import ids, node
 from accountgraph.api.auth import IsAuthenticated, PrincipalKind, principal_of
 from accountgraph.api.composed import AccountRef
 from accountgraph.api.connections import Connection, connection, page
+from accountgraph.db import reading
 
 MAX_SEARCH = 100
 
@@ -103,7 +104,7 @@ class AccountQuery:
             rows_query = rows_query.where(accounts.c.id > request.after)
         rows_query = rows_query.order_by(accounts.c.id).limit(request.limit + 1)
         count_query = select(func.count()).select_from(accounts).where(*conditions)
-        async with info.context.engine.connect() as conn:
+        async with reading(info.context.engine) as conn:
             rows = (await conn.execute(rows_query)).all()
             total = (await conn.execute(count_query)).scalar_one()
         found = [AccountCore.from_row(row) for row in rows]
@@ -111,7 +112,7 @@ class AccountQuery:
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def settings(self, info: strawberry.Info[Any, Any]) -> PlatformSettings:
-        async with info.context.engine.connect() as conn:
+        async with reading(info.context.engine) as conn:
             enabled = await details.billing_hierarchy_enabled(conn)
         return PlatformSettings(billing_hierarchy_enabled=enabled)
 

@@ -39,6 +39,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from accountgraph.api import sqljson
 from accountgraph.api.cache import BoundedCache
+from accountgraph.db import reading
 from accountgraph.domain import Principal
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     async def _run(self, engine: Any, found: tuple[str, tuple[Any, ...]]) -> Any:
         sql, values = found
-        async with engine.connect() as conn:
+        async with reading(engine) as conn:
             text = (await conn.exec_driver_sql(sql, values)).scalar_one()
         return orjson.Fragment(text)
 

@@ -14,6 +14,7 @@ from accountgraph.accounts.types import BillTo, Link, PlatformSettings, Site, lo
 from accountgraph.accounts.visibility import sees_details
 from accountgraph.api import ids, node
 from accountgraph.api.auth import IsAuthenticated, PrincipalKind, principal_of
+from accountgraph.api.compiler import Reference
 from accountgraph.api.composed import AccountRef
 from accountgraph.api.connections import Connection, connection, page
 from accountgraph.db import reading
@@ -64,10 +65,15 @@ class AccountQuery:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def viewer(self, info: strawberry.Info[Any, Any]) -> Viewer:
         principal = principal_of(info)
-        account = None
-        if principal.account_id is not None:
-            account = await account_node(info, principal.account_id)
-        return Viewer(kind=principal.kind, account=account)
+        own = principal.account_id
+        if own is None:
+            return Viewer(kind=principal.kind, account=None)
+        if info.context.compile_reads:  # its own account: the compiled statement reads it
+            return Viewer(
+                kind=principal.kind,
+                account=Reference(own, lambda: account_node(info, own)),  # type: ignore[arg-type]
+            )
+        return Viewer(kind=principal.kind, account=await account_node(info, own))
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def account(

@@ -51,7 +51,7 @@ from accountgraph.db import make_engine, to_async_url
 from accountgraph.migrations import upgrade_async
 from accountgraph.runtime import redis_settings
 from bench import postgraphile
-from bench.processes import gateway, load, median_ms, p95_ms
+from bench.processes import gateway, load, median_ms, p95_ms, print_profile
 
 MEMBERS = 1_000
 PAGE = 500
@@ -495,6 +495,7 @@ async def run(args: argparse.Namespace) -> int:
                 ACCOUNTGRAPH_OPERATOR_TOKEN=None,
                 ACCOUNTGRAPH_GRAPHIQL=False,
                 ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{suffix}",
+                ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE=0,
             )
             engine = make_engine(database_url, pool_size=settings.db_pool_size)
             stack.push_async_callback(engine.dispose)
@@ -737,7 +738,10 @@ async def one_tree(
                 "ACCOUNTGRAPH_OPERATOR_TOKEN": "",
             }
             log = tmp / f"gateway-{members}-{compile_reads}.log"
-            async with gateway(database_url, redis_url, log, workers=args.workers, env=env) as base:
+            spy = tmp / f"gateway-{members}.pyspy" if args.spy and compile_reads else None
+            async with gateway(
+                database_url, redis_url, log, workers=args.workers, env=env, profile=spy
+            ) as base:
                 async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=120) as http:
                     first = await http.post(
                         "/graphql",
@@ -757,6 +761,8 @@ async def one_tree(
                 )
             _check(bool(last), f"{label}: no answer succeeded: {measured.errors}")
             verify([json.loads(text) for text in last], baseline, members)
+            if spy is not None:
+                print_profile(spy)
             answers[label] = last
             results.append(measured)
         _check(
@@ -895,6 +901,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=_ints, default=[1, 4, 16], help="e.g. 1,4,16")
     parser.add_argument("--members", type=_ints, default=[1_000, 50], help="e.g. 1000,50")
     parser.add_argument("--no-postgraphile", action="store_true")
+    parser.add_argument(
+        "--spy", action="store_true", help="py-spy over the compiled gateway; print its top"
+    )
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.warmup < 0:
         parser.error("--iterations must be >= 1 and --warmup >= 0")

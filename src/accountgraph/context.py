@@ -103,13 +103,13 @@ async def resolve_principal(
     token = bearer(authorization)
     if token is None:
         return None
-    if cache is not None and cache.enabled:
-        digest = tokens.hash_token(token)
+    digest = tokens.hash_token(token) if cache is not None and cache.enabled else None
+    if cache is not None and digest is not None:
         found = cache.get(digest)
         if found is not None:
             return found
     async with reading(engine) as conn:
         principal = await tokens.authenticate(conn, token, operator_token=settings.operator_token)
-    if cache is not None and principal is not None and cache.enabled:
-        cache.put(digest, principal)
+    if cache is not None and digest is not None and principal is not None:
+        cache.put(digest, principal)  # only what was looked up while revocations were heard
     return principal

@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from accountgraph.config import Settings
 
 log = logging.getLogger("accountgraph")
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,11 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve" and args.workers > 1:
             _serve_workers(settings, args, args.workers)
         elif args.command == "serve":
-            asyncio.run(
-                _serve(settings, args.host, args.port, args.demo, args.worker, args.migrate)
-            )
+            run(_serve(settings, args.host, args.port, args.demo, args.worker, args.migrate))
         elif args.command == "worker":
-            asyncio.run(_worker(settings))
+            run(_worker(settings))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "demo":
@@ -99,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop where it is installed (uvicorn[standard] brings it; as
+    ``uvicorn.run`` does for ``--workers N``), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] depends on it
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 async def _serve(

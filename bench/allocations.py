@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import secrets
 import tempfile
@@ -42,18 +41,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
-import httpx
-from arq import create_pool
 from sqlalchemy.engine import make_url
 
 from accountgraph.accounts.tokens import TOKEN_PREFIX, hash_token
 from accountgraph.api import ids
-from accountgraph.app import create_app
-from accountgraph.config import Settings
 from accountgraph.db import make_engine, to_async_url
 from accountgraph.funds.verify import verify
-from accountgraph.runtime import redis_settings
-from bench.tree_query import fresh_database, postgres_server, redis_server, serve
+from bench.processes import gateway, load, print_profile
+from bench.tree_query import fresh_database, postgres_server, redis_server
 
 MEMBERS = 16
 OPENING_CASH = Decimal("10000000.00")
@@ -256,71 +251,62 @@ async def run(args: argparse.Namespace) -> int:
             seeded = await seed(dsn)
             top = max(levels)
 
-            suffix = uuid.uuid4().hex[:8]
-            settings = Settings(
-                DATABASE_URL=database_url,
-                REDIS_URL=redis_url,
-                ACCOUNTGRAPH_OPERATOR_TOKEN=None,
-                ACCOUNTGRAPH_GRAPHIQL=False,
-                ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{suffix}",
-            )
-            # As many connections as the baseline gets at the highest level.
-            engine = make_engine(database_url, pool_size=top)
-            stack.push_async_callback(engine.dispose)
-            redis = await create_pool(
-                redis_settings(redis_url), default_queue_name=settings.queue_name
-            )
-
-            async def close_redis() -> None:
-                with contextlib.suppress(Exception):
-                    await redis.delete(settings.queue_name)
-                await redis.aclose()
-
-            stack.push_async_callback(close_redis)
-            base_url = await stack.enter_async_context(serve(create_app(settings, engine, redis)))
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=base_url,
-                    timeout=60,
-                    trust_env=False,
-                    limits=httpx.Limits(max_connections=top, max_keepalive_connections=top),
-                    headers={"Authorization": f"Bearer {seeded.token}"},
-                )
-            )
             pool = await asyncpg.create_pool(dsn, min_size=top, max_size=top)
             stack.push_async_callback(pool.close)
             server_version = await pool.fetchval("SHOW server_version")
             master_gid = ids.encode("Account", seeded.master_id)
-            member_gids = {i: ids.encode("Account", i) for i in seeded.member_ids}
             counted = {"app": 0, "sql": 0}
-
-            async def app_once(client_number: int, n: int) -> None:
-                member = member_for(seeded, client_number, n)
-                response = await client.post(
-                    "/graphql",
-                    json={
-                        "query": ALLOCATE,
-                        "variables": {
-                            "input": {
-                                "masterId": master_gid,
-                                "memberId": member_gids[member],
-                                "amount": str(AMOUNT),
-                                "method": "CASH",
-                            }
-                        },
+            # The gateway as production starts it, in its own processes; as many
+            # connections in all as the baseline gets at the highest level.
+            env = {
+                "ACCOUNTGRAPH_QUEUE": f"accountgraph:bench:{uuid.uuid4().hex[:8]}",
+                "ACCOUNTGRAPH_DB_POOL_SIZE": str(max(1, top // args.workers)),
+                "ACCOUNTGRAPH_OPERATOR_TOKEN": "",
+            }
+            profile = tmp / "gateway.pyspy" if args.profile else None
+            base_url = await stack.enter_async_context(
+                gateway(
+                    database_url,
+                    redis_url,
+                    tmp / "gateway.log",
+                    workers=args.workers,
+                    env=env,
+                    profile=profile,
+                )
+            )
+            bodies = [
+                {
+                    "query": ALLOCATE,
+                    "variables": {
+                        "input": {
+                            "masterId": master_gid,
+                            "memberId": ids.encode("Account", member),
+                            "amount": str(AMOUNT),
+                            "method": "CASH",
+                        }
                     },
+                }
+                for member in seeded.member_ids
+            ]
+
+            async def app_level(clients: int) -> Run:
+                """Allocations from bench.client in its own process; every answer must be
+                a transfer with no user error."""
+                result = await load(
+                    {
+                        "url": f"{base_url}/graphql",
+                        "headers": {"Authorization": f"Bearer {seeded.token}"},
+                        "bodies": bodies,
+                        "each": True,
+                        "concurrency": clients,
+                        "seconds": args.seconds,
+                        "warmup": max(1, int(args.warmup * 20)),
+                        "expect": r'"userErrors"\s*:\s*\[\]',
+                    }
                 )
-                _check(response.status_code == 200, f"HTTP {response.status_code}")
-                body = json.loads(response.content)
-                payload = (body.get("data") or {}).get("allocateFunds")
-                _check(
-                    not body.get("errors")
-                    and payload is not None
-                    and payload["userErrors"] == []
-                    and payload["transfer"] is not None,
-                    f"allocation failed: {body}",
-                )
-                counted["app"] += 1
+                _check(not result["errors"], f"allocations failed: {result['errors']}")
+                run = Run("app", clients, result["elapsed"], result["latencies"])
+                return run
 
             async def sql_once(client_number: int, n: int) -> None:
                 member = member_for(seeded, client_number, n)
@@ -339,17 +325,21 @@ async def run(args: argparse.Namespace) -> int:
 
             results: list[tuple[Run, Run]] = []
             for clients in levels:
-                sql_run, app_run = Run("sql", clients), Run("app", clients)
+                sql_run = Run("sql", clients)
                 # Warm both (connections, prepared statements, caches), then measure.
                 await drive(clients, args.warmup, sql_once, None)
                 await drive(clients, args.seconds, sql_once, sql_run)
-                await drive(clients, args.warmup, app_once, None)
-                await drive(clients, args.seconds, app_once, app_run)
+                app_run = await app_level(clients)
                 results.append((sql_run, app_run))
 
             # Everything both sides did is in the ledger, and the ledger is sound (F9).
+            engine = make_engine(database_url, pool_size=1)
+            stack.push_async_callback(engine.dispose)
             async with engine.connect() as conn:
                 differences = await verify(conn)
+            counted["app"] = await pool.fetchval(
+                "SELECT count(*) FROM transfers WHERE actor <> 'bench:sql'"
+            )
             total = counted["app"] + counted["sql"]
             rows = await pool.fetchval("SELECT count(*) FROM transfers")
             cash = await pool.fetchval(
@@ -365,7 +355,9 @@ async def run(args: argparse.Namespace) -> int:
                 f"master's row)",
                 f"  PostgreSQL {server_version} ({pg_source}: {_describe(database_url)}); "
                 f"Redis ({redis_source}); {args.seconds:g} s per run after "
-                f"{args.warmup:g} s warm-up; client, app and SQL baseline in one process",
+                f"{args.warmup:g} s warm-up; gateway `accountgraph serve --workers "
+                f"{args.workers}`, load client (bench.client) and SQL baseline in separate "
+                "processes",
                 "  clients | SQL allocations/s  p50 ms  p99 ms | app allocations/s  p50 ms"
                 "  p99 ms | SQL/app rate",
             ]
@@ -382,6 +374,8 @@ async def run(args: argparse.Namespace) -> int:
                 f"{AMOUNT} x {total:,}; verify(): 0 differences"
             )
             print("\n".join(lines), flush=True)
+        if profile is not None:
+            print_profile(profile)
     return 0
 
 
@@ -395,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured time per run")
     parser.add_argument(
         "--clients", default="1,8,32", help="comma-separated concurrency levels (default 1,8,32)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gateway processes")
+    parser.add_argument(
+        "--profile", action="store_true", help="run the gateway under py-spy; print its top"
     )
     args = parser.parse_args(argv)
     try:

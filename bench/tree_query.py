@@ -50,6 +50,8 @@ from accountgraph.config import Settings
 from accountgraph.db import make_engine, to_async_url
 from accountgraph.migrations import upgrade_async
 from accountgraph.runtime import redis_settings
+from bench import postgraphile
+from bench.processes import gateway, load, median_ms, p95_ms, print_profile
 
 MEMBERS = 1_000
 PAGE = 500
@@ -414,15 +416,15 @@ def _members_of(body: dict[str, Any]) -> dict[str, Any]:
     return members
 
 
-def verify(pages: list[dict[str, Any]], baseline: dict[str, Any]) -> int:
-    """1,000 members, each with 2 sites and 2 bill-tos, equal to the SQL's data."""
+def verify(pages: list[dict[str, Any]], baseline: dict[str, Any], members: int = MEMBERS) -> int:
+    """All members, each with 2 sites and 2 bill-tos, equal to the SQL's data."""
     nodes = [edge["node"] for page in pages for edge in _members_of(page)["edges"]]
     first, last = _members_of(pages[0]), _members_of(pages[-1])
-    _check(first["totalCount"] == MEMBERS, f"totalCount {first['totalCount']}")
-    _check(first["pageInfo"]["hasNextPage"], "page 1 says there is no next page")
-    _check(not last["pageInfo"]["hasNextPage"], "page 2 says there is a next page")
-    _check(len(nodes) == MEMBERS, f"app returned {len(nodes)} members")
-    _check(len({node["id"] for node in nodes}) == MEMBERS, "duplicate members across pages")
+    _check(first["totalCount"] == members, f"totalCount {first['totalCount']}")
+    _check(first["pageInfo"]["hasNextPage"] == (len(pages) > 1), "page 1's hasNextPage")
+    _check(not last["pageInfo"]["hasNextPage"], "the last page says there is a next page")
+    _check(len(nodes) == members, f"app returned {len(nodes)} members")
+    _check(len({node["id"] for node in nodes}) == members, "duplicate members across pages")
     for node in nodes:
         _check(len(node["sites"]) == SITES_PER_MEMBER, f"{node['name']}: sites {node['sites']}")
         _check(
@@ -445,7 +447,7 @@ def verify(pages: list[dict[str, Any]], baseline: dict[str, Any]) -> int:
             node["role"] == "MEMBER" and node["link"]["status"] == "ACTIVE",
             f"{node['name']}: role {node['role']}, link {node['link']}",
         )
-    _check(baseline["totalCount"] == MEMBERS, f"SQL totalCount {baseline['totalCount']}")
+    _check(baseline["totalCount"] == members, f"SQL totalCount {baseline['totalCount']}")
     _check(nodes == baseline["members"], "the app's members differ from the SQL's")
     return len(nodes)
 
@@ -482,7 +484,9 @@ async def run(args: argparse.Namespace) -> int:
             database_url = await stack.enter_async_context(fresh_database(server_url))
             redis_url, redis_source = await stack.enter_async_context(redis_server(tmp))
             dsn = _asyncpg_dsn(database_url)
-            seeded = await seed(dsn, MEMBERS)
+            members = args.members[0]
+            page = min(PAGE, members)
+            seeded = await seed(dsn, members)
 
             suffix = uuid.uuid4().hex[:8]
             settings = Settings(
@@ -491,6 +495,7 @@ async def run(args: argparse.Namespace) -> int:
                 ACCOUNTGRAPH_OPERATOR_TOKEN=None,
                 ACCOUNTGRAPH_GRAPHIQL=False,
                 ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{suffix}",
+                ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE=0,
             )
             engine = make_engine(database_url, pool_size=settings.db_pool_size)
             stack.push_async_callback(engine.dispose)
@@ -530,18 +535,18 @@ async def run(args: argparse.Namespace) -> int:
                 return response.content
 
             # Check once, untimed: both sides return the same 1,000 members.
-            page1 = json.loads(await post(TREE_QUERY, {"first": PAGE, "after": None}))
+            page1 = json.loads(await post(TREE_QUERY, {"first": page, "after": None}))
             cursor = _members_of(page1)["pageInfo"]["endCursor"]
-            page2 = json.loads(await post(TREE_QUERY, {"first": PAGE, "after": cursor}))
+            page2 = json.loads(await post(TREE_QUERY, {"first": page, "after": cursor}))
             baseline = json.loads(await raw.fetchval(BASELINE_SQL, seeded.master_id))
-            verified = verify([page1, page2], baseline)
+            verified = verify([page1, page2] if members > page else [page1], baseline, members)
 
             async def app_once() -> tuple[bytes, bytes]:
                 # The cursor is the one page 1 returned above (the data does not change);
                 # responses are read, not parsed, so the client's JSON work is not counted.
                 return (
-                    await post(TREE_QUERY, {"first": PAGE, "after": None}),
-                    await post(TREE_QUERY, {"first": PAGE, "after": cursor}),
+                    await post(TREE_QUERY, {"first": page, "after": None}),
+                    await post(TREE_QUERY, {"first": page, "after": cursor}),
                 )
 
             async def sql_once() -> str:
@@ -568,9 +573,9 @@ async def run(args: argparse.Namespace) -> int:
                 sql.seconds.append(elapsed)
                 meter.reset()
                 started = time.perf_counter()
-                first_page = await post(TREE_QUERY, {"first": PAGE, "after": None})
+                first_page = await post(TREE_QUERY, {"first": page, "after": None})
                 first_statements = meter.statements
-                second_page = await post(TREE_QUERY, {"first": PAGE, "after": cursor})
+                second_page = await post(TREE_QUERY, {"first": page, "after": cursor})
                 app.seconds.append(time.perf_counter() - started)
                 per_page.append((first_statements, meter.statements - first_statements))
                 checkouts.append(meter.checkouts)
@@ -580,7 +585,8 @@ async def run(args: argparse.Namespace) -> int:
                 small.seconds.append(elapsed)
 
             # The last timed responses are still the same data.
-            verify([json.loads(last[0]), json.loads(last[1])], json.loads(sql_text))
+            answered = last if members > page else last[:1]
+            verify([json.loads(x) for x in answered], json.loads(sql_text), members)
 
             ratio = app.median_ms / sql.median_ms
             statements = sorted(set(per_page))
@@ -613,6 +619,233 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass
+class Measured:
+    """One system's figures: latency at concurrency 1 and throughput per concurrency."""
+
+    label: str
+    latencies: list[float] = field(default_factory=list)
+    throughput: dict[int, float] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def cells(self, levels: list[int]) -> str:
+        rates = "  ".join(f"{self.throughput.get(c, float('nan')):7.1f}" for c in levels)
+        return (
+            f"median {median_ms(self.latencies):7.1f} ms  p95 {p95_ms(self.latencies):7.1f} ms"
+            f"   trees/s at {'/'.join(map(str, levels))}: {rates}"
+        )
+
+
+async def measure_http(
+    label: str,
+    url: str,
+    bodies: list[dict[str, Any]],
+    headers: dict[str, str],
+    expect: str,
+    args: argparse.Namespace,
+) -> tuple[Measured, list[str]]:
+    """Latency (``--iterations`` trees at concurrency 1) and trees/s per level, from
+    ``bench.client`` in its own process."""
+    measured = Measured(label)
+    base = {"url": url, "headers": headers, "bodies": bodies, "expect": expect}
+    single = await load({**base, "concurrency": 1, "units": args.iterations, "warmup": args.warmup})
+    measured.latencies = single["latencies"]
+    last: list[str] = single["last"]
+    errors: dict[str, int] = dict(single["errors"])
+    for level in args.levels:
+        result = await load({**base, "concurrency": level, "seconds": args.seconds, "warmup": 1})
+        measured.throughput[level] = result["per_second"]
+        for kind, count in result["errors"].items():
+            errors[f"c={level}: {kind}"] = count
+    measured.errors = errors
+    return measured, last
+
+
+async def measure_sql(dsn: str, master_id: int, args: argparse.Namespace) -> tuple[Measured, str]:
+    """The floor: the one statement, from asyncpg, at concurrency 1 and per level."""
+    measured = Measured("SQL floor (1 statement)")
+    pool = await asyncpg.create_pool(dsn, min_size=max(args.levels), max_size=max(args.levels))
+    try:
+        text: str = await pool.fetchval(BASELINE_SQL, master_id)
+        for _ in range(args.warmup):
+            await pool.fetchval(BASELINE_SQL, master_id)
+        for _ in range(args.iterations):
+            elapsed, text = await timed(lambda: pool.fetchval(BASELINE_SQL, master_id))
+            measured.latencies.append(elapsed)
+        for level in args.levels:
+            done = 0
+
+            async def client(deadline: float) -> None:
+                nonlocal done
+                while time.perf_counter() < deadline:
+                    await pool.fetchval(BASELINE_SQL, master_id)
+                    done += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client(started + args.seconds) for _ in range(level)))
+            measured.throughput[level] = done / (time.perf_counter() - started)
+    finally:
+        await pool.close()
+    return measured, text
+
+
+def _pages(query: str, first: int, cursor: str | None, **variables: Any) -> list[dict[str, Any]]:
+    bodies = [{"query": query, "variables": {**variables, "first": first, "after": None}}]
+    if cursor is not None:
+        bodies.append({"query": query, "variables": {**variables, "first": first, "after": cursor}})
+    return bodies
+
+
+async def run_processes(args: argparse.Namespace) -> int:
+    """The gateway as production runs it (``accountgraph serve --workers N``, compiled and
+    with the compiler off), PostGraphile, and the SQL floor, on the same data, per tree."""
+    with tempfile.TemporaryDirectory(prefix="agbench-") as tmp_name:
+        tmp = Path(tmp_name)
+        async with contextlib.AsyncExitStack() as stack:
+            server_url, pg_source = await stack.enter_async_context(postgres_server(tmp))
+            redis_url, redis_source = await stack.enter_async_context(redis_server(tmp))
+            cpus = os.cpu_count()
+            print(
+                f"tree query, processes: gateway `accountgraph serve --workers {args.workers}`"
+                f" and the load client (bench.client) each in their own processes; "
+                f"{cpus} CPUs; PostgreSQL ({pg_source}), Redis ({redis_source}); "
+                f"{args.iterations} trees at concurrency 1, {args.seconds:.0f} s per level",
+                flush=True,
+            )
+            for members in args.members:
+                await one_tree(args, tmp, server_url, redis_url, members)
+    return 0
+
+
+async def one_tree(
+    args: argparse.Namespace, tmp: Path, server_url: str, redis_url: str, members: int
+) -> None:
+    async with fresh_database(server_url) as database_url:
+        dsn = _asyncpg_dsn(database_url)
+        seeded = await seed(dsn, members)
+        headers = {"Authorization": f"Bearer {seeded.token}"}
+        page = min(PAGE, members)
+        results: list[Measured] = []
+        floor, sql_text = await measure_sql(dsn, seeded.master_id, args)
+        results.append(floor)
+        baseline = json.loads(sql_text)
+        answers: dict[str, list[str]] = {}
+        for label, compile_reads in (("accountgraph, compiled", True), ("fallback", False)):
+            env = {
+                "ACCOUNTGRAPH_READ_COMPILER": "true" if compile_reads else "false",
+                "ACCOUNTGRAPH_QUEUE": f"accountgraph:bench:{uuid.uuid4().hex[:8]}",
+                "ACCOUNTGRAPH_DB_POOL_SIZE": str(args.pool),
+                "ACCOUNTGRAPH_OPERATOR_TOKEN": "",
+            }
+            log = tmp / f"gateway-{members}-{compile_reads}.log"
+            spy = tmp / f"gateway-{members}.pyspy" if args.spy and compile_reads else None
+            async with gateway(
+                database_url, redis_url, log, workers=args.workers, env=env, profile=spy
+            ) as base:
+                async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=120) as http:
+                    first = await http.post(
+                        "/graphql",
+                        json={"query": TREE_QUERY, "variables": {"first": page, "after": None}},
+                        headers=headers,
+                    )
+                cursor = _members_of(first.json())["pageInfo"]["endCursor"]
+                more = cursor if members > page else None
+                bodies = _pages(TREE_QUERY, page, more)
+                measured, last = await measure_http(
+                    f"{label} ({args.workers} workers)",
+                    f"{base}/graphql",
+                    bodies,
+                    headers,
+                    rf'"totalCount"\s*:\s*{members}\b',
+                    args,
+                )
+            _check(bool(last), f"{label}: no answer succeeded: {measured.errors}")
+            verify([json.loads(text) for text in last], baseline, members)
+            if spy is not None:
+                print_profile(spy)
+            answers[label] = last
+            results.append(measured)
+        _check(
+            [json.loads(t) for t in answers["accountgraph, compiled"]]
+            == [json.loads(t) for t in answers["fallback"]],
+            "compiled and fallback answers differ",
+        )
+        peer = await measure_postgraphile(args, tmp, database_url, seeded, members, page)
+        if isinstance(peer, str):
+            print(f"  PostGraphile: not measured ({peer})")
+        else:
+            results.append(peer)
+        print(
+            f"\n  {members:,} members x {SITES_PER_MEMBER} sites x {BILL_TOS_PER_MEMBER} bill-tos"
+            f" ({'two pages of ' + str(page) if members > page else 'one page'})"
+        )
+        for measured in results:
+            ratio = median_ms(measured.latencies) / median_ms(floor.latencies)
+            errors = f"   errors {measured.errors}" if measured.errors else ""
+            print(
+                f"  {measured.label:<34} {measured.cells(args.levels)}"
+                f"  ({ratio:.2f}x floor){errors}"
+            )
+        ours = results[1]
+        if not isinstance(peer, str):
+            for level in args.levels:
+                print(
+                    f"  accountgraph / PostGraphile trees/s at concurrency {level}: "
+                    f"{ours.throughput[level] / peer.throughput[level]:.2f}x"
+                )
+        print(flush=True)
+
+
+async def measure_postgraphile(
+    args: argparse.Namespace,
+    tmp: Path,
+    database_url: str,
+    seeded: Seeded,
+    members: int,
+    page: int,
+) -> Measured | str:
+    if args.no_postgraphile:
+        return "--no-postgraphile"
+    try:
+        async with postgraphile.serve(_asyncpg_dsn(database_url), tmp / "postgraphile.log") as url:
+            variables = {"id": str(seeded.master_id)}
+            async with httpx.AsyncClient(trust_env=False, timeout=120) as http:
+                first = await http.post(
+                    url,
+                    json={
+                        "query": postgraphile.TREE_QUERY,
+                        "variables": {**variables, "first": page, "after": None},
+                    },
+                )
+            answer = first.json()
+            if "data" not in answer or answer.get("errors"):
+                return f"PostGraphile answered {str(answer)[:300]}"
+            links = answer["data"]["accountByRowId"]["linksByMasterId"]
+            cursor = links["pageInfo"]["endCursor"] if members > page else None
+            bodies = _pages(postgraphile.TREE_QUERY, page, cursor, **variables)
+            measured, last = await measure_http(
+                "PostGraphile 5 (amber, Node 22)",
+                url,
+                bodies,
+                {},
+                rf'"totalCount"\s*:\s*{members}\b',
+                args,
+            )
+    except RuntimeError as error:
+        return str(error)[:300]
+    nodes = [
+        edge["node"]["accountByMemberId"]
+        for text in last
+        for edge in json.loads(text)["data"]["accountByRowId"]["linksByMasterId"]["edges"]
+    ]
+    _check(len(nodes) == members, f"PostGraphile returned {len(nodes)} members")
+    _check(
+        all(len(node["sitesByAccountId"]["nodes"]) == SITES_PER_MEMBER for node in nodes),
+        "PostGraphile: sites per member",
+    )
+    return measured
+
+
 async def profile(app_once: Callable[[], Awaitable[Any]], iterations: int) -> None:
     """Where the app's time goes: pyinstrument if importable, else cProfile."""
     try:
@@ -629,6 +862,10 @@ async def profile(app_once: Callable[[], Awaitable[Any]], iterations: int) -> No
         print(f"\ncProfile over {iterations} iterations (client and server share the process):")
         stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
         stats.sort_stats("tottime").print_stats(30)
+        if os.environ.get("BENCH_CUMULATIVE"):
+            stats.sort_stats("cumtime").print_stats(os.environ["BENCH_CUMULATIVE"], 40)
+        if os.environ.get("BENCH_CALLERS"):
+            stats.print_callers(*os.environ["BENCH_CALLERS"].split(","))
         return
     profiler = Profiler(async_mode="disabled", interval=0.0005)
     profiler.start()
@@ -653,10 +890,30 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="after the report, profile more app iterations"
     )
     parser.add_argument("--profile-iterations", type=int, default=10)
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="the app in this process (1,000 members; with --profile: where its time goes)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gateway processes")
+    parser.add_argument("--pool", type=int, default=10, help="DB pool per gateway process")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput level")
+    parser.add_argument("--levels", type=_ints, default=[1, 4, 16], help="e.g. 1,4,16")
+    parser.add_argument("--members", type=_ints, default=[1_000, 50], help="e.g. 1000,50")
+    parser.add_argument("--no-postgraphile", action="store_true")
+    parser.add_argument(
+        "--spy", action="store_true", help="py-spy over the compiled gateway; print its top"
+    )
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.warmup < 0:
         parser.error("--iterations must be >= 1 and --warmup >= 0")
-    return asyncio.run(run(args))
+    if args.in_process or args.profile:
+        return asyncio.run(run(args))
+    return asyncio.run(run_processes(args))
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from accountgraph.api.compiler import COMPILED
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from tests.accounts.test_tree_queries import TREE, build_tree
-from tests.conftest import serving
+from tests.conftest import StatementCounter, serving
 from tests.helpers import DISSOCIATE, OPERATOR_TOKEN, Api
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.graphql"))
@@ -186,6 +186,27 @@ async def test_a_field_the_compiler_does_not_know_falls_back(api: Api, both: Bot
     answer = await both.same(query, {"id": given.member}, given.tokens["master"])
     assert answer["data"]["account"]["finance"] is not None
     assert _compiled_count("fallback") == before + 1
+
+
+async def test_the_viewers_own_account_falls_back_by_loading_it(
+    api: Api, both: Both, statements: StatementCounter
+) -> None:
+    # given: viewer.account is answered from the principal's id, unread, when compiled
+    given = await graph(api)
+    compiled_query = "{ viewer { account { id name } } }"
+    await api.gql(compiled_query, token=given.tokens["master"])  # the token's principal kept
+    before = statements.count
+    assert (await api.gql(compiled_query, token=given.tokens["master"]))["viewer"]["account"]
+    assert statements.count - before == 1  # the compiled statement, nothing else
+
+    # when: a field the compiler does not know makes the resolvers answer it
+    fallback = _compiled_count("fallback")
+    query = "{ viewer { kind account { name finance { cashBalance couponCount } } } }"
+    answer = await both.same(query, {}, given.tokens["master"])
+
+    # then: the account was loaded for them, and the answer is the fallback app's
+    assert answer["data"]["viewer"]["account"]["name"] == "Master"
+    assert _compiled_count("fallback") == fallback + 1
 
 
 async def test_finance_is_compiled_and_answers_the_same(api: Api, both: Both) -> None:

@@ -200,3 +200,25 @@ def test_contract_reports_no_difference_for_what_is_implemented() -> None:
         )
     ]
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("12.5", "12.50"),
+        ("0", "0.00"),
+        ("100", "100.00"),
+        ("8.875", "8.875"),
+        ("8.8750", "8.875"),
+        ("0.0001", "0.0001"),
+        ("1E+2", "100.00"),
+    ],
+)
+def test_a_rate_keeps_its_places_and_an_amount_shows_two(stored: str, shown: str) -> None:
+    """API.md: every amount exactly 2 places; T1: a tax rate keeps up to 4 (8.875)."""
+    from decimal import Decimal
+
+    from accountgraph.api.scalars import Exact, _serialize
+
+    assert _serialize(Exact(stored)) == shown
+    assert _serialize(Decimal(stored)) == str(Decimal(stored).quantize(Decimal("0.01")))

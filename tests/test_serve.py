@@ -24,8 +24,10 @@ async def test_serve_with_two_workers_answers_from_two_processes(
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: ASYNC220 - one child, waited for below
-            [sys.executable, "-m", "accountgraph.cli", "serve", "--workers", "2"]
-            + ["--no-worker", "--no-migrate", "--port", str(port)],
+            [
+                *(sys.executable, "-m", "accountgraph.cli", "serve", "--workers", "2"),
+                *("--no-worker", "--no-migrate", "--port", str(port)),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

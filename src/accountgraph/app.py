@@ -20,7 +20,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Lifespan
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from accountgraph.alerts.fanout import NotificationFanout
 from accountgraph.billing.documents import invoice_document_route
 from accountgraph.bodylimit import BodyLimit
 from accountgraph.config import Settings
@@ -58,7 +57,7 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=_middleware(settings),
-        lifespan=_lifespan(graphql.notifications, background),
+        lifespan=_lifespan(graphql, redis, background),
     )
 
 
@@ -91,19 +90,22 @@ def _middleware(settings: Settings) -> list[Middleware]:
 
 
 def _lifespan(
-    notifications: NotificationFanout, background: Sequence[Background]
+    graphql: GraphQLApp, redis: ArqRedis, background: Sequence[Background]
 ) -> Lifespan[Starlette]:
-    """Starts ``background`` with the app; on shutdown closes the subscriptions' pub/sub
-    connection, then cancels the tasks and waits for them."""
+    """Starts ``background`` and the principal cache's revocation listener with the app;
+    on shutdown closes the subscriptions' pub/sub connection and the listener, then
+    cancels the tasks and waits for them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(run()) for run in background]
-        app.state.notifications = notifications
+        app.state.notifications = graphql.notifications
+        graphql.principals.start(redis)
         try:
             yield
         finally:
-            await notifications.close()
+            await graphql.principals.close()
+            await graphql.notifications.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:

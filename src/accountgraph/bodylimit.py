@@ -11,6 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
+DRAIN_BYTES = 1024 * 1024
+
 
 class _BodyRefused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -73,7 +75,27 @@ class BodyLimit:
         except _BodyRefused as refused:
             if started:
                 raise
+            if refused.status == 413 and not complete:
+                await self._drain(receive, deadline)
             await self._refuse(scope, receive, send, refused)
+
+    @staticmethod
+    async def _drain(receive: Receive, deadline: float) -> None:
+        """Read (and drop) what is left of a streamed body, at most ``DRAIN_BYTES`` and
+        not past the deadline, so that a client still sending it reads the 413 instead of
+        a reset connection. A larger or slower rest is cut off as before."""
+        loop = asyncio.get_running_loop()
+        drained = 0
+        while drained <= DRAIN_BYTES:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     def _too_large(self) -> _BodyRefused:
         return _BodyRefused(

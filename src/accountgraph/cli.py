@@ -7,13 +7,15 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from accountgraph import logs
 from accountgraph.config import Settings
 
 log = logging.getLogger("accountgraph")
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     create = token_commands.add_parser("create", help="create a token (printed once)")
     create.add_argument("--account", help="account id (global) or exact name; none: operator")
     create.add_argument("--name", default="cli")
+    revoke = token_commands.add_parser(
+        "revoke", help="revoke a token (every gateway forgets it at once)"
+    )
+    revoke.add_argument("token", help="the token's value (agt_...)")
 
     args = parser.parse_args(argv)
     # ACCOUNTGRAPH_LOG_FORMAT: json lines or text (unset: text on a terminal); logs.py.
@@ -77,15 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve" and args.workers > 1:
             _serve_workers(settings, args, args.workers)
         elif args.command == "serve":
-            asyncio.run(
-                _serve(settings, args.host, args.port, args.demo, args.worker, args.migrate)
-            )
+            run(_serve(settings, args.host, args.port, args.demo, args.worker, args.migrate))
         elif args.command == "worker":
-            asyncio.run(_worker(settings))
+            run(_worker(settings))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "demo":
             asyncio.run(_demo(settings))
+        elif args.command == "token" and args.token_command == "revoke":
+            return asyncio.run(_revoke_token(settings, args.token))
         elif args.command == "token":
             asyncio.run(_token(settings, args.account, args.name))
         elif args.command == "verify-ledger":
@@ -93,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop where it is installed (uvicorn[standard] brings it; as
+    ``uvicorn.run`` does for ``--workers N``), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] depends on it
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 async def _serve(
@@ -272,6 +289,20 @@ async def _token(settings: Settings, account: str | None, name: str) -> None:
 
     async with backends(settings, migrate=True) as found:
         print(await create_cli_token(found.engine, account, name), flush=True)
+
+
+async def _revoke_token(settings: Settings, token: str) -> int:
+    from accountgraph.accounts.principals import announce_revoked
+    from accountgraph.accounts.tokens import revoke
+    from accountgraph.runtime import backends
+
+    async with backends(settings, migrate=False) as found:
+        async with found.engine.begin() as conn:
+            revoked = await revoke(conn, token)
+        if found.redis is not None:
+            await announce_revoked(found.redis, revoked)
+    print(f"token: {len(revoked)} revoked", flush=True)
+    return 0 if revoked else 1
 
 
 async def _verify_ledger(settings: Settings) -> int:

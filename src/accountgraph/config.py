@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default=Path(".state"), alias="ACCOUNTGRAPH_STATE_DIR")
     operator_token: str | None = Field(default=None, alias="ACCOUNTGRAPH_OPERATOR_TOKEN")
     graphiql_enabled: bool = Field(default=True, alias="ACCOUNTGRAPH_GRAPHIQL")
+    # How long a gateway keeps a token's principal (accounts/principals.py); 0: off.
+    principal_cache_s: float = Field(
+        default=5.0, alias="ACCOUNTGRAPH_PRINCIPAL_CACHE_S", ge=0, le=300
+    )
     db_pool_size: int = Field(default=10, alias="ACCOUNTGRAPH_DB_POOL_SIZE", ge=1, le=200)
     outbox_poll_s: float = Field(default=1.0, alias="ACCOUNTGRAPH_OUTBOX_POLL_S", gt=0)
     outbox_resend_after_s: float = Field(

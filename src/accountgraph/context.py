@@ -10,12 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accountgraph.accounts import tokens
 from accountgraph.accounts.loaders import AccountLoaders
+from accountgraph.accounts.principals import PrincipalCache
 from accountgraph.alerts.loaders import AlertLoaders
 from accountgraph.billing.loaders import BillingLoaders
 from accountgraph.billing.tax_loaders import TaxLoaders
 from accountgraph.billing.voucher_loaders import VoucherLoaders
 from accountgraph.config import Settings
 from accountgraph.costs.loaders import CostLoaders
+from accountgraph.db import reading
 from accountgraph.domain import Principal
 from accountgraph.funds.loaders import FundsLoaders
 from accountgraph.sharing.loaders import SharingLoaders
@@ -101,10 +103,23 @@ def bearer(value: str | None) -> str | None:
 
 
 async def resolve_principal(
-    engine: AsyncEngine, settings: Settings, authorization: str | None
+    engine: AsyncEngine,
+    settings: Settings,
+    authorization: str | None,
+    cache: PrincipalCache | None = None,
 ) -> Principal | None:
+    """The principal of an ``Authorization`` value: from ``cache`` if it holds the token,
+    else one indexed lookup (then kept there)."""
     token = bearer(authorization)
     if token is None:
         return None
-    async with engine.connect() as conn:
-        return await tokens.authenticate(conn, token, operator_token=settings.operator_token)
+    digest = tokens.hash_token(token) if cache is not None and cache.enabled else None
+    if cache is not None and digest is not None:
+        found = cache.get(digest)
+        if found is not None:
+            return found
+    async with reading(engine) as conn:
+        principal = await tokens.authenticate(conn, token, operator_token=settings.operator_token)
+    if cache is not None and digest is not None and principal is not None:
+        cache.put(digest, principal)  # only what was looked up while revocations were heard
+    return principal

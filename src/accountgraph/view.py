@@ -25,6 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from accountgraph import logs
+from accountgraph.accounts.principals import PrincipalCache
 from accountgraph.alerts.fanout import NotificationFanout
 from accountgraph.config import Settings
 from accountgraph.context import Context, resolve_principal
@@ -66,13 +67,18 @@ class GraphQLApp(GraphQL):
         )
         # One Redis pub/sub connection for all of this app's subscriptions, and their caps.
         self.notifications = NotificationFanout(redis, settings)
+        # Tokens' principals for a few seconds, dropped when revoked (the lifespan listens).
+        self.principals = PrincipalCache(settings.principal_cache_s)
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         principal = None
         if isinstance(request, Request):
             try:
                 principal = await resolve_principal(
-                    self.engine, self.settings, request.headers.get("authorization")
+                    self.engine,
+                    self.settings,
+                    request.headers.get("authorization"),
+                    self.principals,
                 )
             except (OSError, DBAPIError) as error:  # PostgreSQL down: a clean 503, no 500
                 log.warning("token lookup failed: %s", error)
@@ -192,7 +198,7 @@ class GraphQLApp(GraphQL):
         params = getattr(context, "connection_params", None) or {}
         value = params.get("Authorization") if isinstance(params, dict) else None
         principal = await resolve_principal(
-            self.engine, self.settings, value if isinstance(value, str) else None
+            self.engine, self.settings, value if isinstance(value, str) else None, self.principals
         )
         if principal is None:
             raise ConnectionRejectionError()

@@ -14,8 +14,10 @@ from accountgraph.accounts.types import BillTo, Link, PlatformSettings, Site, lo
 from accountgraph.accounts.visibility import sees_details
 from accountgraph.api import ids, node
 from accountgraph.api.auth import IsAuthenticated, PrincipalKind, principal_of
+from accountgraph.api.compiler import Reference
 from accountgraph.api.composed import AccountRef
 from accountgraph.api.connections import Connection, connection, page
+from accountgraph.db import reading
 
 MAX_SEARCH = 100
 
@@ -63,10 +65,15 @@ class AccountQuery:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def viewer(self, info: strawberry.Info[Any, Any]) -> Viewer:
         principal = principal_of(info)
-        account = None
-        if principal.account_id is not None:
-            account = await account_node(info, principal.account_id)
-        return Viewer(kind=principal.kind, account=account)
+        own = principal.account_id
+        if own is None:
+            return Viewer(kind=principal.kind, account=None)
+        if info.context.compile_reads:  # its own account: the compiled statement reads it
+            return Viewer(
+                kind=principal.kind,
+                account=Reference(own, lambda: account_node(info, own)),  # type: ignore[arg-type]
+            )
+        return Viewer(kind=principal.kind, account=await account_node(info, own))
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def account(
@@ -103,7 +110,7 @@ class AccountQuery:
             rows_query = rows_query.where(accounts.c.id > request.after)
         rows_query = rows_query.order_by(accounts.c.id).limit(request.limit + 1)
         count_query = select(func.count()).select_from(accounts).where(*conditions)
-        async with info.context.engine.connect() as conn:
+        async with reading(info.context.engine) as conn:
             rows = (await conn.execute(rows_query)).all()
             total = (await conn.execute(count_query)).scalar_one()
         found = [AccountCore.from_row(row) for row in rows]
@@ -111,7 +118,7 @@ class AccountQuery:
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def settings(self, info: strawberry.Info[Any, Any]) -> PlatformSettings:
-        async with info.context.engine.connect() as conn:
+        async with reading(info.context.engine) as conn:
             enabled = await details.billing_hierarchy_enabled(conn)
         return PlatformSettings(billing_hierarchy_enabled=enabled)
 

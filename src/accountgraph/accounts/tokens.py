@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts.access import visible_account
@@ -77,3 +77,16 @@ async def create_token(
         )
     )
     return token
+
+
+async def revoke(conn: AsyncConnection, token: str) -> list[str]:
+    """The token authenticates nobody from now on; the hashes revoked (none: unknown or
+    already revoked). After the commit, ``principals.announce_revoked`` tells every
+    gateway to forget it."""
+    rows = await conn.execute(
+        update(api_tokens)
+        .where(api_tokens.c.token_hash == hash_token(token), api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(api_tokens.c.token_hash)
+    )
+    return [row.token_hash for row in rows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, literal, or_, select, true
+from sqlalchemy import ColumnElement, and_, any_, exists, literal, or_, select, true
 from sqlalchemy.sql.expression import FromClause
 
 from accountgraph.accounts.models import links
@@ -93,7 +93,7 @@ def sees_finance(principal: Principal, account_id: ColumnElement[int]) -> Column
                 link.c.master_id == me,
                 link.c.member_id == account_id,
                 link.c.status == "ACTIVE",
-                link.c.permissions.any("VIEW_FINANCE"),
+                literal("VIEW_FINANCE") == any_(link.c.permissions),
             ]
         ),
     )

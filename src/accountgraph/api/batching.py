@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.dataloader import DataLoader
 
 from accountgraph.api.auth import Principal
+from accountgraph.db import reading
 
 K = TypeVar("K", bound=Hashable)
 
@@ -42,6 +43,6 @@ class AreaLoaders:
 
     async def _all(self, query: Executable) -> Sequence[Any]:
         """One batch query on a connection of its own (loaders of one tick run at once)."""
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows: Sequence[Any] = (await conn.execute(query)).all()
             return rows

@@ -22,8 +22,9 @@ resolvers with its loaders, never by one statement per item.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from accountgraph.api import sqljson
 from accountgraph.api.cache import BoundedCache
+from accountgraph.db import reading
 from accountgraph.domain import Principal
 
 log = logging.getLogger(__name__)
@@ -171,6 +173,16 @@ class Compilation:
         return self.object(get_named_type(selected.type).name, selected.details, source)
 
 
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """An entry's row by id, loaded only if the resolvers must answer it: a resolver that
+    knows the row exists and is visible (``viewer.account``: the principal's own) returns
+    this instead of loading the row the compiled statement reads anyway."""
+
+    row_id: int
+    load: Callable[[], Awaitable[Any]]
+
+
 class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's executor, answering entries outside lists with one statement."""
 
@@ -190,7 +202,7 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             or not getattr(context, "compile_reads", False)
             or _inside_list(path)
         ):
-            return super().complete_object_value(
+            return self._complete(
                 return_type, field_details_list, info, path, result, position_context
             )
         key = self._key(return_type.name, field_details_list, context.principal, result)
@@ -204,7 +216,7 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
             except NotCompiled as reason:
                 log.debug("resolvers answer %s: %s", return_type.name, reason)
                 COMPILED.labels(return_type.name, "fallback").inc()
-                return super().complete_object_value(
+                return self._complete(
                     return_type, field_details_list, info, path, result, position_context
                 )
             found = _plain_sql(statement, context.engine)
@@ -212,6 +224,32 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 STATEMENTS.put(key, found, len(found[0]) + 64 * len(found[1]))
         COMPILED.labels(return_type.name, "compiled").inc()
         return self._run(context.engine, found)
+
+    def _complete(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """The resolvers' way; a ``Reference`` is loaded first."""
+        if not isinstance(result, Reference):
+            return super().complete_object_value(
+                return_type, field_details_list, info, path, result, position_context
+            )
+
+        async def loaded() -> Any:
+            found = await result.load()
+            if found is None:
+                return None
+            value = super(CompilingExecutionContext, self).complete_object_value(
+                return_type, field_details_list, info, path, found, position_context
+            )
+            return await value if inspect.isawaitable(value) else value
+
+        return loaded()
 
     def _key(
         self, type_name: str, details: FieldDetailsList, principal: Principal, result: Any
@@ -241,7 +279,7 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     async def _run(self, engine: Any, found: tuple[str, tuple[Any, ...]]) -> Any:
         sql, values = found
-        async with engine.connect() as conn:
+        async with reading(engine) as conn:
             text = (await conn.exec_driver_sql(sql, values)).scalar_one()
         return orjson.Fragment(text)
 

@@ -10,6 +10,8 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import ColumnElement, Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from accountgraph.db import reading
+
 
 async def pages(
     conn: AsyncConnection,
@@ -100,7 +102,7 @@ async def child_pages(
         shape: Hashable = replace(key, account_id=0)  # type: ignore[type-var, assignment]
         groups[shape].append(key)
     found: dict[K, Page] = {}
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         for group in groups.values():
             first = group[0]
             parents = [key.account_id for key in group]

@@ -8,6 +8,7 @@ with the field path of every id and amount it converts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -15,6 +16,8 @@ from typing import Any, TypeVar
 import strawberry
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from strawberry.types.nodes import SelectedField
+from strawberry.utils.str_converters import to_camel_case
 
 from accountgraph.api import ids, node
 from accountgraph.api.auth import principal_of
@@ -88,12 +91,39 @@ async def mutate(
     principal = principal_of(info)
     named, errors = await perform(info, lambda conn: work(conn, principal))
     loaded: dict[str, Any] = dict.fromkeys(fields)
+    selected = selected_names(info)
     if named is not None:
         found = named if isinstance(named, Mapping) else {next(iter(fields)): named}
+        # Only what the client asked for, all at once (the loaders batch them).
+        wanted: list[tuple[str, str, int]] = []
         for field, type_name in fields.items():
             row_id = found.get(field)
-            loaded[field] = None if row_id is None else await node.load(info, type_name, row_id)
+            if row_id is not None and to_camel_case(field) in selected:
+                wanted.append((field, type_name, row_id))
+        for (field, _, _), value in zip(
+            wanted,
+            await asyncio.gather(*(node.load(info, t, row_id) for _, t, row_id in wanted)),
+            strict=True,
+        ):
+            loaded[field] = value
     return payload(**loaded, user_errors=errors)
+
+
+def selected_names(info: strawberry.Info[Any, Any]) -> set[str]:
+    """The payload's fields the operation selects (through fragments too; a field under
+    ``@skip`` counts: loading too much is harmless, too little is not)."""
+    names: set[str] = set()
+
+    def walk(selections: list[Any]) -> None:
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                names.add(selection.name)
+            else:  # a fragment spread or an inline fragment
+                walk(selection.selections)
+
+    for field in info.selected_fields:
+        walk(field.selections)
+    return names
 
 
 def _sqlstate(error: DBAPIError) -> str | None:

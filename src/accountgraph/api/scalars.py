@@ -23,7 +23,16 @@ else:
     Money = NewType("Money", object)
 
 
+class Exact(Decimal):
+    """A Decimal shown with every place it has (at least two): a rate or a percentage
+    (T1: a tax rate has up to 4 places, ``8.875``). Amounts are plain Decimals, shown
+    with exactly two (API.md, "Money")."""
+
+
 def _serialize(value: object) -> str:
+    if isinstance(value, Exact):
+        cents = value.quantize(CENT)
+        return str(cents) if cents == value else format(value.normalize(), "f")
     if not isinstance(value, Decimal):
         value = Decimal(str(value))
     return str(value.quantize(CENT))

@@ -8,21 +8,22 @@ an outbox row for every account whose available quota changed (A5).
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph import outbox
 from accountgraph.accounts.public import lock_accounts
 from accountgraph.domain import ZERO
 from accountgraph.funds.kinds import Bucket
-from accountgraph.funds.models import BUCKETS, balances, journal_entries, postings
+from accountgraph.funds.models import BUCKETS
 
 QUOTA_TOPIC = "quota.changed"
 assert set(BUCKETS) == set(Bucket), "one bucket, one balance column"
@@ -96,10 +97,9 @@ class Ledger:
         ``frozen`` are trusteeship members whose own cash is frozen (U3)."""
         ids = sorted(set(account_ids))
         await lock_accounts(conn, *ids)
-        await conn.execute(
-            pg_insert(balances).values([{"account_id": i} for i in ids]).on_conflict_do_nothing()
-        )
-        rows = (await conn.execute(select(balances).where(balances.c.account_id.in_(ids)))).all()
+        # Under the locks: create the missing balance rows and read them all, in one trip
+        # (the SELECT's snapshot does not see the CTE's inserts, hence the UNION).
+        rows = (await conn.exec_driver_sql(_READ_BALANCES, (ids,))).all()
         frozen_ids = set(frozen)
         return cls(
             conn,
@@ -134,40 +134,84 @@ class Ledger:
             sums[bucket] += amount
         assert all(total == 0 for total in sums.values()), f"unbalanced entry: {dict(sums)}"
         assert self.lines, "an entry changes money"
-        entry_id: int = (
-            await self.conn.execute(
-                insert(journal_entries)
-                .values(kind=kind, actor=actor, reason=reason)
-                .returning(journal_entries.c.id)
-            )
-        ).scalar_one()
-        await self.conn.execute(
-            insert(postings),
-            [
-                {"entry_id": entry_id, "account_id": a, "bucket": b, "amount": m}
-                for a, b, m in self.lines
-            ],
-        )
         after = self.after()
-        for account_id, new in after.items():
-            old = self.before[account_id]
-            if new.values == old.values:
-                continue
-            await self.conn.execute(
-                update(balances)
-                .where(balances.c.account_id == account_id)
-                .values({BUCKETS[b]: new[b] for b in BUCKETS if new[b] != old[b]})
-            )
-            if new.available_quota != old.available_quota:
-                await outbox.add(
-                    self.conn,
-                    QUOTA_TOPIC,
-                    {
-                        "account_id": account_id,
-                        "before": str(old.available_quota),
-                        "after": str(new.available_quota),
-                        "cause": cause or kind,
-                        "entry_id": entry_id,
-                    },
-                )
+        changed = [i for i, new in after.items() if new.values != self.before[i].values]
+        quota = [
+            {
+                "account_id": i,
+                "before": str(self.before[i].available_quota),
+                "after": str(after[i].available_quota),
+                "cause": cause or kind,
+            }
+            for i in changed
+            if after[i].available_quota != self.before[i].available_quota
+        ]
+        values: list[Any] = [kind, actor, reason]
+        for account_id, bucket, amount in self.lines:
+            values += [account_id, getattr(bucket, "value", bucket), amount]
+        for i in changed:
+            values += [i, *(after[i][bucket] for bucket in BUCKETS)]
+        for row in quota:
+            values += [QUOTA_TOPIC, orjson.dumps(row).decode()]
+        statement = _commit_statement(len(self.lines), len(changed), len(quota))
+        entry_id: int = (await self.conn.exec_driver_sql(statement, tuple(values))).scalar_one()
         return entry_id
+
+
+# Statements as the driver takes them ($n parameters), built once per shape. The money
+# types are explicit casts, so PostgreSQL never guesses a parameter's type.
+_COLUMNS = list(BUCKETS.values())
+_READ_BALANCES = f"""
+WITH missing AS (
+  INSERT INTO balances (account_id) SELECT unnest($1::bigint[])
+  ON CONFLICT (account_id) DO NOTHING
+  RETURNING account_id, {", ".join(_COLUMNS)}
+)
+SELECT * FROM missing
+UNION ALL
+SELECT account_id, {", ".join(_COLUMNS)} FROM balances WHERE account_id = ANY($1::bigint[])
+"""
+
+
+@functools.lru_cache(maxsize=256)
+def _commit_statement(postings_count: int, balances_count: int, quota_count: int) -> str:
+    """F9 in one round trip: the entry, its postings, the new balances of the accounts
+    whose money changed and, for those whose available quota changed, an outbox row
+    (A5) and the outbox's NOTIFY; returns the entry id."""
+    numbers = itertools.count(4)
+
+    def rows(count: int, casts: list[str]) -> str:
+        return ", ".join(
+            "(" + ", ".join(f"${next(numbers)}::{cast}" for cast in casts) + ")"
+            for _ in range(count)
+        )
+
+    postings_sql = rows(postings_count, ["bigint", "text", "numeric"])
+    balances_sql = rows(balances_count, ["bigint"] + ["numeric"] * len(_COLUMNS))
+    quota_sql = rows(quota_count, ["text", "jsonb"])
+    parts = [
+        "entry AS (INSERT INTO journal_entries (kind, actor, reason) "
+        "VALUES ($1::text, $2::text, $3::text) RETURNING id)",
+        "posted AS (INSERT INTO postings (entry_id, account_id, bucket, amount) "
+        f"SELECT entry.id, p.a, p.b, p.m FROM entry, (VALUES {postings_sql}) AS p (a, b, m))",
+    ]
+    if balances_count:
+        assignments = ", ".join(f"{column} = v.{column}" for column in _COLUMNS)
+        parts.append(
+            f"moved AS (UPDATE balances SET {assignments} "
+            f"FROM (VALUES {balances_sql}) AS v (account_id, {', '.join(_COLUMNS)}) "
+            "WHERE balances.account_id = v.account_id)"
+        )
+    if quota_count:
+        parts.append(
+            "queued AS (INSERT INTO outbox (topic, payload) "
+            "SELECT q.t, q.p || jsonb_build_object('entry_id', entry.id) "
+            f"FROM entry, (VALUES {quota_sql}) AS q (t, p) RETURNING id)"
+        )
+        tail = (
+            f"SELECT entry.id FROM entry, "
+            f"(SELECT pg_notify('{outbox.NOTIFY_CHANNEL}', '') FROM queued LIMIT 1) AS n"
+        )
+    else:
+        tail = "SELECT entry.id FROM entry"
+    return "WITH " + ",\n".join(parts) + "\n" + tail

@@ -23,6 +23,7 @@ from accountgraph.accounts.public import (
 from accountgraph.api import keyset
 from accountgraph.api.batching import AreaLoaders
 from accountgraph.api.keyset import Page
+from accountgraph.db import reading
 from accountgraph.domain import Principal
 from accountgraph.funds.ledger import Balance, balance_of
 from accountgraph.funds.models import BUCKETS, balances, charges, transfers
@@ -82,7 +83,7 @@ class FundsLoaders(AreaLoaders):
             .select_from(account.outerjoin(balances, balances.c.account_id == account.c.id))
             .where(account.c.id.in_(ids), sees_finance(self.principal, account.c.id))
         )
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows = (await conn.execute(query)).all()
         found = {
             row.account_id: Finance(balance_of(row, frozen=row.frozen), row.is_member)
@@ -175,6 +176,6 @@ class FundsNodeLoaders:
         return await self._by_id(query, ids)
 
     async def _by_id(self, query: Any, ids: Sequence[int]) -> list[Row | None]:
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             found = {row.id: row for row in (await conn.execute(query)).all()}
         return [found.get(i) for i in ids]

@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts import public as accounts
 from accountgraph.domain import ZERO, DomainError, ErrorCode, Principal
 from accountgraph.funds.kinds import Bucket, DisbursementMethod, TransferDirection
 from accountgraph.funds.ledger import Ledger
-from accountgraph.funds.models import allocations, transfers
+from accountgraph.funds.models import allocations
 
 TRANSFER_PERMISSIONS = ("SYNC_CREDIT_CONTROL", "VIEW_FINANCE")
 
@@ -173,44 +172,24 @@ async def _transfer(
 ) -> int:
     """F5: the transfer book record, the per-method totals, and the entry."""
     entry_id = await ledger.commit(direction, principal.actor)
-    if direction is TransferDirection.ALLOCATE:
-        upsert = pg_insert(allocations).values(
-            master_id=pair.master_id, member_id=pair.member_id, method=method, allocated=amount
-        )
-        await ledger.conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["master_id", "member_id", "method"],
-                set_={"allocated": allocations.c.allocated + amount},
-            )
-        )
-    else:
-        # An UPDATE, not an upsert: PostgreSQL checks CHECK constraints on the proposed
-        # insert row before ON CONFLICT, and (allocated 0, reclaimed x) breaks
-        # reclaimed <= allocated, so every reclamation failed. The row exists (net > 0).
-        reclaimed = await ledger.conn.execute(
-            update(allocations)
-            .where(
-                allocations.c.master_id == pair.master_id,
-                allocations.c.member_id == pair.member_id,
-                allocations.c.method == method,
-            )
-            .values(reclaimed=allocations.c.reclaimed + amount)
-        )
-        assert reclaimed.rowcount == 1
+    # The per-method totals and the book record, in one round trip. A reclamation is an
+    # UPDATE, not an upsert: PostgreSQL checks CHECK constraints on the proposed insert row
+    # before ON CONFLICT, and (allocated 0, reclaimed x) breaks reclaimed <= allocated. Its
+    # row exists (net > 0); the statement returns no transfer if it did not.
+    statement = _ALLOCATED if direction is TransferDirection.ALLOCATE else _RECLAIMED
     transfer_id: int = (
-        await ledger.conn.execute(
-            insert(transfers)
-            .values(
-                master_id=pair.master_id,
-                member_id=pair.member_id,
-                method=method,
-                direction=direction,
-                amount=amount,
-                actor=principal.actor,
-                idempotency_key=idempotency_key,
-                entry_id=entry_id,
-            )
-            .returning(transfers.c.id)
+        await ledger.conn.exec_driver_sql(
+            statement,
+            (
+                pair.master_id,
+                pair.member_id,
+                method.value,
+                amount,
+                direction.value,
+                principal.actor,
+                idempotency_key,
+                entry_id,
+            ),
         )
     ).scalar_one()
     after = ledger.after()
@@ -272,3 +251,32 @@ async def set_credit_limit(
     if ledger.lines:
         await ledger.commit("CREDIT_LIMIT", principal.actor)
         assert ledger.after()[member_id][Bucket.CREDIT_LIMIT] == limit
+
+
+_BOOK = """
+INSERT INTO transfers (master_id, member_id, method, direction, amount, actor,
+                       idempotency_key, entry_id)
+SELECT $1::bigint, $2::bigint, $3::text, $5::text, $4::numeric, $6::text, $7::text, $8::bigint
+FROM total
+RETURNING id
+"""
+_ALLOCATED = (
+    """
+WITH total AS (
+  INSERT INTO allocations (master_id, member_id, method, allocated)
+  VALUES ($1::bigint, $2::bigint, $3::text, $4::numeric)
+  ON CONFLICT (master_id, member_id, method)
+  DO UPDATE SET allocated = allocations.allocated + excluded.allocated
+  RETURNING 1
+)"""
+    + _BOOK
+)
+_RECLAIMED = (
+    """
+WITH total AS (
+  UPDATE allocations SET reclaimed = reclaimed + $4::numeric
+  WHERE master_id = $1::bigint AND member_id = $2::bigint AND method = $3::text
+  RETURNING 1
+)"""
+    + _BOOK
+)

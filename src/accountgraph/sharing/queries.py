@@ -16,6 +16,7 @@ from accountgraph.api import composed, ids, node
 from accountgraph.api.auth import IsAuthenticated, principal_of
 from accountgraph.api.composed import AccountRef
 from accountgraph.api.connections import DEFAULT_PAGE, MAX_PAGE, PageInfo
+from accountgraph.db import reading
 from accountgraph.sharing.compute import DETAILS, SHARING_LIMIT
 from accountgraph.sharing.models import sharing_state
 from accountgraph.sharing.recalculation import PENDING_ROWS
@@ -155,7 +156,7 @@ class SharingOverview:
             f"ORDER BY account_id, resource_id LIMIT {limit + 1}"
         )
         count_sql = text(f"SELECT count(*) FROM ({DETAILS}) d WHERE {where}")
-        async with info.context.engine.connect() as conn:
+        async with reading(info.context.engine) as conn:
             rows = (await conn.execute(rows_sql, params)).all()
             total = (await conn.execute(count_sql, params)).scalar_one()
         shown = rows[:limit]
@@ -194,7 +195,7 @@ async def _member_ids(info: Info, master_id: int) -> list[int]:
         .where(membership.c.master_id == master_id)
         .order_by(membership.c.member_id)
     )
-    async with info.context.engine.connect() as conn:
+    async with reading(info.context.engine) as conn:
         return list((await conn.execute(query)).scalars())
 
 
@@ -206,7 +207,7 @@ async def overview(info: Info, master_id: int) -> SharingOverview | None:
     account = await composed.account(info, master_id)
     if account is None or account.role.value == "MEMBER":  # a member's is its master's
         return None
-    async with info.context.engine.connect() as conn:
+    async with reading(info.context.engine) as conn:
         pending = (await conn.execute(PENDING_ROWS, {"master": master_id})).first()
         calculated_at = (
             await conn.execute(

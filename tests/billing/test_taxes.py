@@ -48,7 +48,8 @@ def taxed(invoice: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 async def test_t1_operators_create_tax_groups_that_everyone_lists(api: Api) -> None:
     member = await pair(api)
-    await tax_group(api, "NY-8_875", "8.875", "New York")
+    new_york = await tax_group(api, "NY-8_875", "8.875", "New York")
+    assert new_york["rate"] == "8.875"  # every place it has, never rounded to 8.88
     created = await tax_group(api, "ZERO", "0")
     assert created["rate"] == "0.00" and created["code"] == "ZERO"
     listed = (await api.gql(TAX_GROUPS, token=member.member_token))["taxGroups"]
@@ -57,7 +58,7 @@ async def test_t1_operators_create_tax_groups_that_everyone_lists(api: Api) -> N
         rate = (
             await conn.execute(text("SELECT rate::text FROM tax_groups WHERE code = 'NY-8_875'"))
         ).scalar_one()
-    assert rate == "8.8750"  # kept exactly (4 places), whatever the output rounds to
+    assert rate == "8.8750"  # kept exactly (4 places)
     node = await api.gql(NODE, {"id": created["id"]}, member.member_token)
     assert node["node"] == {"__typename": "TaxGroup", "code": "ZERO"}
 
@@ -236,7 +237,7 @@ async def test_t2_own_lines_take_the_sites_tax_group_else_the_accounts_default(
     assert lines == [
         ("1.00", "20.00", "0.20"),
         ("10.00", "20.00", "2.00"),
-        ("100.00", "8.88", "8.88"),
+        ("100.00", "8.875", "8.88"),
     ]
 
 
@@ -269,7 +270,7 @@ async def test_t2_the_tax_follows_the_discount(api: Api) -> None:
     await issued(api, account, *JANUARY)
     found = (await api.gql(INVOICE_TAX, {"id": account}))["account"]["invoices"]
     [node] = [edge["node"] for edge in found["edges"]]
-    assert taxed(node) == [("111.10", "8.88", "9.86")]
+    assert taxed(node) == [("111.10", "8.875", "9.86")]
     assert (node["discountTotal"], node["taxTotal"], node["total"]) == ("12.35", "9.86", "120.96")
 
 

@@ -11,7 +11,7 @@ import strawberry
 from accountgraph.api import composed, ids, node
 from accountgraph.api.composed import AccountRef
 from accountgraph.api.node import Node
-from accountgraph.api.scalars import Money
+from accountgraph.api.scalars import Exact, Money
 from accountgraph.billing.payment_types import PaymentMethod
 from accountgraph.billing.tax_loaders import StoredValue, TaxLoaders
 from accountgraph.billing.voucher_types import loaders as voucher_loaders
@@ -26,8 +26,8 @@ def loaders(info: Info) -> TaxLoaders:
 
 
 @strawberry.type(
-    description="T1: a tax rate in percent (0-100, up to 4 places) by its code. Like "
-    "every Decimal, rate is shown with 2 places; invoices apply the exact rate."
+    description="T1: a tax rate in percent (0-100, up to 4 places) by its code; the rate "
+    "is shown with every place it has (at least 2: 8.875, 19.00)."
 )
 class TaxGroup(Node):
     id: strawberry.ID
@@ -41,7 +41,7 @@ class TaxGroup(Node):
             id=strawberry.ID(ids.encode("TaxGroup", row.id)),
             code=row.code,
             name=row.name,
-            rate=row.rate,
+            rate=Exact(row.rate),
         )
 
 

@@ -15,7 +15,7 @@ from accountgraph.api.auth import principal_of
 from accountgraph.api.composed import AccountRef, BillToRef, SiteRef
 from accountgraph.api.connections import Connection, connection, page
 from accountgraph.api.node import Node
-from accountgraph.api.scalars import Money
+from accountgraph.api.scalars import Exact, Money
 from accountgraph.billing import documents
 from accountgraph.billing.invoices import invoice_number
 from accountgraph.billing.loaders import BillingLoaders, InvoicesKey
@@ -84,7 +84,7 @@ class InvoiceLine:
             discount_percent=row.discount_percent,
             discount=row.discount,
             net=row.net,
-            tax_rate=row.tax_rate,
+            tax_rate=Exact(row.tax_rate),
             tax=row.tax,
             member_id=row.member_id,
             site_id=row.site_id,

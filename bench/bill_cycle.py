@@ -11,7 +11,7 @@ charge, and checks the totals after the write (B4). The floor, in the same run a
 same data, is one SQL query that computes the same totals (subtotal, discount total,
 total and number of lines) without writing anything:
 
-    .venv/bin/python -m bench.bill_cycle [--periods 3] [--floor-runs 5]
+    .venv/bin/python -m bench.bill_cycle [--periods 3] [--floor-runs 5] [--tax 8.875]
 
 The periods run in AGGREGATED mode (one invoice of 6,000 lines); one more runs in
 PER_MEMBER mode (2,000 invoices of 3 lines); a second run of a period (B2: issues
@@ -68,7 +68,7 @@ MAX_FLOOR_RUNS = 50
 RUN = """
 mutation Run($input: RunBillCycleInput!) {
   runBillCycle(input: $input) {
-    invoices { id subtotal discountTotal total }
+    invoices { id subtotal discountTotal taxTotal total }
     userErrors { code field message }
   }
 }
@@ -106,11 +106,18 @@ WITH chosen AS (
                   0) AS percent
   FROM chosen GROUP BY member_id, site_id
 )
+), net AS (
+  SELECT amount, round(amount * percent / 100, 2) AS discount,
+         amount - round(amount * percent / 100, 2) AS net
+  FROM line
+)
+-- T2: every line is rolled up to the responsible account, so its default rate ($4) applies
 SELECT coalesce(sum(amount), 0) AS subtotal,
-       coalesce(sum(round(amount * percent / 100, 2)), 0) AS discount_total,
-       coalesce(sum(amount - round(amount * percent / 100, 2)), 0) AS total,
+       coalesce(sum(discount), 0) AS discount_total,
+       coalesce(sum(round(net * $4::numeric / 100, 2)), 0) AS tax_total,
+       coalesce(sum(net + round(net * $4::numeric / 100, 2)), 0) AS total,
        count(*) AS lines
-FROM line
+FROM net
 """
 
 
@@ -257,6 +264,19 @@ async def run(args: argparse.Namespace) -> int:
             redis_url, redis_source = await stack.enter_async_context(redis_server(tmp))
             dsn = _asyncpg_dsn(database_url)
             seeded = await seed(dsn, periods)
+            if args.tax:  # T2: the responsible account's default tax group
+                conn = await asyncpg.connect(dsn)
+                group = await conn.fetchval(
+                    "INSERT INTO tax_groups (code, name, rate) VALUES ('BENCH', 'Bench', $1) "
+                    "RETURNING id",
+                    args.tax,
+                )
+                await conn.execute(
+                    "INSERT INTO account_tax_groups (account_id, tax_group_id) VALUES ($1, $2)",
+                    seeded.master_id,
+                    group,
+                )
+                await conn.close()
             settings = Settings(
                 DATABASE_URL=database_url,
                 REDIS_URL=redis_url,
@@ -310,7 +330,10 @@ async def run(args: argparse.Namespace) -> int:
                 f"discount); seeded {len(periods)} periods in {seeded.seconds:.1f} s",
                 f"  PostgreSQL {server_version} ({pg_source}: {_describe(database_url)}); "
                 f"Redis ({redis_source}); floor = 1 SQL query of the same totals, median of "
-                f"{args.floor_runs} runs before each cycle",
+                f"{args.floor_runs} runs before each cycle; tax (T2) at {args.tax}% on every "
+                "line (the responsible account's default)"
+                if args.tax
+                else f"{args.floor_runs} runs before each cycle; no tax group",
             ]
             for cycle in cycles:
                 lines.append(
@@ -330,7 +353,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"{median_cycle / median_floor:.1f}x"
             )
             lines.append(
-                "  verified: every cycle's subtotal, discount total, total and line "
+                "  verified: every cycle's subtotal, discount total, tax total, total and line "
                 "count == the floor's; every charge of the period invoiced once"
             )
             print("\n".join(lines), flush=True)
@@ -351,7 +374,7 @@ async def _one(
     floor: Any = None
     for _ in range(args.floor_runs):
         started = time.perf_counter()
-        floor = await raw.fetchrow(FLOOR_SQL, seeded.master_id, since, until)
+        floor = await raw.fetchrow(FLOOR_SQL, seeded.master_id, since, until, args.tax)
         floors.append(time.perf_counter() - started)
     variables = {
         "input": {
@@ -372,6 +395,7 @@ async def _one(
     for name, key in (
         ("subtotal", "subtotal"),
         ("discount_total", "discountTotal"),
+        ("tax_total", "taxTotal"),
         ("total", "total"),
     ):
         got = sum((Decimal(i[key]) for i in invoices), Decimal(0))
@@ -410,6 +434,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=3,
         help=f"AGGREGATED periods to time (1-{MAX_PERIODS}), then 1 PER_MEMBER",
+    )
+    parser.add_argument(
+        "--tax",
+        type=Decimal,
+        default=Decimal("8.875"),
+        help="T2: the responsible account's default tax rate in percent (0: no tax group)",
     )
     parser.add_argument(
         "--floor-runs",

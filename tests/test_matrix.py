@@ -230,6 +230,36 @@ async def auto_top_up_args(world: World, principal: str) -> dict[str, Any]:
     }
 
 
+COST_CENTER_ON = """mutation($input: UpdateAccountInput!) { updateAccount(input: $input) {
+  userErrors { code } } }"""
+SET_BUDGET = """mutation($input: SetBudgetInput!) { setBudget(input: $input) {
+  budget { id } userErrors { code } } }"""
+
+
+async def budget_args(world: World, principal: str) -> dict[str, Any]:
+    """C3: a budget on M (cost center on) for each cell."""
+    payload = await world.op(
+        COST_CENTER_ON, {"input": {"accountId": world.master, "costCenterEnabled": True}}
+    )
+    assert payload["updateAccount"]["userErrors"] == [], payload
+    return {
+        "input": {
+            "accountId": world.master,
+            "name": unique(principal),
+            "amount": "100.00",
+            "period": "MONTHLY",
+            "thresholds": [{"basis": "ACTUAL", "percent": "80"}],
+        }
+    }
+
+
+async def remove_budget_args(world: World, principal: str) -> dict[str, Any]:
+    """C3: a fresh budget of M to remove in each cell."""
+    payload = await world.op(SET_BUDGET, await budget_args(world, principal))
+    assert payload["setBudget"]["userErrors"] == [], payload
+    return {"input": {"budgetId": payload["setBudget"]["budget"]["id"]}}
+
+
 async def dissociate_args(world: World, principal: str) -> dict[str, Any]:
     """A's user ends A's own link (its last cell); master and operator fresh links."""
     if principal in ("master", "operator"):
@@ -500,6 +530,13 @@ MATRIX: list[Row] = [
     row(
         "setAutoTopUp",
         auto_top_up_args,
+        expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
+        prepared=True,
+    ),
+    row("setBudget", budget_args, expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"), prepared=True),
+    row(
+        "removeBudget",
+        remove_budget_args,
         expect("ok", "ok", "NOT_FOUND", "NOT_FOUND"),
         prepared=True,
     ),

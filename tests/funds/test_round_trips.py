@@ -3,7 +3,8 @@
 Counted with the engine's statement hook (the app and the tests share it): the token's
 principal is kept by the gateway, the pair is checked before and under the locks, the
 balances are created and read in one statement, the entry with its postings, balances,
-outbox rows and NOTIFY in one, the per-method total with the book record in one.
+outbox rows and NOTIFY in one, the per-method total with the book record in one; then
+the audit row (issue 15, its own autocommitted INSERT) and the payload's read.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ mutation($input: TransferFundsInput!) {
   allocateFunds(input: $input) { transfer { id amount } userErrors { code } }
 }"""
 
-# The pair twice, the lock, the balances, the entry, the book record; the payload's read.
-MOST = 7
+# The pair twice, the lock, the balances, the entry, the book record; the audit row; the
+# payload's read.
+MOST = 8
 
 
 async def statements_of(api: Api, statements: StatementCounter, token: str, **input: Any) -> int:

@@ -105,7 +105,6 @@ WITH chosen AS (
                   (SELECT percent FROM discounts WHERE account_id = chosen.member_id),
                   0) AS percent
   FROM chosen GROUP BY member_id, site_id
-)
 ), net AS (
   SELECT amount, round(amount * percent / 100, 2) AS discount,
          amount - round(amount * percent / 100, 2) AS net

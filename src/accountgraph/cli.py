@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -134,7 +135,24 @@ async def _serve(
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, **uvicorn_options(settings))
         )
-        await server.serve()
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; with the
+        # default handler that killed the process before the embedded servers were stopped.
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            await server.serve()
+        except Terminated:
+            log.info("stopped by SIGTERM")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(Exception):
+    """SIGTERM after uvicorn's graceful shutdown: unwinds ``serve`` so that what it started
+    (the embedded servers, the in-process worker) is stopped."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -225,7 +243,6 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, workers: int) -
 
 async def _worker(settings: Settings) -> None:
     """Until SIGTERM or SIGINT; then arq finishes its running jobs and shuts down."""
-    import signal
 
     from accountgraph.runtime import backends
     from workers.settings import run_worker

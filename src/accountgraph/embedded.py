@@ -34,7 +34,12 @@ class EmbeddedRedis:
     server: Any
 
     def stop(self) -> None:
-        """SHUTDOWN SAVE (Redis 6.2 has no NOW/FORCE), then SIGTERM if it lingers."""
+        """SHUTDOWN SAVE (Redis 6.2 has no NOW/FORCE), then SIGTERM if it lingers; only by
+        the process that started it. A second command in the same state directory (a
+        ``token create`` beside ``serve``) attaches to the running server and leaves it
+        running when it is done."""
+        if not getattr(self.server, "running", False):
+            return
         pid = self.server.pid
         with contextlib.suppress(Exception):  # the server drops the connection as it exits
             self.server.shutdown(save=True)

@@ -1,0 +1,95 @@
+"""The embedded servers (no DATABASE_URL / REDIS_URL): a second command in the same state
+directory leaves them running, and SIGTERM to `serve` stops them (issue 19, item 1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.conftest import free_port
+
+COMMAND = [sys.executable, "-m", "accountgraph.cli"]
+
+
+def embedded_env(state: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["ACCOUNTGRAPH_STATE_DIR"] = str(state)
+    return env
+
+
+def servers_of(state: Path) -> list[psutil.Process]:
+    """The PostgreSQL and Redis processes working in ``state``."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            text = " ".join(process.info["cmdline"] or []) + " " + (process.info["cwd"] or "")
+        except (psutil.Error, TypeError):
+            continue
+        if str(state) in text and process.pid != os.getpid():
+            found.append(process)
+    return found
+
+
+def ready(url: str) -> int | None:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def test_a_second_command_leaves_the_servers_running_and_sigterm_stops_them(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen(
+            [*COMMAND, "serve", "--port", str(port)],
+            env=embedded_env(state),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while ready(url) != 200:
+            assert serve.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+
+        # when: a second command attaches to the same servers and exits
+        created = subprocess.run(
+            [*COMMAND, "token", "create", "--name", "beside"],
+            env=embedded_env(state),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert created.returncode == 0, created.stderr[-3000:]
+        assert "agt_" in created.stdout
+
+        # then: the running server still has its PostgreSQL and Redis
+        time.sleep(1)
+        assert ready(url) == 200, log.read_text()[-3000:]
+        answer = httpx.post(f"{url}/graphql", json={"query": "{ __typename }"}, timeout=10)
+        assert answer.json()["data"] == {"__typename": "Query"}
+        assert servers_of(state), "the embedded servers are not where they were started"
+    finally:
+        # when: SIGTERM, as Docker, systemd and process managers stop a service
+        serve.send_signal(signal.SIGTERM)
+        code = serve.wait(60)
+
+    # then: it stopped what it started
+    assert code == 0, log.read_text()[-3000:]
+    deadline = time.monotonic() + 20
+    while servers_of(state) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert servers_of(state) == [], [p.info for p in servers_of(state)]

@@ -57,3 +57,31 @@ async def test_serve_with_two_workers_answers_from_two_processes(
         process.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(process.wait, 30)
     assert code == 0, log.read_text()
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env["ACCOUNTGRAPH_STATE_DIR"] = str(tmp_path / "state")
+        result = subprocess.run(
+            [sys.executable, "-m", "accountgraph.cli", "serve", "--demo", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"accountgraph: 127.0.0.1:{port} is already in use (another accountgraph serve?); "
+        f"choose another port with --port {port + 1}"
+    ]
+    assert "agt_" not in result.stdout  # no demo tokens for a server that never ran
+    assert not (tmp_path / "state").exists()  # nothing started, nothing written

@@ -80,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(sdl())
         return 0
     settings = Settings()
+    if args.command == "serve" and not port_free(args.host, args.port):
+        # Before anything starts or is written (a demo's tokens would name the other server).
+        print(
+            f"accountgraph: {args.host}:{args.port} is already in use (another accountgraph "
+            f"serve?); choose another port with --port {args.port + 1}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.command == "serve" and args.workers > 1:
             _serve_workers(settings, args, args.workers)
@@ -144,6 +152,20 @@ async def _serve(
             log.info("stopped by SIGTERM")
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether the gateway could listen on ``host:port`` now."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class Terminated(Exception):

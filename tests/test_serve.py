@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 
@@ -85,3 +86,53 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_before_starting_anything(
     ]
     assert "agt_" not in result.stdout  # no demo tokens for a server that never ran
     assert not (tmp_path / "state").exists()  # nothing started, nothing written
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        (
+            "DATABASE_URL",
+            "postgresql://postgres@127.0.0.1:{port}/x",
+            "DATABASE_URL: nothing answers at 127.0.0.1:{port}; is PostgreSQL running there?",
+        ),
+        (
+            "DATABASE_URL",
+            "localhost:5432",
+            "DATABASE_URL='localhost:5432' is not a postgresql:// URL",
+        ),
+        (
+            "REDIS_URL",
+            "redis://127.0.0.1:{port}/0",
+            "REDIS_URL: nothing answers at 127.0.0.1:{port}; is Redis running there?",
+        ),
+        (
+            "ACCOUNTGRAPH_STATE_DIR",
+            "{file}/state",
+            "ACCOUNTGRAPH_STATE_DIR='{file}/state' is not a writable folder",
+        ),
+    ],
+)
+def test_a_setup_mistake_is_one_line_naming_the_setting(
+    tmp_path: Path, setting: str, value: str, says: str
+) -> None:
+    port = free_port()  # nothing listens there
+    afile = tmp_path / "a-file"
+    afile.write_text("not a folder")
+    fill = {"port": port, "file": afile}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["ACCOUNTGRAPH_STATE_DIR"] = str(tmp_path / "state")
+    env[setting] = value.format(**fill)
+    env["ACCOUNTGRAPH_STARTUP_WAIT_S"] = "0"
+    command = "migrate" if setting != "REDIS_URL" else "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "accountgraph.cli", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("accountgraph: " + says.format(**fill)), line

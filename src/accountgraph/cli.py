@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    mistake = preflight(settings, redis=args.command not in ("migrate", "verify-ledger"))
+    if mistake is not None:
+        print(f"accountgraph: {mistake}", file=sys.stderr)
+        return 2
     try:
         if args.command == "serve" and args.workers > 1:
             _serve_workers(settings, args, args.workers)
@@ -152,6 +156,74 @@ async def _serve(
             log.info("stopped by SIGTERM")
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def preflight(settings: Settings, *, redis: bool = True) -> str | None:
+    """The setup mistake that would stop the command, as one line naming the setting and
+    the fix; None when the URLs parse, their servers answer a connection and the state
+    directory (for what is embedded) is writable."""
+    from urllib.parse import urlsplit
+
+    checks: list[tuple[str, str | None, tuple[str, ...], int]] = [
+        ("DATABASE_URL", settings.database_url, ("postgresql", "postgres"), 5432)
+    ]
+    if redis:
+        checks.append(("REDIS_URL", settings.redis_url, ("redis", "rediss", "unix"), 6379))
+    for name, url, schemes, default_port in checks:
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+")[0]
+        if scheme not in schemes or (scheme != "unix" and not parts.hostname):
+            return (
+                f"{name}={url!r} is not a {schemes[0]}:// URL "
+                f"(e.g. {schemes[0]}://user@127.0.0.1:{default_port}/name)"
+            )
+        if scheme == "unix":
+            continue
+        try:
+            port = parts.port or default_port
+        except ValueError:
+            return f"{name}={url!r} has a port that is not a number"
+        if not reachable(parts.hostname or "", port, wait_s=settings.startup_wait_s, name=name):
+            what = "PostgreSQL" if name == "DATABASE_URL" else "Redis"
+            return (
+                f"{name}: nothing answers at {parts.hostname}:{port}; is {what} running there? "
+                f"(unset {name} to start an embedded {what})"
+            )
+    if settings.database_url is None or (redis and settings.redis_url is None):
+        state = settings.state_dir
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            probe = state / ".write-check"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            return (
+                f"ACCOUNTGRAPH_STATE_DIR={str(state)!r} is not a writable folder "
+                f"({error.strerror}); point it at one, or set DATABASE_URL and REDIS_URL"
+            )
+    return None
+
+
+def reachable(host: str, port: int, *, wait_s: float, name: str) -> bool:
+    """Whether ``host:port`` accepts a connection within ``wait_s`` seconds."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=3):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            if not waiting:
+                log.info("waiting up to %.0f s for %s at %s:%s", wait_s, name, host, port)
+                waiting = True
+            time.sleep(0.5)
 
 
 def port_free(host: str, port: int) -> bool:

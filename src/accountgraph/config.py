@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     principal_cache_s: float = Field(
         default=5.0, alias="ACCOUNTGRAPH_PRINCIPAL_CACHE_S", ge=0, le=300
     )
+    # How long a command waits for a configured PostgreSQL or Redis to answer at start
+    # (servers still booting beside it) before it names the setting and exits 2.
+    startup_wait_s: float = Field(default=15.0, alias="ACCOUNTGRAPH_STARTUP_WAIT_S", ge=0, le=600)
     db_pool_size: int = Field(default=10, alias="ACCOUNTGRAPH_DB_POOL_SIZE", ge=1, le=200)
     outbox_poll_s: float = Field(default=1.0, alias="ACCOUNTGRAPH_OUTBOX_POLL_S", gt=0)
     outbox_resend_after_s: float = Field(

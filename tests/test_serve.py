@@ -136,3 +136,17 @@ def test_a_setup_mistake_is_one_line_naming_the_setting(
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("accountgraph: " + says.format(**fill)), line
+
+
+def test_the_command_line_tells_its_version() -> None:
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [sys.executable, "-m", "accountgraph.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"accountgraph {version('accountgraph')}"

@@ -22,6 +22,7 @@ T = TypeVar("T")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="accountgraph", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--version", action="version", version=f"accountgraph {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gateway (embedded servers if no URLs)")
@@ -156,6 +157,15 @@ async def _serve(
             log.info("stopped by SIGTERM")
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("accountgraph")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree, not installed
+        return "unknown"
 
 
 def preflight(settings: Settings, *, redis: bool = True) -> str | None:

@@ -67,6 +67,14 @@ async def test_graphiql_is_served_on_get(api: Api) -> None:
     assert "graphiql" in response.text.lower()
 
 
+async def test_the_root_leads_to_graphiql_and_the_icon_is_no_404(api: Api) -> None:
+    root = await api.client.get("/", headers={"Accept": "text/html"})
+    assert root.status_code == 307 and root.headers["location"] == "/graphql"
+    followed = await api.client.get("/", headers={"Accept": "text/html"}, follow_redirects=True)
+    assert followed.status_code == 200 and "graphiql" in followed.text.lower()
+    assert (await api.client.get("/favicon.ico")).status_code == 204
+
+
 def ws_url(api: Api) -> str:
     return str(api.client.base_url).replace("http://", "ws://") + "/graphql"
 

@@ -15,6 +15,8 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Lifespan
@@ -54,11 +56,22 @@ def create_app(
     ]
     if settings.graphiql_enabled:
         routes.append(Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
+        # A browser pointed at the server's root finds GraphiQL.
+        routes.append(Route("/", _to_graphiql, methods=["GET", "HEAD"]))
+    routes.append(Route("/favicon.ico", _no_icon, methods=["GET", "HEAD"]))
     return Starlette(
         routes=routes,
         middleware=_middleware(settings),
         lifespan=_lifespan(graphql, redis, background),
     )
+
+
+async def _to_graphiql(request: Request) -> Response:
+    return RedirectResponse("/graphql", status_code=307)
+
+
+async def _no_icon(request: Request) -> Response:
+    return Response(status_code=204)
 
 
 def _middleware(settings: Settings) -> list[Middleware]:

@@ -75,6 +75,16 @@ async def test_the_root_leads_to_graphiql_and_the_icon_is_no_404(api: Api) -> No
     assert (await api.client.get("/favicon.ico")).status_code == 204
 
 
+async def test_parse_and_validation_errors_carry_a_code(api: Api) -> None:
+    """As Apollo Server names them: a client tells a typo from a refusal by the code."""
+    broken = await api.raw("{ viewer { kind ")
+    unknown = await api.raw("{ viewer { kindd } }")
+    assert [e["extensions"]["code"] for e in broken["errors"]] == ["GRAPHQL_PARSE_FAILED"]
+    assert broken["errors"][0]["locations"]
+    assert [e["extensions"]["code"] for e in unknown["errors"]] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert broken.get("data") is None and unknown.get("data") is None
+
+
 def ws_url(api: Api) -> str:
     return str(api.client.base_url).replace("http://", "ws://") + "/graphql"
 

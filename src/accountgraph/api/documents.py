@@ -53,7 +53,13 @@ def parsed(query: str, max_tokens: int | None) -> tuple[Checked, bool]:
     except GraphQLError as error:
         if "tokens. Parsing aborted." in error.message:
             raise GraphQLError(error.message, extensions={"code": "TOO_MANY_TOKENS"}) from None
-        raise
+        # As Apollo Server names it: a client can tell a typo from a refusal.
+        raise GraphQLError(
+            error.message,
+            source=error.source,
+            positions=error.positions,
+            extensions={"code": "GRAPHQL_PARSE_FAILED"},
+        ) from None
     checked = Checked(document, shape_problem(document))
     if len(query) <= MAX_CACHED_CHARS:
         DOCUMENTS.put(query, checked, len(query) * BYTES_PER_CHAR)

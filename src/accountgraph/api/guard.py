@@ -29,7 +29,7 @@ from strawberry.types.graphql import OperationType
 from accountgraph.api.budget import charge
 from accountgraph.api.documents import is_cached, parsed
 from accountgraph.api.limits import answer_status, rate_limited
-from accountgraph.api.validation import validated, without_suggestion
+from accountgraph.api.validation import coded, validated, without_suggestion
 
 VALIDATION_COST = 10
 # A refused document costs at least this, and at least 1/REFUSED_PER_MINUTE of the budget
@@ -80,6 +80,7 @@ class DocumentGuard(SchemaExtension):
             ]
         else:
             errors = validated(context.schema._schema, self.checked, rules, hide_suggestions=hide)
+            errors = [coded(error) for error in errors]
         if errors and fresh:
             await self._charge(
                 max(REFUSED_COST, self._per_minute() // REFUSED_PER_MINUTE), debt=True

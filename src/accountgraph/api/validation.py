@@ -76,6 +76,22 @@ def validated(
     return errors
 
 
+def coded(error: GraphQLError, code: str = "GRAPHQL_VALIDATION_FAILED") -> GraphQLError:
+    """``error`` with ``extensions.code`` (the limits' rules set their own; the rest of
+    validation is GRAPHQL_VALIDATION_FAILED, as Apollo Server names it)."""
+    if (error.extensions or {}).get("code"):
+        return error
+    return GraphQLError(
+        error.message,
+        error.nodes,
+        error.source,
+        error.positions,
+        error.path,
+        error.original_error,
+        {**(error.extensions or {}), "code": code},
+    )
+
+
 def without_suggestion(error: GraphQLError) -> GraphQLError:
     """``error`` without a "Did you mean …?" (names of the schema) in its message."""
     message = SUGGESTION.sub("", error.message)
@@ -85,4 +101,4 @@ def without_suggestion(error: GraphQLError) -> GraphQLError:
     return error
 
 
-__all__ = ["VALIDATION_TIMEOUT_S", "validated", "without_suggestion"]
+__all__ = ["VALIDATION_TIMEOUT_S", "coded", "validated", "without_suggestion"]

@@ -284,6 +284,18 @@ async def test_p1_introspection_works_without_a_token(api: Api, header: str) -> 
     assert "members" in {f["name"] for f in data["__type"]["fields"]}
 
 
+async def test_p1_a_wrong_token_reads_unlike_a_missing_one(api: Api) -> None:
+    """Both UNAUTHENTICATED; extensions.reason and the message tell which it was."""
+    missing = await post(api, VIEWER, None)
+    wrong = await post(api, VIEWER, "Bearer agt_" + "x" * 43)
+    refused_at_top_level(missing, "viewer", "UNAUTHENTICATED")
+    refused_at_top_level(wrong, "viewer", "UNAUTHENTICATED")
+    assert missing["errors"][0]["extensions"]["reason"] == "NO_TOKEN"
+    assert wrong["errors"][0]["extensions"]["reason"] == "INVALID_TOKEN"
+    assert "unknown or revoked" in wrong["errors"][0]["message"]
+    assert "Authorization: Bearer" in missing["errors"][0]["message"]
+
+
 async def test_p1_a_revoked_token_authenticates_nobody(api: Api, redis: ArqRedis) -> None:
     # given
     account = await api.account("Acme")

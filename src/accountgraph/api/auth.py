@@ -17,10 +17,28 @@ strawberry.enum(PrincipalKind)  # registers the class itself
 def principal_of(info: strawberry.Info[Any, Any]) -> Principal:
     principal: Principal | None = info.context.principal
     if principal is None:
+        if _sent_a_token(info.context):
+            raise top_level(
+                "The token is unknown or revoked: send a valid one (accountgraph token create).",
+                "UNAUTHENTICATED",
+                reason="INVALID_TOKEN",
+            )
         raise top_level(
-            "Authentication required: send 'Authorization: Bearer <token>'.", "UNAUTHENTICATED"
+            "Authentication required: send 'Authorization: Bearer <token>'.",
+            "UNAUTHENTICATED",
+            reason="NO_TOKEN",
         )
     return principal
+
+
+def _sent_a_token(context: Any) -> bool:
+    """Whether the request carried any Authorization (HTTP header or connection_init)."""
+    request = getattr(context, "request", None)
+    headers = getattr(request, "headers", None)
+    if headers is not None and headers.get("authorization"):
+        return True
+    params = getattr(context, "connection_params", None)
+    return isinstance(params, dict) and bool(params.get("Authorization"))
 
 
 class IsAuthenticated(BasePermission):

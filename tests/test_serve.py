@@ -160,6 +160,6 @@ def test_the_preflight_lets_unix_socket_urls_through(tmp_path: Path) -> None:
     settings = Settings(
         DATABASE_URL=f"postgresql+asyncpg://postgres:@/postgres?host={tmp_path}",
         REDIS_URL=f"unix://{tmp_path}/redis.socket",
-        ACCOUNTGRAPH_STATE_DIR=str(tmp_path / "state"),
+        ACCOUNTGRAPH_STATE_DIR=tmp_path / "state",
     )
     assert preflight(settings) is None

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accountgraph import outbox
 from accountgraph.billing import auto_pay, auto_top_up
-from tests.funds.support import assert_sound, money_state
+from tests.billing import voucher_support as vouchers
 from tests.helpers import OPERATOR_TOKEN, Api
 
 TABLES = (
@@ -134,16 +134,6 @@ async def stored(api: Api, account: str, token: str = OPERATOR_TOKEN) -> dict[st
     return found
 
 
-async def state(api: Api, accounts: list[str]) -> dict[str, Any]:
-    """Everything a refused mutation of this feature must leave as it was."""
-    tables: dict[str, Any] = {}
-    async with api.engine.connect() as conn:
-        for table in TABLES:
-            rows = (await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))).all()
-            tables[table] = [tuple(row) for row in rows]
-    return {"tables": tables, "money": await money_state(api, accounts)}
-
-
 async def refused(
     api: Api,
     name: str,
@@ -156,25 +146,25 @@ async def refused(
     token: str = OPERATOR_TOKEN,
 ) -> None:
     """Exactly one user error ``code`` at ``field``, nothing else in the payload, nothing
-    changed, and the ledger (stored value included) still verifies."""
-    before = await state(api, accounts)
-    payload = await api.mutate(name, query, input, token)
-    errors = payload["userErrors"]
-    assert [(e["code"], e["field"]) for e in errors] == [(code, field)], errors
-    assert errors[0]["message"]
-    assert all(value is None for key, value in payload.items() if key != "userErrors"), payload
-    assert await state(api, accounts) == before
-    await assert_sound(api.engine)
+    of this feature's tables or money changed, and the ledger (stored value included)
+    still verifies."""
+    await vouchers.refused(
+        api,
+        name,
+        query,
+        input,
+        code=code,
+        field=field,
+        accounts=accounts,
+        token=token,
+        tables=TABLES,
+    )
 
 
 async def forbidden(
     api: Api, query: str, input: dict[str, Any], *, token: str, accounts: list[str]
 ) -> None:
-    before = await state(api, accounts)
-    body = await api.raw(query, {"input": input}, token)
-    assert body["data"] is None
-    assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"], body["errors"]
-    assert await state(api, accounts) == before
+    await vouchers.forbidden(api, query, input, token=token, accounts=accounts, tables=TABLES)
 
 
 async def pending_rows(engine: AsyncEngine, topic: str) -> list[tuple[int, dict[str, Any]]]:

@@ -180,14 +180,17 @@ async def credit_rows(api: Api) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in rows]
 
 
-async def billing_state(api: Api, accounts: list[str]) -> dict[str, Any]:
-    """Everything a refused mutation of this area must leave as it was."""
-    tables: dict[str, Any] = {}
+async def billing_state(
+    api: Api, accounts: list[str], tables: tuple[str, ...] = BILLING_TABLES
+) -> dict[str, Any]:
+    """Everything a refused mutation of this area must leave as it was: the rows of
+    ``tables`` and the money of ``accounts``."""
+    found: dict[str, Any] = {}
     async with api.engine.connect() as conn:
-        for table in BILLING_TABLES:
+        for table in tables:
             rows = (await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2"))).all()
-            tables[table] = [tuple(row) for row in rows]
-    return {"tables": tables, "money": await money_state(api, accounts)}
+            found[table] = [tuple(row) for row in rows]
+    return {"tables": found, "money": await money_state(api, accounts)}
 
 
 async def refused(
@@ -200,25 +203,32 @@ async def refused(
     field: list[str] | None,
     accounts: list[str],
     token: str = OPERATOR_TOKEN,
+    tables: tuple[str, ...] = BILLING_TABLES,
 ) -> None:
-    """Exactly one user error ``code`` at ``field``, nothing else in the payload, and no
-    money, balance, record, voucher, coupon or payment method changed."""
-    before = await billing_state(api, accounts)
+    """Exactly one user error ``code`` at ``field``, nothing else in the payload, no row of
+    ``tables`` and no money changed, and the ledger still verifies."""
+    before = await billing_state(api, accounts, tables)
     payload = await api.mutate(name, query, input, token)
     errors = payload["userErrors"]
     assert [(e["code"], e["field"]) for e in errors] == [(code, field)], errors
     assert errors[0]["message"]
     assert all(value is None for key, value in payload.items() if key != "userErrors"), payload
-    assert await billing_state(api, accounts) == before
+    assert await billing_state(api, accounts, tables) == before
     await assert_sound(api.engine)
 
 
 async def forbidden(
-    api: Api, query: str, input: dict[str, Any], *, token: str, accounts: list[str]
+    api: Api,
+    query: str,
+    input: dict[str, Any],
+    *,
+    token: str,
+    accounts: list[str],
+    tables: tuple[str, ...] = BILLING_TABLES,
 ) -> None:
     """An operator-only mutation called by an account's user: top-level FORBIDDEN."""
-    before = await billing_state(api, accounts)
+    before = await billing_state(api, accounts, tables)
     body = await api.raw(query, {"input": input}, token)
     assert body["data"] is None
     assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"], body["errors"]
-    assert await billing_state(api, accounts) == before
+    assert await billing_state(api, accounts, tables) == before

@@ -3,10 +3,10 @@ clients, against uvicorn with several worker processes on a loopback port.
 
 The data is ``bench.allocations``'s: a master with 16 ACTIVE trusteeship members (every
 grant) and 10,000,000.00 cash, written with bulk SQL into a fresh, migrated database.
-The server is ``uvicorn --factory accountgraph.asgi:app --workers N`` in a child process
-(Settings from its environment). Each client is an asyncio loop over one keep-alive httpx
-connection; per request it picks a tree query (the master's members with link, sites,
-bill-tos and finance) or, with ``--money`` probability, ``allocateFunds`` of 0.01 CASH to
+The server is ``accountgraph serve --workers N --no-worker --no-migrate`` in a child
+process (``bench/processes.py``; Settings from its environment). Each client is an
+asyncio loop over one keep-alive httpx connection; per request it picks a tree query (the
+master's members with link, sites, bill-tos and finance) or, with ``--money`` probability, ``allocateFunds`` of 0.01 CASH to
 one of the members with an idempotency key of its own. Errors (HTTP status other than
 200, GraphQL errors, user errors, timeouts) are counted, not fatal.
 
@@ -32,11 +32,7 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -52,6 +48,7 @@ from accountgraph.api import ids
 from accountgraph.db import make_engine
 from accountgraph.funds.verify import verify
 from bench.allocations import AMOUNT, MEMBERS, OPENING_CASH, seed
+from bench.processes import gateway
 from bench.tree_query import _asyncpg_dsn, _describe, fresh_database, postgres_server, redis_server
 
 TREE = """
@@ -95,59 +92,6 @@ class Ledger:
 
     succeeded: set[str] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def uvicorn_workers(
-    database_url: str, redis_url: str, workers: int, pool_size: int, log: Path
-) -> Any:
-    """``uvicorn.run("accountgraph.asgi:app", factory=True, workers=N)`` in a child."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "ACCOUNTGRAPH_QUEUE": f"accountgraph:load:{uuid.uuid4().hex[:8]}",
-        "ACCOUNTGRAPH_GRAPHIQL": "false",
-        "ACCOUNTGRAPH_DB_POOL_SIZE": str(pool_size),
-        "ACCOUNTGRAPH_RATE_LIMIT_COST_PER_MINUTE": "0",
-    }
-    code = (
-        "import uvicorn; uvicorn.run('accountgraph.asgi:app', factory=True, "
-        f"host='127.0.0.1', port={port}, workers={workers}, log_level='warning', "
-        "access_log=False)"
-    )
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below
-            [sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=2, trust_env=False) as probe:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await probe.get("/readyz")).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = await asyncio.to_thread(log.read_text)
-                    raise RuntimeError("uvicorn did not start:\n" + output[-3000:])
-                await asyncio.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, 20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            await asyncio.to_thread(process.wait, 10)
 
 
 async def run_level(
@@ -236,8 +180,12 @@ async def run(args: argparse.Namespace) -> int:
             ledger = Ledger()
             # Connections: every worker's pool (and its overflow) within the server's 100.
             pool_size = max(2, min(10, 80 // (2 * args.workers)))
-            async with uvicorn_workers(
-                database_url, redis_url, args.workers, pool_size, tmp / "uvicorn.log"
+            env = {  # as production starts it: `accountgraph serve --workers N`
+                "ACCOUNTGRAPH_QUEUE": f"accountgraph:load:{uuid.uuid4().hex[:8]}",
+                "ACCOUNTGRAPH_DB_POOL_SIZE": str(pool_size),
+            }
+            async with gateway(
+                database_url, redis_url, tmp / "uvicorn.log", workers=args.workers, env=env
             ) as base:
                 for level in levels:
                     await run_level(
@@ -270,7 +218,7 @@ async def run(args: argparse.Namespace) -> int:
     lines = [
         f"load: tree query (master + {MEMBERS} members with link, sites, bill-tos, finance) "
         f"and allocateFunds ({AMOUNT} CASH, {args.money:.0%} of requests) mixed",
-        f"  uvicorn --workers {args.workers} (accountgraph.asgi:app, DB pool {pool_size}+"
+        f"  accountgraph serve --workers {args.workers} (DB pool {pool_size}+"
         f"{pool_size} per process) on 127.0.0.1; PostgreSQL {server_version} ({pg_source}: "
         f"{_describe(database_url)}); Redis ({redis_source}); {args.seconds:g} s per level",
         "  clients | requests/s | allocations/s |  p50 ms |  p99 ms | requests | errors",

@@ -6,8 +6,9 @@ grant) and 10,000,000.00 cash, written with bulk SQL into a fresh, migrated data
 The server is ``accountgraph serve --workers N --no-worker --no-migrate`` in a child
 process (``bench/processes.py``; Settings from its environment). Each client is an
 asyncio loop over one keep-alive httpx connection; per request it picks a tree query (the
-master's members with link, sites, bill-tos and finance) or, with ``--money`` probability, ``allocateFunds`` of 0.01 CASH to
-one of the members with an idempotency key of its own. Errors (HTTP status other than
+master's members with link, sites, bill-tos and finance) or, with ``--money``
+probability, ``allocateFunds`` of 0.01 CASH to one of the members with an idempotency key
+of its own. Errors (HTTP status other than
 200, GraphQL errors, user errors, timeouts) are counted, not fatal.
 
 After the last level the server is stopped and the ledger is checked: ``verify()`` finds

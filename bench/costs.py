@@ -44,13 +44,14 @@ import asyncpg
 import httpx
 import uvicorn
 from arq import create_pool
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from accountgraph import embedded, outbox
 from accountgraph.api import ids
 from accountgraph.app import create_app
 from accountgraph.config import Settings
-from accountgraph.costs.budgets import DEBOUNCE_S, EVALUATE_TOPIC
+from accountgraph.costs.budgets import DEBOUNCE_S, EVALUATE_TOPIC, spend, sweep
 from accountgraph.db import make_engine, to_async_url
 from accountgraph.funds.public import CHARGE_TOPIC
 from accountgraph.migrations import upgrade_async
@@ -294,7 +295,7 @@ async def budget_bench(
     producing = asyncio.Event()
     finished = asyncio.Event()
     pick = random.Random(1)
-    now = datetime.now(UTC)
+    ages: list[float] = []
 
     async def produce() -> None:
         producer = await asyncpg.connect(dsn)
@@ -307,10 +308,10 @@ async def budget_bench(
                 async with producer.transaction():
                     rows = await producer.fetch(
                         "INSERT INTO charges (account_id, amount, description, occurred_at, "
-                        "product, tags) SELECT m, 1.00, 'usage', $2, 'ECS', '{\"team\": \"web\"}' "
-                        "FROM unnest($1::bigint[]) m RETURNING id, account_id",
+                        "product, tags) SELECT m, 1.00, 'usage', clock_timestamp(), 'ECS', "
+                        '\'{"team": "web"}\' FROM unnest($1::bigint[]) m '
+                        "RETURNING id, account_id",
                         whose,
-                        now,
                     )
                     ids_ = await producer.fetch(
                         "INSERT INTO outbox (topic, payload) SELECT $1, jsonb_build_object("
@@ -353,6 +354,21 @@ async def budget_bench(
         finally:
             await poller.close()
 
+    async def sample() -> None:
+        """Every 100 ms: the age of the oldest charge not yet counted in the budgets'
+        stored spends (C4: what a threshold crossing waits for at most)."""
+        sampler = await asyncpg.connect(dsn)
+        try:
+            while not finished.is_set():
+                age = await sampler.fetchval(
+                    "SELECT extract(epoch FROM clock_timestamp() - min(occurred_at)) "
+                    "FROM budget_deltas"
+                )
+                ages.append(float(age or 0))
+                await asyncio.sleep(0.1)
+        finally:
+            await sampler.close()
+
     async def work() -> None:
         while not (producing.is_set() and queue.empty() and finished.is_set()):
             try:
@@ -361,6 +377,11 @@ async def budget_bench(
                 continue
             await outbox.run_row(engine, row_id)
 
+    # As after a deploy: the sweep computes every budget's spend in whole once; from then
+    # on the charges' jobs count each charge.
+    warmed = time.perf_counter()
+    await sweep(engine)
+    warm_s = time.perf_counter() - warmed
     began = time.perf_counter()
     try:
 
@@ -368,10 +389,26 @@ async def budget_bench(
             await delayed()
             finished.set()
 
-        await asyncio.gather(produce(), relay(), *(work() for _ in range(args.workers)))
+        await asyncio.gather(produce(), relay(), sample(), *(work() for _ in range(args.workers)))
+        elapsed = time.perf_counter() - began
+        # The stored spends against the live spend (C3, from the charges) of every budget,
+        # then the sweep's whole computation of all of them.
+        async with engine.connect() as conn:
+            counted = {
+                int(r.budget_id): r.spent
+                for r in await conn.execute(text("SELECT budget_id, spent FROM budget_spends"))
+            }
+            live: dict[int, Any] = {}
+            for owner in owners:
+                live |= {
+                    b: s.spent for b, s in (await spend(conn, owner, datetime.now(UTC))).items()
+                }
+        drift = sum(1 for b, v in live.items() if counted.get(b) != v)
+        swept = time.perf_counter()
+        await sweep(engine)
+        sweep_s = time.perf_counter() - swept
     finally:
         await engine.dispose()
-    elapsed = time.perf_counter() - began
     conn = await asyncpg.connect(dsn)
     try:
         lags = [
@@ -398,6 +435,12 @@ async def budget_bench(
         f"  lag commit -> job done (a debounced charge is counted by a delayed evaluation "
         f"up to {DEBOUNCE_S:.0f} s later): p50 {percentile(lags, 0.5) * 1000:.0f} ms, "
         f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms",
+        f"  oldest charge not yet counted in the stored spends (sampled every 100 ms): "
+        f"p50 {percentile(ages, 0.5) * 1000:.0f} ms, p99 {percentile(ages, 0.99) * 1000:.0f} ms, "
+        f"max {max(ages) * 1000:.0f} ms",
+        f"  stored spends vs the live spend of all {len(live):,} budgets: {drift} differ; "
+        f"the sweep (each computed in whole) {warm_s * 1000:.0f} ms before the charges, "
+        f"{sweep_s * 1000:.0f} ms after",
     ]
 
 
@@ -407,7 +450,8 @@ async def run(args: argparse.Namespace) -> int:
             master, members, seconds = await seed(_dsn(url), args.members, args.per_day, args.days)
             count = (args.members + 1) * args.per_day * args.days
             lines = [f"seeded {count:,} charges ({args.members:,} members) in {seconds:.0f} s"]
-            lines += await report_bench(args, url, redis_url, master)
+            if args.iterations:
+                lines += await report_bench(args, url, redis_url, master)
             lines += await budget_bench(args, url, master, members)
     print("\n".join(lines))
     return 0

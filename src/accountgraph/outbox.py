@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "accountgraph_outbox"
 JOB_FUNCTION = "run_outbox_row"
 # Topics written by more than one area (the account graph's link changes end or start
-# sharing, S9); each area's own topics live with the area.
+# sharing, S9), and topics whose pending rows this table indexes (C4); each area's other
+# topics live with the area.
 SHARING_RECALCULATE = "sharing.recalculate"
+BUDGETS_EVALUATE = "budgets.evaluate"
 RELAY_BATCH = 500
 
 
@@ -63,6 +65,13 @@ class OutboxRow(SQLModel, table=True):
             "ix_outbox_pending_sharing",
             text("((payload->>'master_id')::bigint)"),
             postgresql_where=text(f"topic = '{SHARING_RECALCULATE}' AND done_at IS NULL"),
+        ),
+        # C4: "is an evaluation of this account's budgets pending?" on every charge's job
+        # (migration 0010).
+        Index(
+            "ix_outbox_pending_budgets",
+            text("((payload->>'account_id')::bigint)"),
+            postgresql_where=text(f"topic = '{BUDGETS_EVALUATE}' AND done_at IS NULL"),
         ),
     )
 

@@ -104,18 +104,59 @@ class BudgetFiring(SQLModel, table=True):
 
 
 class BudgetEvaluation(SQLModel, table=True):
-    """C4: the last evaluation of an account's budgets after a charge, by the snapshot it
-    read (``pg_current_snapshot()``): a charge whose transaction that snapshot sees was
-    counted, and its own job need not evaluate again (one evaluation covers a burst)."""
+    """C4: an account's evaluation row: the worker holds it (FOR UPDATE) while it brings
+    the account's stored spends up to date; when and in which snapshot it last did."""
 
     __tablename__ = "budget_evaluations"
 
     account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
     snapshot: str | None = Field(default=None, sa_type=Text)
     evaluated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # The snapshot the stored spends (``budget_spends``) were last computed in whole in
+    # and the time they counted up to (a charge that snapshot sees and that occurred by
+    # then is counted), and what the account's report was made of then (its members since
+    # when, its ended trusteeships, its budgets' user groups): a different make-up means
+    # the next evaluation computes them in whole again.
+    spend_snapshot: str | None = Field(default=None, sa_type=Text)
+    spend_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    fingerprint: str | None = Field(default=None, sa_type=Text)
+
+
+class BudgetSpend(SQLModel, table=True):
+    """C4 at the speed of the charges: a budget's spend in its current period as the
+    worker last counted it (computed in whole, then plus each new charge's amount); the
+    live ``Budget.spent`` (C3) is always computed from the charges."""
+
+    __tablename__ = "budget_spends"
+
+    budget_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("budgets.id", ondelete="CASCADE"), primary_key=True)
+    )
+    period_start: datetime = Field(sa_type=DateTime(timezone=True))
+    spent: Decimal = Field(sa_type=Numeric(20, 2))
+
+
+class BudgetDelta(SQLModel, table=True):
+    """C4: a committed charge not yet counted in the stored spends of an account whose
+    report holds it (written by the charge's job, consumed by the account's next
+    evaluation). ``xid`` is the charge's transaction: a whole computation whose snapshot
+    sees it counted the charge already."""
+
+    __tablename__ = "budget_deltas"
+    __table_args__ = (Index("ix_budget_deltas_account", "account_id", "occurred_at"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=False), primary_key=True)
+    )
+    account_id: int = Field(sa_type=BigInteger, foreign_key="accounts.id")
+    charge_id: int = Field(sa_type=BigInteger)
+    xid: int = Field(sa_type=BigInteger)
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
 budgets = table_of(Budget)
 budget_evaluations = table_of(BudgetEvaluation)
+budget_spends = table_of(BudgetSpend)
+budget_deltas = table_of(BudgetDelta)
 budget_thresholds = table_of(BudgetThreshold)
 budget_firings = table_of(BudgetFiring)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Select,
     Subquery,
     and_,
     func,
@@ -120,6 +121,7 @@ def report_charges(
     until: datetime | ColumnElement[datetime],
     *,
     member_ids: Sequence[int] | None = None,
+    charge_ids: Select[Any] | None = None,
     name: str = "report_charge",
 ) -> Subquery:
     """C2: the charges of ``account_id``'s report as ``principal`` sees it, occurred in
@@ -171,6 +173,9 @@ def report_charges(
     if member_ids is not None:
         own = own.where(own_charge.c.account_id.in_(list(member_ids)))
         managed = managed.where(member_charge.c.account_id.in_(list(member_ids)))
+    if charge_ids is not None:  # only these charges (C4's not yet counted ones)
+        own = own.where(own_charge.c.id.in_(charge_ids))
+        managed = managed.where(member_charge.c.id.in_(charge_ids))
     return union_all(own, managed).subquery(name)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -66,7 +66,7 @@ from accountgraph.costs.models import (
     budget_thresholds,
     budgets,
 )
-from accountgraph.costs.periods import CENT, DAY, forecast, period_bounds, utc
+from accountgraph.costs.periods import CENT, forecast, forecast_factor, period_bounds, utc
 from accountgraph.costs.reports import own_view, report_charges
 from accountgraph.domain import ZERO, DomainError, ErrorCode, NotFound, Principal
 from accountgraph.funds import public as funds
@@ -189,10 +189,7 @@ async def remove_budget(conn: AsyncConnection, principal: Principal, budget_id: 
 
 
 async def _cost_center(conn: AsyncConnection, account_id: int) -> None:
-    on = (
-        await conn.execute(select(accounts.cost_center_on(literal(account_id, BigInteger))))
-    ).scalar_one()
-    if not on:
+    if not await _cost_center_on(conn, account_id):
         raise DomainError(
             ErrorCode.COST_CENTER_DISABLED, "Cost center is off for this account.", ["accountId"]
         )
@@ -757,7 +754,6 @@ async def _recorded(conn: AsyncConnection, account_id: int, **values: Any) -> No
         .where(budget_evaluations.c.account_id == account_id)
         .values(
             **{_RECORDED.get(k, k): v for k, v in values.items()},
-            snapshot=func.pg_current_snapshot().cast(Text),
             evaluated_at=func.clock_timestamp(),
         )
     )
@@ -775,7 +771,7 @@ async def _fire_due(
     factor = case(
         (budget_thresholds.c.basis == "ACTUAL", literal(Decimal(1))),
         *(
-            (budgets.c.period == p, literal(_forecast_factor(start, end, now)))
+            (budgets.c.period == p, literal(forecast_factor(start, end, now)))
             for p, (start, end) in bounds.items()
         ),
     )
@@ -817,16 +813,6 @@ async def _fire_due(
         if notification is not None:
             fired.append(notification)
     return fired
-
-
-def _forecast_factor(start: datetime, end: datetime, now: datetime) -> Decimal:
-    """``forecast(spent, ...) <= spent x this + a cent`` for any spent >= 0."""
-    elapsed = max(now - start, DAY)
-    if elapsed >= end - start:
-        return Decimal(1)
-    micro = Decimal(int((end - start) / timedelta(microseconds=1)))
-    gone = Decimal(int(elapsed / timedelta(microseconds=1)))
-    return (micro / gone).quantize(Decimal("0.000000000001"), rounding=ROUND_CEILING)
 
 
 @outbox.handler(funds.CHARGE_TOPIC)

@@ -110,7 +110,6 @@ class BudgetEvaluation(SQLModel, table=True):
     __tablename__ = "budget_evaluations"
 
     account_id: int = Field(primary_key=True, sa_type=BigInteger, foreign_key="accounts.id")
-    snapshot: str | None = Field(default=None, sa_type=Text)
     evaluated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # The snapshot the stored spends (``budget_spends``) were last computed in whole in
     # and the time they counted up to (a charge that snapshot sees and that occurred by

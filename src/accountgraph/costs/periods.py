@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 DAY = timedelta(days=1)
@@ -51,3 +51,14 @@ def bucket_start(dimension: str, day: date) -> date:
     if dimension == "MONTH":
         return day.replace(day=1)
     return day
+
+
+def forecast_factor(start: datetime, end: datetime, now: datetime) -> Decimal:
+    """A bound for C4's SQL filter: ``forecast(spent, ...) <= spent x this + a cent`` for
+    any spent >= 0 (the factor of ``forecast``, rounded up)."""
+    elapsed = max(utc(now) - start, DAY)
+    if elapsed >= end - start:
+        return Decimal(1)
+    micro = Decimal(int((end - start) / timedelta(microseconds=1)))
+    gone = Decimal(int(elapsed / timedelta(microseconds=1)))
+    return (micro / gone).quantize(Decimal("0.000000000001"), rounding=ROUND_CEILING)

@@ -19,6 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # The snapshot of the last evaluation (0006) is no longer read: what a whole
+    # computation saw is spend_snapshot.
+    op.drop_column("budget_evaluations", "snapshot")
     op.add_column("budget_evaluations", sa.Column("spend_snapshot", sa.Text(), nullable=True))
     op.add_column(
         "budget_evaluations",
@@ -65,3 +68,4 @@ def downgrade() -> None:
     op.drop_column("budget_evaluations", "fingerprint")
     op.drop_column("budget_evaluations", "spend_until")
     op.drop_column("budget_evaluations", "spend_snapshot")
+    op.add_column("budget_evaluations", sa.Column("snapshot", sa.Text(), nullable=True))

@@ -381,16 +381,15 @@ async def latency(
 
 
 async def forget_jobs(redis: ArqRedis, dsn: str, queue_name: str) -> None:
-    """Leave the Redis as found: the queue and arq's kept results and keys. Job ids are
-    ``outbox:<row id>`` and row ids restart with every fresh database, so a result kept
-    from this run would refuse the next run's job of the same id for a minute."""
+    """Leave the Redis as found: the queue and arq's kept results and keys (job ids are
+    ``<queue>:outbox:<row id>``, this run's queue is its own)."""
     raw = await asyncpg.connect(dsn)
     try:
         last = await raw.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
     finally:
         await raw.close()
     keys = [
-        f"arq:{kind}:{outbox.job_id(row)}"
+        f"arq:{kind}:{outbox.job_id(row, queue_name)}"
         for row in range(1, last + 1)
         for kind in ("result", "job", "retry", "in-progress")
     ]

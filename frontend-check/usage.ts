@@ -79,3 +79,40 @@ export function toast(event: NotificationsSubscription): string {
 
 // The schema's own types compile too (every type, not only those the examples use).
 export type { Account, Mutation, Query } from "./generated/schema";
+
+// The same operations as typed documents (client-preset): what Apollo Client's useQuery,
+// urql and graphql-request take. A client infers the result and the variables from the
+// document, so a wrong variable or a field read that is not selected fails tsc.
+import type { ResultOf, TypedDocumentNode, VariablesOf } from "@graphql-typed-document-node/core";
+import {
+  EnterpriseTreeDocument,
+  MemberFinanceDocument,
+  RecordChargeDocument,
+} from "./generated/client/graphql";
+
+type Client = <Result, Variables>(
+  document: TypedDocumentNode<Result, Variables>,
+  variables: NoInfer<Variables>, // from the document, never from the call
+) => Promise<Result>;
+
+export async function memberNames(request: Client): Promise<string[]> {
+  const data = await request(EnterpriseTreeDocument, {});
+  return (data.viewer.account?.members.edges ?? []).map(({ node }) => node.name);
+}
+
+export async function quotaOf(request: Client, memberId: string): Promise<string | null> {
+  const data = await request(MemberFinanceDocument, { memberId, charges: 5 });
+  return data.account?.finance?.availableQuota ?? null;
+}
+
+export function charge(
+  accountId: string,
+  amount: string,
+): VariablesOf<typeof RecordChargeDocument> {
+  const tags = [{ key: "team", value: "web" }];
+  return { input: { accountId, amount, description: "usage", product: "ECS", tags } };
+}
+
+export function chargeErrors(data: ResultOf<typeof RecordChargeDocument>): string[] {
+  return data.recordCharge.userErrors.map((error) => error.code);
+}

@@ -68,21 +68,34 @@ def redis_url(state_dir: Path) -> Iterator[str]:
     server.stop()
 
 
+@contextlib.asynccontextmanager
+async def new_database(server_url: str, prefix: str, *, migrate: bool) -> AsyncIterator[str]:
+    """A database of its own on ``server_url`` (migrated with Alembic, never create_all,
+    or left empty), dropped afterwards; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url, pool_size=1)
+    try:
+        async with admin.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        try:
+            if migrate:
+                await upgrade_async(url)
+            yield url
+        finally:
+            async with admin.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
 @pytest.fixture(scope="session")
 async def database_url(server_url: str) -> AsyncIterator[str]:
-    """A fresh database for this run, migrated with Alembic (never create_all)."""
-    name = f"accountgraph_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server_url, pool_size=1)
-    async with admin.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    await upgrade_async(url)
-    yield url
-    async with admin.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    """A fresh database for this run, migrated."""
+    async with new_database(server_url, "accountgraph_test", migrate=True) as url:
+        yield url
 
 
 class Mailbox:

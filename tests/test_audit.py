@@ -187,6 +187,30 @@ async def test_refused_mutation_is_audited_with_its_codes(api: Api, engine: Asyn
     assert [entry["errorCodes"] for entry in refused] == [["PERMISSION_NOT_GRANTED"]]
 
 
+async def test_a_refused_input_with_nul_characters_is_audited(
+    api: Api, engine: AsyncEngine
+) -> None:
+    """PostgreSQL's JSONB cannot hold NUL: the row shows it as U+2400 instead of failing
+    (which left the mutation unaudited)."""
+    account = await api.account("Audited NUL")
+    before = len(await rows(engine))
+    payload = await api.mutate(
+        "recordCharge",
+        CHARGE,
+        {"accountId": account, "amount": "1.00", "description": "a\x00b"},
+    )
+    assert [error["code"] for error in payload["userErrors"]] == ["INVALID_INPUT"]
+    found = await rows(engine)
+    assert len(found) == before + 1
+    row = found[-1]
+    assert (row.field, row.outcome, row.error_codes) == (
+        "recordCharge",
+        "REFUSED",
+        ["INVALID_INPUT"],
+    )
+    assert row.input["input"]["description"] == "a\u2400b"
+
+
 async def test_failed_mutation_is_audited_as_an_error(api: Api, engine: AsyncEngine) -> None:
     """P4: an account user calling an operator's mutation is refused FORBIDDEN (a top-level
     error): audited as ERROR, and nothing else was written."""

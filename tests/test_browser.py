@@ -187,6 +187,7 @@ EDITOR = "document.querySelector('{selector} .CodeMirror')"
 HEADERS_EDITOR = EDITOR.format(selector=".graphiql-editor-tool .graphiql-editor:not(.hidden)")
 QUERY_EDITOR = EDITOR.format(selector=".graphiql-query-editor")
 RESULT = EDITOR.format(selector=".result-window")
+HEADERS_SHOWN = f"{HEADERS_EDITOR} && {HEADERS_EDITOR}.CodeMirror.getValue()"
 
 
 async def test_graphiql_runs_the_default_query_with_a_token_offline(
@@ -254,3 +255,62 @@ async def test_the_link_serve_demo_prints_fills_the_header_in(
         location = await page.evaluate("window.location.href")
     assert json.loads(headers) == {"Authorization": f"Bearer {tokens['master']}"}
     assert location == f"{url}/graphql"
+
+
+async def test_graphiql_keeps_the_linked_token_across_a_reload(
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None
+) -> None:
+    """F5 after the #token= link: the header is still there, and the query still runs as
+    the master (the link opted in to the tab's storage); an edit is kept too."""
+    tokens = await load_demo(engine)
+    async with serving(create_app(settings, engine, redis)) as url, chromium_page() as page:
+        await page.call("Page.navigate", url=f"{url}/graphql#token={tokens['master']}")
+        await page.wait_for(
+            f"{HEADERS_EDITOR} && {HEADERS_EDITOR}.CodeMirror.getValue()", "headers"
+        )
+        await page.call("Page.reload")
+        await page.wait_for(
+            f"{HEADERS_EDITOR} && {HEADERS_EDITOR}.CodeMirror.getValue().includes('agt_')",
+            "the headers after a reload",
+        )
+        reloaded = await page.evaluate(f"{HEADERS_EDITOR}.CodeMirror.getValue()")
+        await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+        text = await page.wait_for(
+            f"{RESULT}.CodeMirror.getValue().includes('\"viewer\"') && "
+            f"{RESULT}.CodeMirror.getValue()",
+            "the result of the query",
+        )
+        edited = json.dumps({"Authorization": f"Bearer {tokens['member']}"})
+        await page.evaluate(f"{HEADERS_EDITOR}.CodeMirror.setValue({json.dumps(edited)})")
+        await asyncio.sleep(0.5)  # GraphiQL debounces its onEdit callbacks
+        await page.call("Page.reload")
+        await page.wait_for(
+            f"{HEADERS_EDITOR} && {HEADERS_EDITOR}.CodeMirror.getValue().includes('agt_')",
+            "the edited headers after a reload",
+        )
+        again = await page.evaluate(f"{HEADERS_EDITOR}.CodeMirror.getValue()")
+    assert json.loads(reloaded) == {"Authorization": f"Bearer {tokens['master']}"}
+    assert json.loads(text)["data"]["viewer"]["account"]["name"] == "Account-M"
+    assert json.loads(again) == {"Authorization": f"Bearer {tokens['member']}"}
+
+
+async def test_graphiql_stores_nothing_without_the_link(
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, clean: None
+) -> None:
+    async with serving(create_app(settings, engine, redis)) as url, chromium_page() as page:
+        await page.call("Page.navigate", url=f"{url}/graphql")
+        await page.wait_for(
+            f"{HEADERS_EDITOR} && {HEADERS_EDITOR}.CodeMirror.getValue()", "headers"
+        )
+        await page.evaluate(
+            f'{HEADERS_EDITOR}.CodeMirror.setValue(\'{{"Authorization": "Bearer agt_typed"}}\')'
+        )
+        await asyncio.sleep(0.5)
+        await page.call("Page.reload")
+        await page.wait_for(
+            f"{HEADERS_EDITOR} && {HEADERS_EDITOR}.CodeMirror.getValue()", "headers"
+        )
+        headers = await page.evaluate(f"{HEADERS_EDITOR}.CodeMirror.getValue()")
+        stored = await page.evaluate("JSON.stringify(Object.keys(sessionStorage))")
+    assert "agt_typed" not in headers
+    assert "accountgraph:graphiql:headers" not in json.loads(stored)

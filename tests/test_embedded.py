@@ -93,3 +93,67 @@ def test_a_second_command_leaves_the_servers_running_and_sigterm_stops_them(
     while servers_of(state) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert servers_of(state) == [], [p.info for p in servers_of(state)]
+
+
+def wait_ready(serve: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while ready(url) != 200:
+        assert serve.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+def test_after_sigkill_the_next_start_owns_the_orphans_and_stops_them(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    url = f"http://127.0.0.1:{free_port()}"
+    port = url.rsplit(":", 1)[1]
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    with first_log.open("wb") as out:
+        first = subprocess.Popen(
+            [*COMMAND, "serve", "--port", port],
+            env=embedded_env(state),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(first, url, first_log)
+    finally:
+        # when: the gateway dies without a chance to stop anything
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    orphans = servers_of(state)
+    assert orphans, "no PostgreSQL or Redis was left to clean up: nothing tested"
+
+    with second_log.open("wb") as out:
+        second = subprocess.Popen(
+            [*COMMAND, "serve", "--port", port],
+            env=embedded_env(state),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # then: the next start works on the same state (the tokens' database is there)
+        wait_ready(second, url, second_log)
+        answer = httpx.post(f"{url}/graphql", json={"query": "{ __typename }"}, timeout=10)
+        assert answer.json()["data"] == {"__typename": "Query"}
+    finally:
+        second.send_signal(signal.SIGTERM)
+        code = second.wait(60)
+    text = second_log.read_text()
+    assert code == 0, text[-3000:]
+    assert "left running by" in text  # it said what it found
+    assert f"state (and tokens): {state.resolve()}" in text  # the banner names the folder
+
+    # and: neither the orphans nor the servers it used are left
+    deadline = time.monotonic() + 20
+    while servers_of(state) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert servers_of(state) == [], [p.info for p in servers_of(state)]
+    assert not any(alive(process) for process in orphans)
+
+
+def alive(process: psutil.Process) -> bool:
+    """Running, not a zombie that init has yet to reap."""
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False

@@ -391,4 +391,6 @@ async def test_nul_in_free_text_is_refused_as_invalid_input(world: Api) -> None:
         },
     )
     assert problems(200, body) == []
-    assert body["data"]["adjustBalance"]["userErrors"] == [{"code": "INVALID_INPUT", "field": None}]
+    assert body["data"]["adjustBalance"]["userErrors"] == [
+        {"code": "INVALID_INPUT", "field": ["reason"]}
+    ]

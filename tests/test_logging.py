@@ -106,7 +106,7 @@ async def test_refused_and_failed_requests_log_their_outcome(
 
 
 async def test_worker_lines_carry_the_job_and_outbox_row(
-    api: Api, run_jobs: Any, lines: Callable[[], list[dict[str, Any]]]
+    api: Api, run_jobs: Any, lines: Callable[[], list[dict[str, Any]]], settings: Settings
 ) -> None:
     account = await api.account("Paid")
     await api.ok("recordPayment", PAY, {"accountId": account, "amount": "10.00"})
@@ -115,7 +115,7 @@ async def test_worker_lines_carry_the_job_and_outbox_row(
     assert done, "the quota.changed row ran as a job"
     for line in done:
         assert line["logger"] == "accountgraph.job" and line["outcome"] == "OK"
-        assert line["job_id"] == f"outbox:{line['outbox_row_id']}"
+        assert line["job_id"] == f"{settings.queue_name}:outbox:{line['outbox_row_id']}"
         assert isinstance(line["outbox_row_id"], int) and line["duration_ms"] >= 0
         assert "request_id" not in line
 

@@ -2,7 +2,8 @@
 under /static), /healthz, /readyz, /metrics, /documents/invoices (signed invoice documents);
 CORS for the configured browser origins. This module puts the pieces together: the view
 (``view.py``), the monitoring endpoints (``monitoring.py``), the middleware
-(``cors.py``, ``bodylimit.py``, ``security.py``) and the lifespan."""
+(``cors.py``, ``bodylimit.py``, ``security.py``), tracing when it is on (``tracing.py``)
+and the lifespan."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Lifespan
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from accountgraph import tracing
 from accountgraph.billing.documents import invoice_document_route
 from accountgraph.bodylimit import BodyLimit
 from accountgraph.config import Settings
@@ -45,7 +47,11 @@ def create_app(
     background: Sequence[Background] = (),
 ) -> Starlette:
     """The gateway. ``background`` tasks (the in-process worker of the embedded default)
-    run for the app's lifetime and are cancelled on shutdown."""
+    run for the app's lifetime and are cancelled on shutdown. With
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (or a provider installed, in tests) requests and
+    the engine's statements are traced."""
+    tracing.configure(settings)
+    tracing.instrument_engine(engine)
     graphql = GraphQLApp(engine, settings, redis)
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -75,8 +81,8 @@ async def _no_icon(request: Request) -> Response:
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: the request id (and the request's log line), trusted proxy
-    headers, CORS, the body limit, security headers."""
+    """Outermost first: the request's span (tracing on), the request id (and the
+    request's log line), trusted proxy headers, CORS, the body limit, security headers."""
     middleware = []
     if settings.cors_origins:
         middleware.append(
@@ -99,6 +105,10 @@ def _middleware(settings: Settings) -> list[Middleware]:
         )
     # Outermost: every answer, refusals of the middleware below included, has its id.
     middleware.insert(0, Middleware(RequestId))
+    if tracing.enabled():  # around it: the request's log line has the span's trace id
+        middleware.insert(
+            0, Middleware(tracing.asgi_middleware, **tracing.asgi_middleware_options())
+        )
     return middleware
 
 

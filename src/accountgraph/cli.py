@@ -8,7 +8,8 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+import textwrap
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,14 +21,30 @@ T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="accountgraph", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser = argparse.ArgumentParser(
+        prog="accountgraph",
+        description="The accountgraph GraphQL billing API and its tools; "
+        "`accountgraph <command> --help` tells more.",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: %(default)s)"
+    )
     parser.add_argument("--version", action="version", version=f"accountgraph {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the gateway (embedded servers if no URLs)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = _command(
+        commands,
+        "serve",
+        "run the gateway (embedded servers if no URLs)",
+        "Serve the GraphQL API (and GraphiQL) on /graphql. With no DATABASE_URL and no "
+        "REDIS_URL it starts an embedded PostgreSQL and Redis under ACCOUNTGRAPH_STATE_DIR, "
+        "and an arq worker in-process.",
+        SERVE_ENV,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port; if taken, try another (default: %(default)s)"
+    )
     serve.add_argument(
         "--demo", action="store_true", help="load the demo enterprise and print API tokens"
     )
@@ -41,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         "--migrate",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="run migrations at start (--no-migrate behind a migrate job)",
+        help="run migrations at start; --no-migrate behind a migrate job (default: migrate)",
     )
     serve.add_argument(
         "--workers",
@@ -50,22 +67,79 @@ def main(argv: list[str] | None = None) -> int:
         help="uvicorn worker processes (default 1; 2 on a 2-core machine uses both cores)",
     )
 
-    commands.add_parser("worker", help="run an arq worker and the outbox relay")
-    commands.add_parser("migrate", help="bring the database schema up to date")
-    export = commands.add_parser("export-schema", help="print or write the GraphQL SDL")
-    export.add_argument("--output", type=Path)
-    commands.add_parser("demo", help="load the demo enterprise and print API tokens")
-    commands.add_parser(
-        "verify-ledger", help="recompute balances from postings; exit 1 on any difference"
+    _command(
+        commands,
+        "worker",
+        "run an arq worker and the outbox relay",
+        "Run background work: the outbox relay, the arq jobs (alerts, deliveries, sharing, "
+        "budgets, auto-pay) and the periodic sweeps, until SIGTERM or SIGINT. Run M of them.",
+        WORKER_ENV,
+    )
+    _command(
+        commands,
+        "migrate",
+        "bring the database schema up to date",
+        "Upgrade the database to the newest schema (Alembic); safe to run from several "
+        "processes at once.",
+        DATABASE_ENV,
+    )
+    export = _command(
+        commands,
+        "export-schema",
+        "print or write the GraphQL SDL",
+        "Print the GraphQL schema (SDL) built from the code, or write it to a file.",
+        (),
+    )
+    export.add_argument(
+        "--output", type=Path, help="file to write (default: print to standard output)"
+    )
+    _command(
+        commands,
+        "demo",
+        "load the demo enterprise and print API tokens",
+        "Load the demo enterprise (Account-M and Account-sub1 ... Account-sub5, with money, "
+        "charges, alerts and invoices) if missing, and print new API tokens for an operator, "
+        "the master and one member.",
+        BACKENDS_ENV,
+    )
+    _command(
+        commands,
+        "verify-ledger",
+        "recompute balances from postings; exit 1 on any difference",
+        "Recompute every balance from its journal postings (F9) and print the differences; "
+        "exit 1 if there are any.",
+        DATABASE_ENV,
     )
 
-    token = commands.add_parser("token", help="API tokens")
+    token = _command(
+        commands,
+        "token",
+        "API tokens",
+        "Create an API token, or revoke one (see their own --help).",
+        BACKENDS_ENV,
+    )
     token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = token_commands.add_parser("create", help="create a token (printed once)")
-    create.add_argument("--account", help="account id (global) or exact name; none: operator")
-    create.add_argument("--name", default="cli")
-    revoke = token_commands.add_parser(
-        "revoke", help="revoke a token (every gateway forgets it at once)"
+    create = _command(
+        token_commands,
+        "create",
+        "create a token (printed once)",
+        "Create an API token and print it (only its hash is stored: it is shown once).",
+        BACKENDS_ENV,
+    )
+    create.add_argument(
+        "--account",
+        help="account id (global) or exact name, e.g. Account-M (default: an operator token)",
+    )
+    create.add_argument(
+        "--name", default="cli", help="a label for the token (default: %(default)s)"
+    )
+    revoke = _command(
+        token_commands,
+        "revoke",
+        "revoke a token (every gateway forgets it at once)",
+        "Revoke a token: it authenticates nobody from now on, and every gateway listening "
+        "on Redis forgets it at once.",
+        BACKENDS_ENV,
     )
     revoke.add_argument("token", help="the token's value (agt_...)")
 
@@ -115,6 +189,55 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+DATABASE_ENV = (
+    ("DATABASE_URL", "PostgreSQL; unset: embedded under ACCOUNTGRAPH_STATE_DIR"),
+    ("ACCOUNTGRAPH_STATE_DIR", "the embedded servers' folder (default: .state)"),
+    ("ACCOUNTGRAPH_STARTUP_WAIT_S", "seconds to wait for a configured server (default: 15)"),
+    ("ACCOUNTGRAPH_LOG_FORMAT", "json or text (default: text on a terminal, else json)"),
+)
+BACKENDS_ENV = (
+    *DATABASE_ENV[:1],
+    ("REDIS_URL", "Redis; unset: embedded under ACCOUNTGRAPH_STATE_DIR"),
+    *DATABASE_ENV[1:],
+)
+WORKER_ENV = (
+    *BACKENDS_ENV,
+    ("ACCOUNTGRAPH_QUEUE", "the arq queue (default: accountgraph:queue)"),
+    ("ACCOUNTGRAPH_OUTBOX_POLL_S", "relay round without NOTIFY (default: 1.0)"),
+    ("ACCOUNTGRAPH_SMTP_HOST", "email alerts (unset: email deliveries fail, saying so)"),
+    ("ACCOUNTGRAPH_SMS_GATEWAY_URL", "SMS alerts (unset: SMS deliveries fail, saying so)"),
+    ("ACCOUNTGRAPH_WEBHOOK_SECRET", "signs webhook deliveries"),
+)
+SERVE_ENV = (
+    *WORKER_ENV,
+    ("ACCOUNTGRAPH_OPERATOR_TOKEN", "a token accepted as a platform operator"),
+    ("ACCOUNTGRAPH_GRAPHIQL", "serve GraphiQL on GET /graphql (default: true)"),
+    ("ACCOUNTGRAPH_CORS_ORIGINS", "browser origins allowed to call the API (default: none)"),
+    ("ACCOUNTGRAPH_DB_POOL_SIZE", "connections per process (default: 10)"),
+)
+
+
+def _command(
+    commands: Any, name: str, summary: str, description: str, env: tuple[tuple[str, str], ...]
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does, its defaults and what it reads."""
+    if env:
+        width = max(len(variable) for variable, _ in env)
+        lines = [f"  {variable:<{width}}  {meaning}" for variable, meaning in env]
+        epilog = "environment (every ACCOUNTGRAPH_* setting: README, Configuration):\n"
+        epilog += "\n".join(lines)
+    else:
+        epilog = "environment: reads none"
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, 88),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on uvloop where it is installed (uvicorn[standard] brings it; as
     ``uvicorn.run`` does for ``--workers N``), else on asyncio's own loop."""
@@ -137,8 +260,7 @@ async def _serve(
 
     async with backends(settings, migrate=migrate) as found:
         assert found.redis is not None
-        if demo:
-            await _print_demo(found.engine, host, port)
+        tokens = await load_demo_tokens(found.engine) if demo else {}
         in_process = settings.embedded if worker is None else worker
         background = [lambda: run_worker(found)] if in_process else []
         app = create_app(settings, found.engine, found.redis, background=background)
@@ -151,12 +273,23 @@ async def _serve(
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; with the
         # default handler that killed the process before the embedded servers were stopped.
         previous = signal.signal(signal.SIGTERM, _terminated)
+        # The banner comes last, once the port answers: nothing scrolls it away.
+        announcing = asyncio.create_task(
+            _announce(lambda: server.started, demo_banner(tokens, host, port, settings))
+        )
         try:
             await server.serve()
         except Terminated:
             log.info("stopped by SIGTERM")
         finally:
+            announcing.cancel()
             signal.signal(signal.SIGTERM, previous)
+
+
+async def _announce(started: Callable[[], bool], banner: str) -> None:
+    while not started():  # noqa: ASYNC110 - uvicorn's `started` is a flag, not an event
+        await asyncio.sleep(0.05)
+    print(banner, flush=True)
 
 
 def _version() -> str:
@@ -250,6 +383,19 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def listening(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host:port`` (a connect, never a bind,
+    which could take the port from the server about to listen on it)."""
+    import socket
+
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        with socket.create_connection((target, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 class Terminated(Exception):
     """SIGTERM after uvicorn's graceful shutdown: unwinds ``serve`` so that what it started
     (the embedded servers, the in-process worker) is stopped."""
@@ -280,6 +426,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             settings.log_format, logging.getLevelName(logging.getLogger().level)
         ),
         "access_log": False,
+        # SIGTERM: stop accepting, close WebSockets (1012 service restart), let started
+        # requests finish for up to this long, then cancel what is left (README, "Shutdown
+        # and upgrades").
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
     }
 
 
@@ -307,12 +457,16 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, workers: int) -
         async with backends(settings, migrate=args.migrate) as found:
             os.environ["DATABASE_URL"] = found.database_url
             os.environ["REDIS_URL"] = found.redis_url
-            if args.demo:
-                await _print_demo(found.engine, args.host, args.port)
+            tokens = await load_demo_tokens(found.engine) if args.demo else {}
             in_process = settings.embedded if args.worker is None else args.worker
             worker = asyncio.create_task(run_worker(found)) if in_process else None
             ready.set()
+            banner = demo_banner(tokens, args.host, args.port, settings)
+            announcing = asyncio.create_task(
+                _announce(lambda: listening(args.host, args.port), banner)
+            )
             await stopping.wait()
+            announcing.cancel()
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -332,7 +486,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, workers: int) -
     if failures:
         raise failures[0]
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             "accountgraph.asgi:app",
             factory=True,
             host=args.host,
@@ -340,9 +494,36 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, workers: int) -
             workers=workers,
             **uvicorn_options(settings),
         )
+        _supervise(config)
     finally:
         loop.call_soon_threadsafe(stopping.set)
-        holder.join(60)
+        # The in-process worker's running jobs get their grace too, and the embedded
+        # servers their stop.
+        holder.join(settings.shutdown_grace_s + 30)
+
+
+def _supervise(config: Any) -> None:
+    """``uvicorn.run`` for ``config.workers`` processes, except that on SIGTERM or SIGINT
+    the supervisor also closes its own copy of the listening socket. uvicorn's keeps it
+    open until its workers have drained and exited: meanwhile the kernel accepted new
+    connections into a backlog nobody read (they hung, then were reset) instead of
+    refusing them, so a client or load balancer could not go elsewhere at once."""
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def stop_listening(self) -> None:
+            for sock in self.sockets:
+                sock.close()
+
+        def handle_term(self) -> None:
+            self.stop_listening()
+            super().handle_term()
+
+        def handle_int(self) -> None:
+            self.stop_listening()
+            super().handle_int()
+
+    Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
 async def _worker(settings: Settings) -> None:
@@ -371,37 +552,39 @@ async def _demo(settings: Settings) -> None:
     from accountgraph.runtime import backends
 
     async with backends(settings, migrate=True) as found:
-        await _print_demo(found.engine, None, None)
+        tokens = await load_demo_tokens(found.engine)
+        print(demo_banner(tokens, None, None, settings), flush=True)
 
 
-async def _print_demo(engine: object, host: str | None, port: int | None) -> None:
+async def load_demo_tokens(engine: object) -> dict[str, str]:
     from accountgraph.demo import load_demo
 
-    tokens = await load_demo(engine)  # type: ignore[arg-type]
-    print(demo_banner(tokens, host, port), flush=True)
+    return await load_demo(engine)  # type: ignore[arg-type]
 
 
-def demo_banner(tokens: dict[str, str], host: str | None, port: int | None) -> str:
-    """The tokens and, when serving, a GraphiQL link that signs in as the master."""
-    lines = ["", "accountgraph demo enterprise loaded. API tokens (shown once):"]
-    lines += [f"  {who:<10} {token}" for who, token in tokens.items()]
+def demo_banner(
+    tokens: dict[str, str], host: str | None, port: int | None, settings: Settings | None = None
+) -> str:
+    """Short: where it serves, where its state is (when embedded), the demo's tokens and a
+    GraphiQL link that signs in as the master."""
+    lines = [""]
+    url = None
     if host is not None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/graphql"
+        lines.append(f"accountgraph is serving {url} (GraphiQL in a browser)")
+    if settings is not None and None in (settings.database_url, settings.redis_url):
+        lines.append(f"embedded servers' state (and tokens): {settings.state_dir.resolve()}")
+    if tokens:
+        lines.append("demo enterprise loaded; API tokens (shown once):")
+        lines += [f"  {who:<9} {token}" for who, token in tokens.items()]
+    if tokens and url is not None:
         header = f'{{"Authorization": "Bearer {tokens["master"]}"}}'
         lines += [
-            "",
-            "GraphiQL as the master of the demo enterprise (the link's #token= part fills",
-            "the Authorization header in; browsers never send it to the server):",
-            f"  {url}#token={tokens['master']}",
-            f"or open {url} and put this in the Headers tab:",
-            f"  {header}",
-            "then run the EnterpriseTree query in the editor (play button or Ctrl-Enter).",
-            f'From a shell: curl -s {url} -H "Authorization: Bearer {tokens["master"]}" '
-            """-H 'Content-Type: application/json' -d '{"query": "{ viewer { kind } }"}'""",
-            "",
+            f"GraphiQL as the master: {url}#token={tokens['master']}",
+            f"  (or put {header} in its Headers tab)",
         ]
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 async def _token(settings: Settings, account: str | None, name: str) -> None:

@@ -91,6 +91,21 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=400, alias="ACCOUNTGRAPH_AUDIT_RETENTION_DAYS", ge=30, le=36_500
     )
+    # Issue 15: on SIGTERM a gateway finishes its started requests and a worker its running
+    # jobs for up to this long; then what is left is cancelled (jobs go back to the queue).
+    shutdown_grace_s: int = Field(default=20, alias="ACCOUNTGRAPH_SHUTDOWN_GRACE_S", ge=0, le=3_600)
+    # Issue 15: /readyz answers 503 while the oldest outbox row due to be sent has waited
+    # longer than this (the relay or the workers are stuck); 0: not checked.
+    ready_max_outbox_age_s: float = Field(
+        default=300.0, alias="ACCOUNTGRAPH_READY_MAX_OUTBOX_AGE_S", ge=0
+    )
+    # Traces over OTLP/HTTP (tracing.py), the standard OpenTelemetry variable; unset: off.
+    otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    # `accountgraph worker` serves its own /metrics (jobs, deliveries) on this port; unset:
+    # none (the embedded default's in-process worker counts into the gateway's /metrics).
+    worker_metrics_port: int | None = Field(
+        default=None, alias="ACCOUNTGRAPH_WORKER_METRICS_PORT", ge=1, le=65_535
+    )
     # Log lines: "json" (one object a line) or "text"; unset: text on a terminal, else JSON.
     log_format: Literal["json", "text"] | None = Field(
         default=None, alias="ACCOUNTGRAPH_LOG_FORMAT"

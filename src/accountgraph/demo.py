@@ -7,6 +7,13 @@ T2, W1). Loading twice reuses what exists and only prints new tokens.
 The master has cost center on (U6: so have its members), three months of its own charges
 tagged by product, team and environment, a few of its members' since the association,
 and two budgets (C1-C3): ``costs`` and its chart show a real report at once.
+
+Money to move (F3, F6): the master's cash from a payment, a credit line, cash allocated to
+sub1 and sub2 and credit to sub3. Alerts (A1, A4): sub1 and sub2 alert below 500.00 of
+available quota and the master below 5,000.00, on email and SMS channels; sub1 holds 1,000
+of transferred cash, so a charge of 600 on it (``examples/record-charge.graphql``) fires a
+LOW_QUOTA notification at once. The ids are the same in every fresh demo (``Account-M`` is
+``Account:1``, ``Account-subN`` is ``Account:N+1``): ``examples/*.variables.json`` use them.
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ from accountgraph.accounts import bill_tos, details, links, sites, tokens
 from accountgraph.accounts.models import accounts
 from accountgraph.accounts.models import links as link_rows
 from accountgraph.accounts.models import sites as sites_rows
+from accountgraph.alerts import service as alerts
 from accountgraph.api import ids
 from accountgraph.billing import cycles, stored_value, taxes
+from accountgraph.config import Settings
 from accountgraph.costs import budgets
 from accountgraph.db import transaction
 from accountgraph.domain import Principal, PrincipalKind
-from accountgraph.funds import charges, payments
+from accountgraph.funds import charges, payments, transfers
+from accountgraph.funds.kinds import DisbursementMethod
 
 OPERATOR = Principal(PrincipalKind.OPERATOR, None, "operator:demo")
 ALL_PERMISSIONS = ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"]
@@ -100,11 +110,59 @@ async def _create_enterprise(conn: AsyncConnection) -> int:
     await conn.execute(  # U6: before the associations, so that the members get it too
         update(accounts).where(accounts.c.id == master_id).values(cost_center_enabled=True)
     )
+    # F8, F6: money to settle the members' charges and to allocate (F3) from.
+    await payments.record_payment(conn, OPERATOR, account_id=master_id, amount=Decimal(20_000))
+    await transfers.set_credit_line(conn, OPERATOR, master_id=master_id, amount=Decimal(10_000))
     for number in range(1, 6):
         await _create_member(conn, master_id, number)
     await _taxed_invoice(conn, master_id)
     await _cost_center(conn, master_id, hq_site=await _site_of(conn, master_id))
+    await _funds_and_alerts(conn, master_id)
     return master_id
+
+
+async def _funds_and_alerts(conn: AsyncConnection, master_id: int) -> None:
+    """F3, A1, A4: allocations to three members (cash, credit), and quota alerts on
+    email and SMS channels (deliveries fail, saying why, until ACCOUNTGRAPH_SMTP_HOST and
+    ACCOUNTGRAPH_SMS_GATEWAY_URL are set; the subscription gets them regardless)."""
+    sub = {number: await _find(conn, f"Account-sub{number}") for number in (1, 2, 3)}
+    for number, amount, method in (
+        (1, Decimal(1000), DisbursementMethod.CASH),
+        (2, Decimal(2000), DisbursementMethod.CASH),
+        (3, Decimal(1500), DisbursementMethod.CREDIT),
+    ):
+        member_id = sub[number]
+        assert member_id is not None
+        await transfers.allocate(
+            conn,
+            OPERATOR,
+            master_id=master_id,
+            member_id=member_id,
+            amount=amount,
+            method=method,
+            idempotency_key=None,
+        )
+    settings = Settings()  # only a webhook URL would need its checks; none is set here
+    for account_id, email, phone in (
+        (master_id, "finance@enterprise-m.example", None),
+        (sub[1], "ops@sub1.example", "+86 571 0000 0001"),
+        (sub[2], "ops@sub2.example", None),
+    ):
+        assert account_id is not None
+        await alerts.set_channels(
+            conn,
+            OPERATOR,
+            account_id=account_id,
+            email=email,
+            phone=phone,
+            webhook_url=None,
+            settings=settings,
+        )
+    for account_ids, threshold in (([sub[1], sub[2]], Decimal(500)), ([master_id], Decimal(5000))):
+        _, refused = await alerts.set_quota_alerts(
+            conn, OPERATOR, account_ids=account_ids, threshold=threshold, enabled=True
+        )
+        assert not refused, refused
 
 
 PRODUCTS = ("ECS", "OSS", "RDS", "CDN")
@@ -122,11 +180,10 @@ async def _site_of(conn: AsyncConnection, account_id: int) -> int | None:
 
 
 async def _cost_center(conn: AsyncConnection, master_id: int, *, hq_site: int | None) -> None:
-    """C1-C3 demo data: a payment, three months of the master's tagged charges (every
+    """C1-C3 demo data: three months of the master's tagged charges (every
     third day, half of them on its headquarters site), one charge of each member since the
     association, and two budgets."""
     now = datetime.now(UTC)
-    await payments.record_payment(conn, OPERATOR, account_id=master_id, amount=Decimal(20_000))
     pick = random.Random(14)  # the same demo every time
     for day in range(90, -1, -3):
         for _ in range(2):

@@ -2,7 +2,8 @@
 
 Every record carries the fields of the work it was logged in: the HTTP request (request
 id, client address, principal kind and account, operation name, outcome, trace id from
-the client's ``traceparent``) or the background job (job id, outbox row id). They live in
+the request's span when tracing is on, else from the client's ``traceparent``) or the
+background job (job id, outbox row id, topic, trace id of the job's span). They live in
 one mutable ``Scope`` object held by a context variable: the request-id middleware and
 the worker open a scope, the view and the audit hook fill it in, and tasks spawned inside
 the request (graphql-core runs fields as tasks) copy the variable and so share the same
@@ -24,6 +25,8 @@ from typing import Any, Literal
 
 import orjson
 
+from accountgraph import tracing
+
 LogFormat = Literal["json", "text"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"
 # The scope's fields, in the order a line shows them.
@@ -35,8 +38,10 @@ FIELDS = (
     "operation",
     "outcome",
     "trace_id",
+    "span_id",
     "job_id",
     "outbox_row_id",
+    "topic",
 )
 # Libraries kept at WARNING: httpx logs every request's full URL (a webhook URL's query
 # may be its credential) at INFO, httpcore every step at DEBUG.
@@ -69,8 +74,10 @@ class Scope:
     operation: str | None = None
     outcome: str | None = None
     trace_id: str | None = None
+    span_id: str | None = None
     job_id: str | None = None
     outbox_row_id: int | None = None
+    topic: str | None = None
     started: float = field(default_factory=time.perf_counter)
 
     def fields(self) -> dict[str, Any]:
@@ -99,11 +106,16 @@ def close_scope(token: contextvars.Token[Scope | None]) -> None:
 
 
 class ScopeFilter(logging.Filter):
-    """Puts the current scope's fields on every record (``record.scope_fields``)."""
+    """Puts the current scope's fields on every record (``record.scope_fields``), and the
+    ids of the span being recorded when tracing is on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         scope = _SCOPE.get()
-        record.scope_fields = scope.fields() if scope is not None else {}
+        found = scope.fields() if scope is not None else {}
+        if tracing.enabled() and (trace_id := tracing.trace_id()) is not None:
+            found["trace_id"] = trace_id
+            found["span_id"] = tracing.span_id()
+        record.scope_fields = found
         return True
 
 

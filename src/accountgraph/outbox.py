@@ -6,6 +6,10 @@ relay is woken only then). The relay enqueues each committed row as one arq job 
 ``_job_id`` is derived from the row, so a row is never two jobs at once; a sweep
 re-enqueues rows that were sent but never finished (Redis lost them). A job runs its
 handler and marks the row done in one transaction, so running it twice has one effect.
+
+Traced (``tracing.py``, when on): ``add`` is a PRODUCER span whose trace context rides in
+the payload (``tracing.TRACE_KEY``, written by the same INSERT), the relay's send of a row
+and the job that runs it are its children; handlers get the payload without it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -34,6 +39,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import Field, SQLModel
 
+from accountgraph import logs, tracing
 from accountgraph.db import table_of
 
 log = logging.getLogger(__name__)
@@ -120,6 +126,21 @@ async def add(
 ) -> int:
     """Record work to do after this transaction commits (not before ``delay_s`` seconds
     from now, if given); returns the row id."""
+    if tracing.enabled():
+        with tracing.span(
+            f"outbox add {topic}",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "accountgraph.outbox", "outbox.topic": topic},
+        ) as span:
+            row_id = await _insert(conn, topic, tracing.carry(payload), delay_s)
+            span.set_attribute("outbox.row_id", row_id)
+            return row_id
+    return await _insert(conn, topic, payload, delay_s)
+
+
+async def _insert(
+    conn: AsyncConnection, topic: str, payload: dict[str, Any], delay_s: float | None
+) -> int:
     values: dict[str, Any] = {"topic": topic, "payload": payload}
     if delay_s is not None:
         values["not_before"] = func.now() + timedelta(seconds=delay_s)
@@ -130,8 +151,17 @@ async def add(
     return row_id
 
 
-def job_id(row_id: int) -> str:
-    return f"outbox:{row_id}"
+def registered(topic: str | None) -> bool:
+    """Whether ``topic`` has a handler in this process."""
+    return topic in _handlers
+
+
+def job_id(row_id: int, queue: str) -> str:
+    """The row's arq job id. arq keeps job and result keys per id for the whole Redis
+    database, not per queue, and row ids restart in every new database: with the queue in
+    the id, two deployments (or test runs) on one Redis database, each with its own queue
+    (ACCOUNTGRAPH_QUEUE), never refuse each other's jobs as already there."""
+    return f"{queue}:outbox:{row_id}"
 
 
 async def relay_once(engine: AsyncEngine, redis: Any, *, resend_after_s: float) -> int:
@@ -143,39 +173,48 @@ async def relay_once(engine: AsyncEngine, redis: Any, *, resend_after_s: float) 
     """
     if not _handlers:
         return 0
+    traced = tracing.enabled()
+    # Traced, each row's trace context comes along, in the same statement.
+    columns = (
+        [outbox.c.id, outbox.c.topic, outbox.c.payload[tracing.TRACE_KEY].label("trace")]
+        if traced
+        else [outbox.c.id]
+    )
     async with engine.begin() as conn:
-        rows = (
-            (
-                await conn.execute(
-                    select(outbox.c.id)
-                    .where(
-                        # Only topics this process can run: rows of a topic whose handler is
-                        # not deployed yet wait for it instead of failing.
-                        outbox.c.topic.in_(list(_handlers)),
-                        outbox.c.not_before.is_(None) | (outbox.c.not_before <= func.now()),
-                        (outbox.c.sent_at.is_(None))
-                        | (
-                            outbox.c.done_at.is_(None)
-                            & (
-                                outbox.c.sent_at
-                                < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, resend_after_s)
-                            )
-                        ),
-                    )
-                    .order_by(outbox.c.id)
-                    .limit(RELAY_BATCH)
-                    .with_for_update(skip_locked=True)
+        found = (
+            await conn.execute(
+                select(*columns)
+                .where(
+                    # Only topics this process can run: rows of a topic whose handler is
+                    # not deployed yet wait for it instead of failing.
+                    outbox.c.topic.in_(list(_handlers)),
+                    outbox.c.not_before.is_(None) | (outbox.c.not_before <= func.now()),
+                    (outbox.c.sent_at.is_(None))
+                    | (
+                        outbox.c.done_at.is_(None)
+                        & (
+                            outbox.c.sent_at
+                            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, resend_after_s)
+                        )
+                    ),
                 )
+                .order_by(outbox.c.id)
+                .limit(RELAY_BATCH)
+                .with_for_update(skip_locked=True)
             )
-            .scalars()
-            .all()
-        )
-        if not rows:
+        ).all()
+        if not found:
             return 0
-        for row_id in rows:
+        rows = [row.id for row in found]
+        for row in found:
             # A second enqueue with the same _job_id is refused while the job (or its
             # result) is still in Redis: the sweep never doubles a job Redis still has.
-            await redis.enqueue_job(JOB_FUNCTION, row_id=row_id, _job_id=job_id(row_id))
+            if traced:
+                await _traced_send(redis, row)
+            else:
+                await redis.enqueue_job(
+                    JOB_FUNCTION, row_id=row.id, _job_id=job_id(row.id, redis.default_queue_name)
+                )
         await conn.execute(
             update(outbox)
             .where(outbox.c.id.in_(rows))
@@ -184,8 +223,23 @@ async def relay_once(engine: AsyncEngine, redis: Any, *, resend_after_s: float) 
         return len(rows)
 
 
+async def _traced_send(redis: Any, row: Any) -> None:
+    """The relay's enqueue of one row, as a child of the span that added the row."""
+    parent = tracing.carried({tracing.TRACE_KEY: row.trace})
+    with tracing.span(
+        f"outbox send {row.topic}",
+        kind=SpanKind.PRODUCER,
+        parent=parent,
+        attributes={"outbox.topic": row.topic, "outbox.row_id": row.id},
+    ):
+        await redis.enqueue_job(
+            JOB_FUNCTION, row_id=row.id, _job_id=job_id(row.id, redis.default_queue_name)
+        )
+
+
 async def run_row(engine: AsyncEngine, row_id: int, context: JobContext | None = None) -> bool:
-    """Do the work of one outbox row exactly once; returns False if it was already done."""
+    """Do the work of one outbox row exactly once; returns False if it was already done.
+    The row's topic goes into the log scope (the job's lines and its metrics say it)."""
     async with engine.begin() as conn:
         row = (
             await conn.execute(
@@ -194,14 +248,44 @@ async def run_row(engine: AsyncEngine, row_id: int, context: JobContext | None =
                 .with_for_update()
             )
         ).one_or_none()
+        scope = logs.current()
+        if scope is not None and row is not None:
+            scope.topic = row.topic
         if row is None or row.done_at is not None:
             return False
         function = _handlers.get(row.topic)
         if function is None:
             raise LookupError(f"no outbox handler for topic {row.topic!r}")
-        await function(conn, dict(row.payload), context or JobContext())
-        await conn.execute(update(outbox).where(outbox.c.id == row_id).values(done_at=func.now()))
+        payload = dict(row.payload)
+        carrier = payload.pop(tracing.TRACE_KEY, None)  # the handler's input is its own
+        if not tracing.enabled():
+            await _run(conn, row_id, function, payload, context)
+            return True
+        with tracing.span(
+            f"job {row.topic}",
+            kind=SpanKind.CONSUMER,
+            parent=tracing.carried({tracing.TRACE_KEY: carrier}),
+            attributes={
+                "outbox.topic": row.topic,
+                "outbox.row_id": row_id,
+                "arq.job_id": scope.job_id if scope is not None and scope.job_id else "",
+            },
+        ):
+            if scope is not None:
+                scope.trace_id = tracing.trace_id()
+            await _run(conn, row_id, function, payload, context)
         return True
+
+
+async def _run(
+    conn: AsyncConnection,
+    row_id: int,
+    function: Handler,
+    payload: dict[str, Any],
+    context: JobContext | None,
+) -> None:
+    await function(conn, payload, context or JobContext())
+    await conn.execute(update(outbox).where(outbox.c.id == row_id).values(done_at=func.now()))
 
 
 async def relay_forever(

@@ -8,6 +8,9 @@ for the bearer token, and sends those headers on subscriptions too (the
 ``connection_init`` payload, as API.md asks).
 A link ending in ``#token=<token>`` fills the header in (the fragment never reaches the
 server) and is then removed from the address bar; ``serve --demo`` prints such a link.
+Opened by such a link, the page keeps its headers in the tab's ``sessionStorage`` (not
+GraphiQL's own storage, which is off), so that a reload keeps the token; closing the tab
+forgets it.
 """
 
 from __future__ import annotations
@@ -47,13 +50,20 @@ PAGE = """<!doctype html>
     const defaultHeaders = __DEFAULT_HEADERS__;
     const url = window.location.href.split(/[?#]/)[0];
     const socketUrl = url.replace(/^http/, "ws");
-    // #token=<token>: fill the header in, then drop the token from the address bar.
+    // #token=<token>: fill the header in, then drop the token from the address bar. The
+    // link opts in to keeping the headers in this tab's sessionStorage, so that a reload
+    // (F5) keeps them; without such a link nothing is stored.
+    const stored = "accountgraph:graphiql:headers";
     const token = new URLSearchParams(window.location.hash.slice(1)).get("token");
-    let headers;
+    let headers = sessionStorage.getItem(stored) || undefined;
     if (token) {
       headers = JSON.stringify({Authorization: "Bearer " + token}, null, 2);
+      sessionStorage.setItem(stored, headers);
       history.replaceState(null, "", window.location.pathname + window.location.search);
     }
+    const keep = (edited) => {
+      if (sessionStorage.getItem(stored) !== null) sessionStorage.setItem(stored, edited);
+    };
     // The headers of the editor go on every HTTP request and, for subscriptions, into
     // the graphql-transport-ws connection_init payload.
     const fetcher = GraphiQL.createFetcher({url: url, subscriptionUrl: socketUrl});
@@ -63,6 +73,7 @@ PAGE = """<!doctype html>
         defaultQuery: defaultQuery,
         defaultHeaders: defaultHeaders,
         headers: headers,
+        onEditHeaders: keep,
         isHeadersEditorEnabled: true,
         defaultEditorToolsVisibility: "headers",
         shouldPersistHeaders: false,

@@ -12,6 +12,7 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     QueryDepthLimiter,
+    SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -45,10 +46,11 @@ from accountgraph.funds import compiled as _funds_compiled  # noqa: F401 - regis
 from accountgraph.funds import queries as funds_queries  # noqa: F401 - registers its nodes
 from accountgraph.funds.mutations import CostTagInput, FundsMutation
 from accountgraph.funds.types import CostTag, FinancialStateCore, FundsAccount
-from accountgraph.metrics import OperationMetrics
+from accountgraph.metrics import OperationMetrics, OperationTracing
 from accountgraph.sharing.mutations import SharingMutation
 from accountgraph.sharing.queries import SharingQuery
 from accountgraph.sharing.types import ResourceType, SharingAccount, UserGroup
+from accountgraph.tracing import enabled as tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,14 @@ class Schema(strawberry.Schema):
                 log.debug("refused: %s", error.message)
         if unexpected:
             super().process_errors(unexpected, execution_context)
+
+    def get_extensions(self, sync: bool = False) -> list[SchemaExtension]:
+        """The extensions below, and the operation's span first while tracing is on (off,
+        an operation pays nothing for it)."""
+        found = super().get_extensions(sync)
+        if tracing_enabled():
+            found.insert(0, OperationTracing())
+        return found
 
 
 schema = Schema(

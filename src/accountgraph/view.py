@@ -27,6 +27,7 @@ from strawberry.types import ExecutionResult
 from accountgraph import logs
 from accountgraph.accounts.principals import PrincipalCache
 from accountgraph.alerts.fanout import NotificationFanout
+from accountgraph.api.errors import in_client_words
 from accountgraph.config import Settings
 from accountgraph.context import Context, resolve_principal
 from accountgraph.domain import Principal
@@ -170,6 +171,8 @@ class GraphQLApp(GraphQL):
         result = await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+        if result.errors:  # graphql-core's coercion messages speak Python
+            result.errors = [in_client_words(error) for error in result.errors]
         scope = logs.current()
         if scope is not None:  # the request's log line; the audit hook may have said REFUSED
             named = request_data.operation_name

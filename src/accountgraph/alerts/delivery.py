@@ -35,6 +35,7 @@ from accountgraph.accounts.public import account_names
 from accountgraph.alerts import webhook_guard
 from accountgraph.alerts.models import deliveries, notifications
 from accountgraph.alerts.service import DELIVER_TOPIC
+from accountgraph.metrics import DELIVERY_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ async def deliver(
         await SENDERS[channel](settings, row.target, row)
     except DeliveryError as error:
         failed = attempts >= settings.delivery_attempts
+        DELIVERY_FAILURES.labels(channel, "true" if failed else "false").inc()
         await conn.execute(
             update(deliveries)
             .where(where)

@@ -59,6 +59,9 @@ PURGE_BATCH = 10_000
 _ASSOCIATION = active_associations("audit_association")
 
 
+NUL_SHOWN = "\u2400"
+
+
 def _words(name: str) -> list[str]:
     return [word.lower() for word in _WORD.findall(name)]
 
@@ -110,7 +113,9 @@ def redact(value: Any, name: str = "") -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):  # JSONB cannot hold NUL: the row shows it as U+2400 (␀)
+        return value.replace("\x00", NUL_SHOWN)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, Enum):
         return value.name

@@ -119,6 +119,10 @@ class BudgetEvaluation(SQLModel, table=True):
     spend_snapshot: str | None = Field(default=None, sa_type=Text)
     spend_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     fingerprint: str | None = Field(default=None, sa_type=Text)
+    # The previous release's workers (before 0010) record their snapshot here; this one
+    # neither reads nor writes it. Kept while they may run beside this release (0011);
+    # the next release drops it (contract).
+    snapshot: str | None = Field(default=None, sa_type=Text)
 
 
 class BudgetSpend(SQLModel, table=True):

@@ -152,6 +152,8 @@ def _description(text: str, field: str = "description") -> str:
     value = text.strip()
     if not value or len(value) > 500:
         raise DomainError(ErrorCode.INVALID_INPUT, "Between 1 and 500 characters.", [field])
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: say so at the field
+        raise DomainError(ErrorCode.INVALID_INPUT, "Must not contain NUL characters.", [field])
     return value
 
 

@@ -75,6 +75,9 @@ def test_a_second_command_leaves_the_servers_running_and_sigterm_stops_them(
         )
         assert created.returncode == 0, created.stderr[-3000:]
         assert "agt_" in created.stdout
+        # issue 19, item 5: a one-line answer, not 44-47 lines of servers' and migrations' logs
+        assert len(created.stdout.strip().splitlines()) <= 3, created.stdout
+        assert created.stderr.count("\n") <= 2, created.stderr
 
         # then: the running server still has its PostgreSQL and Redis
         time.sleep(1)

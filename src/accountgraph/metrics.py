@@ -71,11 +71,8 @@ JOB_LATENCY = Histogram(
     ["topic"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 300.0),
 )
-DELIVERY_FAILURES = Counter(
-    "accountgraph_delivery_failures_total",
-    "Failed notification delivery attempts by channel (final: no attempt left)",
-    ["channel", "final"],
-)
+# accountgraph_delivery_failures_total is alerts.delivery's (rules load no GraphQL, and
+# this module does).
 
 
 # Labels come from a bounded set, never straight from a client: the names of operations

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiosmtplib
 import httpx
+from prometheus_client import Counter
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,7 +36,6 @@ from accountgraph.accounts.public import account_names
 from accountgraph.alerts import webhook_guard
 from accountgraph.alerts.models import deliveries, notifications
 from accountgraph.alerts.service import DELIVER_TOPIC
-from accountgraph.metrics import DELIVERY_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,11 @@ async def _post(
 
 
 SENDERS = {"EMAIL": send_email, "WEBHOOK": send_webhook, "SMS": send_sms}
+DELIVERY_FAILURES = Counter(
+    "accountgraph_delivery_failures_total",
+    "Failed notification delivery attempts by channel (final: no attempt left)",
+    ["channel", "final"],
+)
 
 
 @outbox.handler(DELIVER_TOPIC)

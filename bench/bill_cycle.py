@@ -119,6 +119,74 @@ SELECT coalesce(sum(amount), 0) AS subtotal,
 FROM net
 """
 
+# The floor with the writes the rules need (B2, B4): the same charges, grouped, discounted
+# and taxed, written as one invoice, its lines and one invoiced_charges row per charge,
+# in one statement, then rolled back. What the cycle does beyond this is its own cost.
+WRITE_FLOOR_SQL = """
+WITH chosen AS MATERIALIZED (
+  SELECT NULL::bigint AS member_id, c.id, c.site_id, c.amount
+  FROM charges c
+  WHERE c.account_id = $1 AND c.occurred_at >= $2 AND c.occurred_at < $3
+    AND NOT EXISTS (SELECT 1 FROM invoiced_charges i WHERE i.charge_id = c.id)
+    AND NOT EXISTS (SELECT 1 FROM links x WHERE x.member_id = c.account_id
+                    AND x.type = 'TRUSTEESHIP' AND x.activated_at IS NOT NULL
+                    AND c.occurred_at >= x.activated_at
+                    AND (x.ended_at IS NULL OR c.occurred_at < x.ended_at))
+  UNION ALL
+  SELECT c.account_id, c.id, c.site_id, c.amount
+  FROM links l JOIN charges c ON c.account_id = l.member_id
+   AND c.occurred_at >= l.activated_at AND (l.ended_at IS NULL OR c.occurred_at < l.ended_at)
+  WHERE l.master_id = $1 AND l.type = 'TRUSTEESHIP' AND l.activated_at IS NOT NULL
+    AND c.occurred_at >= $2 AND c.occurred_at < $3
+    AND NOT EXISTS (SELECT 1 FROM invoiced_charges i WHERE i.charge_id = c.id)
+), grouped AS (
+  SELECT member_id, site_id, sum(amount) AS amount,
+         coalesce((SELECT percent FROM discounts WHERE account_id = $1),
+                  (SELECT percent FROM discounts WHERE account_id = chosen.member_id),
+                  0) AS percent
+  FROM chosen GROUP BY member_id, site_id
+), priced AS (
+  SELECT *, round(amount * percent / 100, 2) AS discount,
+         amount - round(amount * percent / 100, 2) AS net
+  FROM grouped
+), invoice AS (
+  INSERT INTO invoices (account_id, period_start, period_end, subtotal, discount_total,
+                        tax_total, total)
+  VALUES ($1, $5, $6, 0, 0, 0, 0) RETURNING id
+), line AS (
+  INSERT INTO invoice_lines (invoice_id, member_id, site_id, description, amount,
+                             discount_percent, discount, net, tax_rate, tax)
+  SELECT invoice.id, member_id, site_id, 'usage', amount, percent, discount, net,
+         $4::numeric, round(net * $4::numeric / 100, 2)
+  FROM priced, invoice
+  RETURNING id, member_id, site_id
+)
+INSERT INTO invoiced_charges (charge_id, line_id)
+SELECT chosen.id, line.id FROM chosen JOIN line
+  ON coalesce(chosen.member_id, 0) = coalesce(line.member_id, 0)
+ AND coalesce(chosen.site_id, 0) = coalesce(line.site_id, 0)
+"""
+
+
+async def write_floor(
+    raw: asyncpg.Connection,
+    master_id: int,
+    since: datetime,
+    until: datetime,
+    tax: Decimal,
+    period: tuple[date, date],
+) -> tuple[float, int]:
+    """WRITE_FLOOR_SQL in a transaction rolled back: its seconds (commit not included:
+    the cycle's own commit is in its figure) and the rows of invoiced charges it wrote."""
+    transaction = raw.transaction()
+    await transaction.start()
+    try:
+        started = time.perf_counter()
+        status = await raw.execute(WRITE_FLOOR_SQL, master_id, since, until, tax, *period)
+        return time.perf_counter() - started, int(status.split()[-1])
+    finally:
+        await transaction.rollback()
+
 
 @dataclass
 class Seeded:
@@ -247,6 +315,7 @@ class Cycle:
     mode: str
     seconds: float
     floor_ms: float
+    write_floor_ms: float
     invoices: int
     statements: int
     in_sql_ms: float
@@ -311,7 +380,8 @@ async def run(args: argparse.Namespace) -> int:
                 _check(response.status_code == 200, f"HTTP {response.status_code}")
                 body: dict[str, Any] = response.json()
                 _check(not body.get("errors"), f"GraphQL errors: {body.get('errors')}")
-                return body["data"]
+                data: dict[str, Any] = body["data"]
+                return data
 
             cycles: list[Cycle] = []
             for number, start in enumerate(periods):
@@ -328,7 +398,9 @@ async def run(args: argparse.Namespace) -> int:
                 f" charges, {SITES_PER_MEMBER} sites each + no site; a third with their own "
                 f"discount); seeded {len(periods)} periods in {seeded.seconds:.1f} s",
                 f"  PostgreSQL {server_version} ({pg_source}: {_describe(database_url)}); "
-                f"Redis ({redis_source}); floor = 1 SQL query of the same totals, median of "
+                f"Redis ({redis_source}); floor = 1 SQL query of the same totals, write floor = "
+                "1 SQL statement writing the same invoice, lines and invoiced charges (rolled "
+                "back), medians of "
                 f"{args.floor_runs} runs before each cycle; tax (T2) at {args.tax}% on every "
                 "line (the responsible account's default)"
                 if args.tax
@@ -340,16 +412,20 @@ async def run(args: argparse.Namespace) -> int:
                     f"({cycle.invoices:,} invoice(s); {cycle.statements} SQL statements taking "
                     f"{cycle.in_sql_ms:.0f} ms)   "
                     f"floor {cycle.floor_ms:7.1f} ms   "
-                    f"ratio {cycle.seconds * 1000 / cycle.floor_ms:5.1f}x"
+                    f"ratio {cycle.seconds * 1000 / cycle.floor_ms:5.1f}x   "
+                    f"write floor {cycle.write_floor_ms:7.1f} ms   "
+                    f"ratio {cycle.seconds * 1000 / cycle.write_floor_ms:4.1f}x"
                     f"   second run (B2: nothing) {cycle.again_ms:6.1f} ms"
                 )
             aggregated = [c for c in cycles if c.mode == "AGGREGATED"]
             median_cycle = statistics.median(c.seconds * 1000 for c in aggregated)
             median_floor = statistics.median(c.floor_ms for c in aggregated)
+            median_write = statistics.median(c.write_floor_ms for c in aggregated)
             lines.append(
                 f"  AGGREGATED medians: cycle {median_cycle:.1f} ms, floor "
                 f"{median_floor:.1f} ms, ratio cycle/floor "
-                f"{median_cycle / median_floor:.1f}x"
+                f"{median_cycle / median_floor:.1f}x; write floor {median_write:.1f} ms, "
+                f"ratio cycle/write floor {median_cycle / median_write:.1f}x"
             )
             lines.append(
                 "  verified: every cycle's subtotal, discount total, tax total, total and line "
@@ -375,6 +451,13 @@ async def _one(
         started = time.perf_counter()
         floor = await raw.fetchrow(FLOOR_SQL, seeded.master_id, since, until, args.tax)
         floors.append(time.perf_counter() - started)
+    writes: list[float] = []
+    for _ in range(args.floor_runs):
+        took, rows = await write_floor(
+            raw, seeded.master_id, since, until, args.tax, (period_start, period_end)
+        )
+        _check(rows == MEMBERS * CHARGES_PER_MEMBER, f"write floor wrote {rows} charges")
+        writes.append(took)
     variables = {
         "input": {
             "accountId": seeded.master_gid,
@@ -387,6 +470,8 @@ async def _one(
     payload = (await post(RUN, variables))["runBillCycle"]
     seconds = time.perf_counter() - started
     statements, in_sql_ms = meter.statements, meter.seconds * 1000
+    for took, statement in sorted(meter.slow, reverse=True):
+        print(f"    {took:7.1f} ms  {statement}")
     _check(payload["userErrors"] == [], f"runBillCycle: {payload['userErrors']}")
     invoices = payload["invoices"]
     expected = MEMBERS if mode == "PER_MEMBER" else 1
@@ -415,6 +500,7 @@ async def _one(
         mode,
         seconds,
         statistics.median(floors) * 1000,
+        statistics.median(writes) * 1000,
         len(invoices),
         statements,
         in_sql_ms,

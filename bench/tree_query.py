@@ -350,7 +350,10 @@ class SqlMeter:
     statements: int = 0
     checkouts: int = 0
     seconds: float = 0.0
-    _started: list[float] = field(default_factory=list)
+    # statements that took over ``slow_ms``: (ms, the statement's start)
+    slow_ms: float = 20.0
+    slow: list[tuple[float, str]] = field(default_factory=list)
+    _started: list[tuple[float, str]] = field(default_factory=list)
 
     def attach(self, engine: AsyncEngine) -> None:
         event.listen(engine.sync_engine, "before_cursor_execute", self._before)
@@ -360,14 +363,19 @@ class SqlMeter:
     def reset(self) -> None:
         self.statements = self.checkouts = 0
         self.seconds = 0.0
+        self.slow = []
 
-    def _before(self, *args: Any) -> None:
+    def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.statements += 1
-        self._started.append(time.perf_counter())
+        self._started.append((time.perf_counter(), statement))
 
     def _after(self, *args: Any) -> None:
         if self._started:
-            self.seconds += time.perf_counter() - self._started.pop()
+            started, statement = self._started.pop()
+            took = time.perf_counter() - started
+            self.seconds += took
+            if took * 1000 > self.slow_ms:
+                self.slow.append((took * 1000, " ".join(statement.split())[:110]))
 
     def _checkout(self, *args: Any) -> None:
         self.checkouts += 1

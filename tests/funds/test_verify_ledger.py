@@ -9,6 +9,8 @@ import sys
 from sqlalchemy import text
 
 from accountgraph.config import Settings
+from accountgraph.db import make_engine
+from tests.conftest import new_database
 from tests.funds.test_flow import PAY
 from tests.helpers import Api
 
@@ -76,3 +78,22 @@ async def test_f9_database_refuses_an_unbalanced_entry(api: Api) -> None:
         except Exception as error:  # the deferred trigger fires at COMMIT
             assert "does not balance" in str(error)
     assert account
+
+
+async def test_b4_verify_ledger_reports_an_invoiced_charge_on_no_line(server_url: str) -> None:
+    """invoiced_charges has no foreign keys (0012): verify-ledger checks what they held.
+    A database of its own: the bad row cannot be removed (the table is append-only)."""
+    async with new_database(server_url, "accountgraph_verify", migrate=True) as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("INSERT INTO invoiced_charges (charge_id, line_id) VALUES (1, 999)")
+                )
+        finally:
+            await engine.dispose()
+
+        code, output = await run_verify(Settings(DATABASE_URL=url))
+
+    assert code == 1, output
+    assert "1 invoiced charge(s) on no invoice line" in output

@@ -15,13 +15,37 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, case, exists, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    MetaData,
+    Numeric,
+    Select,
+    Subquery,
+    Table,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts import public as accounts
 from accountgraph.billing import auto_pay
-from accountgraph.billing.invoices import InvoiceDraft, LineDraft, assert_totals, write_invoices
+from accountgraph.billing.invoices import (
+    InvoiceDraft,
+    LineDraft,
+    assert_totals,
+    same_line,
+    write_invoices,
+)
 from accountgraph.billing.models import (
     account_tax_groups,
     bill_cycles,
@@ -86,10 +110,11 @@ async def run_bill_cycle(
         bill_to_id=bill_to_id,
         primary_id=_primary(own_bill_tos),
     )
-    invoice_ids = await write_invoices(
+    invoice_ids, written = await write_invoices(
         conn, account_id, period_start, period_end, drafts, own_bill_tos
     )
-    await assert_totals(conn, invoice_ids)
+    await record_invoiced(conn, written)
+    await assert_totals(conn, invoice_ids, staged_charges)
     await auto_pay.after_cycle(conn, account_id, invoice_ids)
     return invoice_ids
 
@@ -122,22 +147,37 @@ async def _lines(
 ) -> list[LineDraft]:
     """The period's charges grouped by member and site, each group with its discount (B3:
     the account's own overrides; else each member's own; a self-invoiced account's own)
-    and its tax (T2), both rounded half-up per line in SQL."""
-    line = _grouped(account_id, since, until).subquery("line")
+    and its tax (T2), both rounded half-up per line in SQL. The same statement stages the
+    charges it grouped (``cycle_charges_staged``, this transaction's only), so that they
+    and no others go on the lines, whatever commits meanwhile."""
+    await conn.execute(text(STAGE_DDL))
+    chosen = select(cycle_charges(literal(account_id), since, until)).cte("chosen")
+    chosen = chosen.prefix_with("MATERIALIZED")
+    staged = (
+        insert(staged_charges)
+        .from_select(
+            ["charge_id", "member_id", "site_id", "amount"],
+            select(chosen.c.id, chosen.c.member_id, chosen.c.site_id, chosen.c.amount),
+        )
+        .cte("staged")
+    )
+    line = _grouped(account_id, chosen).subquery("line")
     discount = func.round(line.c.amount * line.c.percent / 100, 2)
     tax = func.round((line.c.amount - discount) * line.c.tax_rate / 100, 2)
-    query = select(line, discount.label("discount"), tax.label("tax")).order_by(
-        line.c.member_id.nulls_first(), line.c.site_id.nulls_first()
+    query = (
+        select(line, discount.label("discount"), tax.label("tax"))
+        .add_cte(staged)
+        .order_by(line.c.member_id.nulls_first(), line.c.site_id.nulls_first())
     )
     drafts = []
     for row in (await conn.execute(query)).all():
         draft = LineDraft(
             member_id=row.member_id,
             site_id=row.site_id,
-            description=_description(row.member_name, row.site_name, len(row.charge_ids)),
+            description=_description(row.member_name, row.site_name, row.charges),
             amount=row.amount,
             discount_percent=Decimal(row.percent).quantize(CENT),
-            charge_ids=sorted(row.charge_ids),
+            charge_count=row.charges,
             bill_to_id=row.bill_to_id,
             tax_rate=Decimal(row.tax_rate).quantize(RATE_PLACES),
             tax=row.tax,
@@ -147,12 +187,61 @@ async def _lines(
     return drafts
 
 
-def _grouped(account_id: int, since: datetime, until: datetime) -> Select[Any]:
+# The charges a cycle grouped into its lines, until its transaction ends: a temporary
+# table (each connection its own, emptied at commit and gone at rollback).
+STAGE_DDL = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS cycle_charges_staged "
+    "(charge_id bigint NOT NULL, member_id bigint, site_id bigint, amount numeric NOT NULL) "
+    "ON COMMIT DELETE ROWS"
+)
+staged_charges = Table(
+    "cycle_charges_staged",
+    MetaData(),
+    Column("charge_id", BigInteger, nullable=False),
+    Column("member_id", BigInteger),
+    Column("site_id", BigInteger),
+    Column("amount", Numeric, nullable=False),
+)
+
+
+async def record_invoiced(conn: AsyncConnection, lines: Sequence[tuple[int, LineDraft]]) -> None:
+    """Every staged charge on its line (``invoiced_charges``), in one statement: a line is
+    its member and site."""
+    keys = unnest_lines(lines)
+    written = await conn.execute(
+        insert(invoiced_charges).from_select(
+            ["charge_id", "line_id"],
+            select(staged_charges.c.charge_id, keys.c.line_id).join(
+                keys, same_line(staged_charges, keys)
+            ),
+        )
+    )
+    expected = sum(line.charge_count for _, line in lines)
+    assert written.rowcount == expected, (written.rowcount, expected)
+
+
+def unnest_lines(lines: Sequence[tuple[int, LineDraft]]) -> Any:
+    """The written lines as rows (line_id, member_id, site_id)."""
+
+    def ids(name: str, values: list[int | None]) -> Any:
+        return bindparam(name, values, type_=ARRAY(BigInteger))
+
+    return (
+        func.unnest(
+            ids("line_ids", [line_id for line_id, _ in lines]),
+            ids("member_ids", [line.member_id for _, line in lines]),
+            ids("site_ids", [line.site_id for _, line in lines]),
+        )
+        .table_valued("line_id", "member_id", "site_id")
+        .render_derived(name="line_keys")
+    )
+
+
+def _grouped(account_id: int, chosen: Any) -> Select[Any]:
     """The lines before rounding: amount, discount percent and tax rate per member and
     site. T2's rate: a rolled-up line (a managed account's) takes the responsible
     account's default tax group, never the member's; an own line its site's tax group,
     else the account's default; none: 0."""
-    chosen = cycle_charges(literal(account_id), since, until)
     member = accounts.account_names("member")
     site = accounts.site_bill_tos("site")
     site_tax = accounts.site_tax_groups("site_tax")
@@ -183,7 +272,7 @@ def _grouped(account_id: int, since: datetime, until: datetime) -> Select[Any]:
             site.c.name.label("site_name"),
             site.c.bill_to_id,
             func.sum(chosen.c.amount).label("amount"),
-            func.array_agg(chosen.c.id).label("charge_ids"),
+            func.count().label("charges"),
             func.coalesce(own_discount, member_discount, 0).label("percent"),
             rate.label("tax_rate"),
         )

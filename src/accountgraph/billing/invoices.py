@@ -12,15 +12,25 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, insert, or_, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Numeric,
+    Text,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from accountgraph.accounts import public as accounts
-from accountgraph.billing.models import invoice_lines, invoiced_charges, invoices
+from accountgraph.billing.models import invoice_lines, invoices
 from accountgraph.billing.terms import discounted
 from accountgraph.domain import ZERO, Principal
-from accountgraph.funds import public as funds
 
 
 @dataclass(slots=True)
@@ -30,7 +40,7 @@ class LineDraft:
     description: str
     amount: Decimal
     discount_percent: Decimal
-    charge_ids: list[int]
+    charge_count: int  # the staged charges on it (cycles.record_invoiced writes them)
     bill_to_id: int | None  # H4, for a self-invoiced account: the site's bill-to
     tax_rate: Decimal = ZERO  # T2: the line's rate in percent
     tax: Decimal = ZERO  # T2: net x rate / 100, half-up to the cent (computed in SQL)
@@ -70,8 +80,9 @@ async def write_invoices(
     period_end: date,
     drafts: Sequence[InvoiceDraft],
     own_bill_tos: Mapping[int, Any],
-) -> list[int]:
-    """B2, B4, H4: the drafts as issued invoices and lines, each charge on its line."""
+) -> tuple[list[int], list[tuple[int, LineDraft]]]:
+    """B2, B4, H4: the drafts as issued invoices and lines; the invoices' ids, and each
+    line's id with its draft (its charges are the caller's to record)."""
     invoice_ids: list[int] = list(
         (
             await conn.execute(
@@ -101,49 +112,76 @@ async def write_invoices(
         for invoice_id, draft in zip(invoice_ids, drafts, strict=True)
         for line in draft.lines
     ]
-    line_ids = list(
-        (
-            await conn.execute(
-                insert(invoice_lines).returning(invoice_lines.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "invoice_id": invoice_id,
-                        "member_id": line.member_id,
-                        "site_id": line.site_id,
-                        "description": line.description,
-                        "amount": line.amount,
-                        "discount_percent": line.discount_percent,
-                        "discount": line.discount,
-                        "net": line.net,
-                        "tax_rate": line.tax_rate,
-                        "tax": line.tax,
-                    }
-                    for invoice_id, line in lines
-                ],
+    line_ids = await _insert_lines(conn, lines)
+    return invoice_ids, list(zip(line_ids, (line for _, line in lines), strict=True))
+
+
+LINE_COLUMNS = {
+    "invoice_id": BigInteger,
+    "member_id": BigInteger,
+    "site_id": BigInteger,
+    "description": Text,
+    "amount": Numeric,
+    "discount_percent": Numeric,
+    "discount": Numeric,
+    "net": Numeric,
+    "tax_rate": Numeric,
+    "tax": Numeric,
+}
+
+
+async def _insert_lines(conn: AsyncConnection, lines: Sequence[tuple[int, LineDraft]]) -> list[int]:
+    """All the lines in one INSERT ... SELECT over arrays (one round trip for thousands
+    of lines); their ids in the order given. A line is its member and site within its
+    invoice's cycle, so the ids returned are matched back by those."""
+    values: dict[str, list[Any]] = {
+        "invoice_id": [invoice_id for invoice_id, _ in lines],
+        "member_id": [line.member_id for _, line in lines],
+        "site_id": [line.site_id for _, line in lines],
+        "description": [line.description for _, line in lines],
+        "amount": [line.amount for _, line in lines],
+        "discount_percent": [line.discount_percent for _, line in lines],
+        "discount": [line.discount for _, line in lines],
+        "net": [line.net for _, line in lines],
+        "tax_rate": [line.tax_rate for _, line in lines],
+        "tax": [line.tax for _, line in lines],
+    }
+    rows = (
+        func.unnest(
+            *(
+                bindparam(f"line_{name}", values[name], type_=ARRAY(kind))
+                for name, kind in LINE_COLUMNS.items()
             )
-        ).scalars()
-    )
-    charge_ids = [c for _, line in lines for c in line.charge_ids]
-    owners = [
-        line_id for line_id, (_, line) in zip(line_ids, lines, strict=True) for _ in line.charge_ids
-    ]
-    written = await conn.execute(
-        text(
-            "INSERT INTO invoiced_charges (charge_id, line_id) "
-            "SELECT * FROM unnest(:charge_ids, :line_ids)"
-        ).bindparams(
-            bindparam("charge_ids", charge_ids, type_=ARRAY(BigInteger)),
-            bindparam("line_ids", owners, type_=ARRAY(BigInteger)),
         )
+        .table_valued(*LINE_COLUMNS)
+        .render_derived(name="new_line")
     )
-    assert written.rowcount == len(charge_ids), (written.rowcount, len(charge_ids))
-    return invoice_ids
+    returned = await conn.execute(
+        insert(invoice_lines)
+        .from_select(list(LINE_COLUMNS), select(*(rows.c[name] for name in LINE_COLUMNS)))
+        .returning(invoice_lines.c.id, invoice_lines.c.member_id, invoice_lines.c.site_id)
+    )
+    ids = {(row.member_id, row.site_id): row.id for row in returned}
+    assert len(ids) == len(lines), (len(ids), len(lines))  # (member, site) is unique
+    return [ids[line.member_id, line.site_id] for _, line in lines]
 
 
-async def assert_totals(conn: AsyncConnection, invoice_ids: Sequence[int]) -> None:
+def same_line(a: FromClause, b: FromClause) -> ColumnElement[bool]:
+    """A line of a cycle is its member and site (either may be none): rows of ``a`` and
+    ``b`` with member_id and site_id columns that name the same line."""
+    return (func.coalesce(a.c.member_id, 0) == func.coalesce(b.c.member_id, 0)) & (
+        func.coalesce(a.c.site_id, 0) == func.coalesce(b.c.site_id, 0)
+    )
+
+
+async def assert_totals(
+    conn: AsyncConnection, invoice_ids: Sequence[int], invoiced: FromClause
+) -> None:
     """B4, T2 after the write: every invoice's totals are the sums of its lines (total =
     Σ net + tax total), every line's tax its net at its rate, and its lines' amounts the
-    sums of the charges on them (the CHECKs hold each row on its own)."""
+    sums of the charges invoiced on them (the CHECKs hold each row on its own).
+    ``invoiced``: the charges the cycle invoiced (member_id, site_id, amount: a line of a
+    cycle is its member and site), read as the cycle read them."""
     line_sums = (
         select(
             invoice_lines.c.invoice_id,
@@ -161,17 +199,9 @@ async def assert_totals(conn: AsyncConnection, invoice_ids: Sequence[int]) -> No
         .group_by(invoice_lines.c.invoice_id)
         .subquery()
     )
-    charge = funds.charge_amounts("charge")
     charge_sums = (
-        select(
-            invoice_lines.c.invoice_id,
-            func.sum(charge.c.amount).label("amount"),
-        )
-        .select_from(
-            invoice_lines.join(
-                invoiced_charges, invoiced_charges.c.line_id == invoice_lines.c.id
-            ).join(charge, charge.c.id == invoiced_charges.c.charge_id)
-        )
+        select(invoice_lines.c.invoice_id, func.sum(invoiced.c.amount).label("amount"))
+        .select_from(invoice_lines.join(invoiced, same_line(invoiced, invoice_lines)))
         .where(invoice_lines.c.invoice_id.in_(invoice_ids))
         .group_by(invoice_lines.c.invoice_id)
         .subquery()

@@ -25,7 +25,7 @@ from accountgraph.billing import credits
 from accountgraph.billing.auto_top_up import retry_failed as retry_top_ups  # W3 sweep
 from accountgraph.billing.payment_methods import payer_of
 from accountgraph.billing.taxes import tax_group_exists
-from accountgraph.billing.verify import stored_value_differences
+from accountgraph.billing.verify import invoice_differences, stored_value_differences
 from accountgraph.funds.public import (
     register_charge_instruments,
     register_ledger_check,
@@ -35,6 +35,7 @@ from accountgraph.funds.public import (
 register_charge_instruments(credits)
 register_payer(payer_of)
 register_ledger_check(stored_value_differences)
+register_ledger_check(invoice_differences)
 register_tax_groups(tax_group_exists)
 
 __all__ = ["retry_top_ups"]

@@ -1,4 +1,5 @@
-"""W1, W3 for verify-ledger (F9): stored value agrees with its records.
+"""W1, W3, B4 for verify-ledger (F9): stored value agrees with its records, and every
+invoiced charge is a charge on a line whose amount its charges make up.
 
 Registered as a ledger check of the funds area (``funds.public.register_ledger_check``), so
 ``accountgraph verify-ledger`` and the tests' invariants cover stored value: every card's
@@ -42,4 +43,37 @@ async def stored_value_differences(conn: AsyncConnection) -> list[str]:
         f"order(s) paying {row.paid}"
         for row in (await conn.execute(_ORDERS)).all()
     ]
+    return found
+
+
+# B4: what invoiced_charges' foreign keys held until 0012, and more: every row names a
+# charge and a line that exist, and every line's charges sum to its amount.
+_INVOICED = text("""
+SELECT l.id AS line_id, l.amount, coalesce(sum(c.amount), 0) AS charged,
+       count(i.charge_id) AS rows, count(c.id) AS found
+FROM invoice_lines l
+LEFT JOIN invoiced_charges i ON i.line_id = l.id
+LEFT JOIN charges c ON c.id = i.charge_id
+GROUP BY l.id, l.amount
+HAVING l.amount <> coalesce(sum(c.amount), 0) OR count(i.charge_id) <> count(c.id)
+UNION ALL
+SELECT NULL, NULL, NULL, count(*), 0 FROM invoiced_charges i
+WHERE NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.id = i.line_id)
+HAVING count(*) > 0
+""")
+
+
+async def invoice_differences(conn: AsyncConnection) -> list[str]:
+    """Every invoice line whose charges are missing or do not make up its amount, and
+    invoiced charges on no line; empty when sound."""
+    found = []
+    for row in (await conn.execute(_INVOICED)).all():
+        if row.line_id is None:
+            found.append(f"{row.rows} invoiced charge(s) on no invoice line")
+        elif row.rows != row.found:
+            found.append(f"invoice line {row.line_id}: {row.rows - row.found} unknown charge(s)")
+        else:
+            found.append(
+                f"invoice line {row.line_id}: amount {row.amount} but its charges {row.charged}"
+            )
     return found

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,6 +136,28 @@ async def add(
             span.set_attribute("outbox.row_id", row_id)
             return row_id
     return await _insert(conn, topic, payload, delay_s)
+
+
+async def add_many(conn: AsyncConnection, rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """``add`` for many rows, (topic, payload) each: one INSERT and one NOTIFY (set-based
+    work, such as the sweep's, writes hundreds at once)."""
+    if not rows:
+        return
+    if tracing.enabled():
+        with tracing.span(
+            "outbox add",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "accountgraph.outbox", "outbox.rows": len(rows)},
+        ):
+            values = [
+                {"topic": topic, "payload": tracing.carry(payload)} for topic, payload in rows
+            ]
+            await conn.execute(outbox.insert(), values)
+    else:
+        await conn.execute(
+            outbox.insert(), [{"topic": topic, "payload": payload} for topic, payload in rows]
+        )
+    await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 async def _insert(

@@ -841,6 +841,47 @@ async def test_a5_the_sweep_is_a_no_op_when_states_agree(api: Api, run_jobs: Run
     assert await scalar(api.engine, "SELECT count(*) FROM outbox") == outbox_rows
 
 
+async def test_a5_one_sweep_catches_many_accounts_at_once_each_as_its_own_job_would(
+    api: Api, run_jobs: RunJobs, hook: Receiver, mailbox: Mailbox
+) -> None:
+    """The sweep evaluates its candidates set-based: each account ends as ``evaluate``
+    leaves it (its notification, a delivery per channel, its state), and a crossing whose
+    charge's OVERDUE is still to come is left to that charge's job (A3)."""
+    mailbox.messages.clear()
+    lost = [
+        await watched(api, f"Lost {n}", email=f"lost{n}@example.com", webhook_url=hook.url)
+        for n in range(3)
+    ]
+    quiet = await watched(api, "Lost quietly")  # no channels
+    rearm = await watched(api, "Lost re-arm")
+    await charge(api, rearm, "60.00")
+    await run_jobs()
+    await pay(api, rearm, "60.00")
+    for account in [*lost, quiet]:
+        await charge(api, account, "60.00")
+    async with api.engine.begin() as conn:  # every evaluation of those changes is lost
+        await conn.execute(text("DELETE FROM outbox WHERE done_at IS NULL"))
+    overdue = await watched(api, "Overdue to come")
+    await charge(api, overdue, "150.00")  # 100 -> -50: its job fires OVERDUE (A3)
+
+    assert await service.sweep(api.engine) == 6
+    await run_jobs()
+
+    for account in [*lost, quiet]:
+        assert await kinds(api, account) == ["LOW_QUOTA"]
+    assert await kinds(api, rearm) == ["LOW_QUOTA"]
+    assert (await alert_view(api, rearm))["quotaAlert"]["armed"] is True
+    assert await kinds(api, overdue) == ["OVERDUE"]
+    assert len(mailbox.messages) == 3 and len(hook.requests) == 3
+    assert sorted(m.rcpt_tos[0] for m in mailbox.messages) == [
+        f"lost{n}@example.com" for n in range(3)
+    ]
+    assert await scalar(api.engine, "SELECT count(*) FROM deliveries WHERE status = 'SENT'") == 6
+    assert await service.sweep(api.engine) == 0  # caught once each
+    await run_jobs()
+    assert [await kinds(api, account) for account in lost] == [["LOW_QUOTA"]] * 3
+
+
 def test_a2_the_sweep_runs_periodically_in_every_worker(settings: Settings) -> None:
     worker = build_worker(settings, None, None)  # type: ignore[arg-type]
     [job] = [job for job in worker.cron_jobs if job.name == "cron:sweep_alerts"]

@@ -268,25 +268,25 @@ async def _notify(
             select(notification_channels).where(notification_channels.c.account_id == account_id)
         )
     ).one_or_none()
-    targets = (
-        {}
-        if channels is None
-        else {"EMAIL": channels.email, "SMS": channels.phone, "WEBHOOK": channels.webhook_url}
-    )
-    for channel, target in targets.items():
-        if target:
-            await conn.execute(
-                insert(deliveries).values(
-                    notification_id=notification_id, channel=channel, target=target
-                )
+    for channel, target in [] if channels is None else _targets(channels):
+        await conn.execute(
+            insert(deliveries).values(
+                notification_id=notification_id, channel=channel, target=target
             )
-            await outbox.add(
-                conn, DELIVER_TOPIC, {"notification_id": notification_id, "channel": channel}
-            )
+        )
+        await outbox.add(
+            conn, DELIVER_TOPIC, {"notification_id": notification_id, "channel": channel}
+        )
     await outbox.add(
         conn, PUBLISH_TOPIC, {"notification_id": notification_id, "account_id": account_id}
     )
     return notification_id
+
+
+def _targets(channels: Any) -> list[tuple[str, str]]:
+    """An account's notification_channels row as (channel, target) for each one set."""
+    found = [("EMAIL", channels.email), ("SMS", channels.phone), ("WEBHOOK", channels.webhook_url)]
+    return [(channel, target) for channel, target in found if target]
 
 
 @outbox.handler(QUOTA_TOPIC)
@@ -337,14 +337,155 @@ async def sweep_candidates(conn: AsyncConnection) -> list[int]:
 
 async def sweep(engine: Any) -> int:
     """A2: re-evaluate every enabled alert whose state the quota contradicts (a missed
-    event); each account in its own short transaction. Returns how many were evaluated."""
+    event), ``SWEEP_BATCH`` accounts a transaction, set-based (``evaluate_many``).
+    Returns how many were evaluated."""
     async with engine.connect() as conn:
         candidates = await sweep_candidates(conn)
     for start in range(0, len(candidates), SWEEP_BATCH):
         async with engine.begin() as conn:
-            for account_id in candidates[start : start + SWEEP_BATCH]:
-                await evaluate(conn, account_id)
+            await evaluate_many(conn, candidates[start : start + SWEEP_BATCH])
     return len(candidates)
+
+
+async def evaluate_many(conn: AsyncConnection, account_ids: Sequence[int]) -> list[int]:
+    """``evaluate`` (A2, A3) for many accounts in a few statements, whatever their number:
+    the alerts locked in account order, the quotas read after the locks, the crossings
+    whose OVERDUE is still to come (a pending charge's job) left to that job, then the
+    notifications, their deliveries and jobs, and the alerts' new state, each written
+    once for all. Same dedupe keys as ``evaluate``: running both never doubles anything.
+    Returns the new notifications' ids."""
+    ids = sorted(set(account_ids))
+    locked = (
+        await conn.execute(
+            select(quota_alerts)
+            .where(quota_alerts.c.account_id.in_(ids), quota_alerts.c.enabled)
+            .order_by(quota_alerts.c.account_id)
+            .with_for_update()
+        )
+    ).all()
+    if not locked:
+        return []
+    quota = funds.available_quotas()
+    quotas: dict[int, Decimal] = {
+        int(row.account_id): row.available_quota
+        for row in await conn.execute(
+            select(quota.c.account_id, quota.c.available_quota).where(
+                quota.c.account_id.in_([alert.account_id for alert in locked])
+            )
+        )
+    }
+    zero = Decimal("0.00")
+    crossed = [a for a in locked if a.armed and quotas.get(a.account_id, zero) < a.threshold]
+    rearmed = [
+        a.account_id
+        for a in locked
+        if not a.armed and quotas.get(a.account_id, zero) >= a.threshold
+    ]
+    waiting = await _overdue_pending_of(conn, [a.account_id for a in crossed])
+    crossed = [a for a in crossed if a.account_id not in waiting]
+    fired = await _notify_many(
+        conn,
+        [
+            (
+                a.account_id,
+                quotas.get(a.account_id, zero),
+                a.threshold,
+                f"{a.account_id}:LOW_QUOTA:{a.crossings + 1}",
+            )
+            for a in crossed
+        ],
+    )
+    if crossed:
+        await conn.execute(
+            update(quota_alerts)
+            .where(quota_alerts.c.account_id.in_([a.account_id for a in crossed]))
+            .values(armed=False, crossings=quota_alerts.c.crossings + 1, last_fired_at=func.now())
+        )
+    if rearmed:
+        await conn.execute(
+            update(quota_alerts).where(quota_alerts.c.account_id.in_(rearmed)).values(armed=True)
+        )
+    return fired
+
+
+async def _overdue_pending_of(conn: AsyncConnection, account_ids: Sequence[int]) -> set[int]:
+    """``_overdue_pending`` for many accounts: those with a charge's OVERDUE still to come."""
+    if not account_ids:
+        return set()
+    rows, payload = outbox.outbox, outbox.outbox.c.payload
+    pending = (rows.c.sent_at.is_(None) & rows.c.done_at.is_(None)) | (
+        rows.c.sent_at.is_not(None) & rows.c.done_at.is_(None)
+    )
+    account = payload["account_id"].as_string()
+    found = await conn.execute(
+        select(account)
+        .where(
+            pending,
+            rows.c.topic == QUOTA_TOPIC,
+            account.in_([str(account_id) for account_id in account_ids]),
+            payload["cause"].as_string() == "CHARGE",
+            payload["before"].as_numeric(20, 2) >= 0,
+            payload["after"].as_numeric(20, 2) < 0,
+        )
+        .distinct()
+    )
+    return {int(value) for value in found.scalars()}
+
+
+async def _notify_many(
+    conn: AsyncConnection, fired: Sequence[tuple[int, Decimal, Decimal, str]]
+) -> list[int]:
+    """``_notify`` of LOW_QUOTA for many accounts, (account, quota, threshold, dedupe key)
+    each: one INSERT of the notifications (once per key), one of their deliveries, one of
+    their jobs."""
+    if not fired:
+        return []
+    made = (
+        await conn.execute(
+            pg_insert(notifications)
+            .values(
+                [
+                    {
+                        "account_id": account_id,
+                        "kind": "LOW_QUOTA",
+                        "available_quota": quota,
+                        "threshold": threshold,
+                        "dedupe_key": key,
+                    }
+                    for account_id, quota, threshold, key in fired
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(notifications.c.id, notifications.c.account_id)
+        )
+    ).all()
+    if not made:
+        return []
+    notification_of = {int(row.account_id): int(row.id) for row in made}
+    channels = (
+        await conn.execute(
+            select(notification_channels).where(
+                notification_channels.c.account_id.in_(list(notification_of))
+            )
+        )
+    ).all()
+    sends = [
+        {"notification_id": notification_of[row.account_id], "channel": channel, "target": target}
+        for row in channels
+        for channel, target in _targets(row)
+    ]
+    if sends:
+        await conn.execute(insert(deliveries), sends)
+    jobs: list[tuple[str, dict[str, Any]]] = [
+        (DELIVER_TOPIC, {"notification_id": send["notification_id"], "channel": send["channel"]})
+        for send in sends
+    ]
+    jobs += [
+        (PUBLISH_TOPIC, {"notification_id": notification_id, "account_id": account_id})
+        for account_id, notification_id in notification_of.items()
+    ]
+    await outbox.add_many(conn, jobs)
+    return sorted(notification_of.values())
 
 
 # ---------------------------------------------------------------- live (A4)

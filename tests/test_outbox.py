@@ -22,7 +22,7 @@ from accountgraph import embedded, outbox
 from accountgraph.config import Settings
 from accountgraph.runtime import redis_settings
 from tests.conftest import free_port
-from workers.settings import build_worker
+from workers.settings import build_worker, close_worker
 
 TOPIC = "test.effect"
 FAILURES: dict[str, int] = {}
@@ -211,4 +211,37 @@ async def test_a5_relay_and_worker_running_in_background_pick_up_a_commit(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await worker.close()
+        await close_worker(worker)
+
+
+async def test_a5_a_stopped_worker_closes_fully_though_a_job_ended_cancelled(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """arq's ``close`` gives up with CancelledError when a job task ended cancelled, before
+    it stops the relay and closes the pool (a relay left running took one CI run's later
+    jobs); ``close_worker`` always gets to the end."""
+
+    async def started() -> tuple[Any, asyncio.Task[None]]:
+        pool = await create_pool(
+            redis_settings(settings.redis_url or ""), default_queue_name=settings.queue_name
+        )
+        worker = build_worker(settings, engine, pool)
+        task = asyncio.create_task(worker.async_run())
+        await asyncio.sleep(0.3)  # started: its relay runs
+        job = asyncio.create_task(asyncio.sleep(60))
+        worker.tasks["cancelled-job"] = job  # a job whose task ends cancelled
+        job.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return worker, job
+
+    worker, _ = await started()
+    with pytest.raises(asyncio.CancelledError):
+        await worker.close()  # arq alone: the relay and the pool are left behind
+    assert worker._pool is not None
+    await close_worker(worker)
+
+    worker, _ = await started()
+    await close_worker(worker)
+    assert worker._pool is None  # closed to the end: relay stopped, pool closed

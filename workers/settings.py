@@ -233,7 +233,21 @@ async def run_worker(found: Backends, *, relay: bool = True) -> None:
         raise
     finally:
         with contextlib.suppress(Exception):
-            await worker.close()
+            await close_worker(worker)
+
+
+async def close_worker(worker: Worker) -> None:
+    """arq's ``Worker.close``, safe after a cancel. ``close`` cancels the running jobs and
+    gathers them; one that ended cancelled (a cancel landing outside arq's own handler)
+    makes it raise CancelledError before it stops the outbox relay and closes its Redis
+    pool, which then ran on, unseen. Here the jobs are cancelled and awaited first (each
+    has put its job back for the next worker), then ``close`` runs to its end."""
+    for task in worker.tasks.values():
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()
+    await worker.close()
 
 
 _METRICS_SERVED: set[int] = set()
@@ -249,4 +263,4 @@ def _serve_metrics(port: int | None) -> None:
     log.info("worker metrics on port %s", port)
 
 
-__all__ = ["FUNCTIONS", "build_worker", "run_worker"]
+__all__ = ["FUNCTIONS", "build_worker", "close_worker", "run_worker"]

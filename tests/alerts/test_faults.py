@@ -43,7 +43,7 @@ from tests.alerts.support import (
 )
 from tests.conftest import Mailbox, free_port, serving
 from tests.helpers import Api
-from workers.settings import build_worker
+from workers.settings import build_worker, close_worker
 
 
 async def pool_of(url: str, settings: Settings) -> ArqRedis:
@@ -71,7 +71,7 @@ async def stop(worker: Worker, task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await worker.close()
+    await close_worker(worker)
 
 
 async def delivery_states(engine: AsyncEngine) -> list[tuple[str, str, int]]:

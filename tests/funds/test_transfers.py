@@ -1269,3 +1269,42 @@ async def test_f6_the_same_limit_again_changes_nothing(api: Api) -> None:
     before = await money_state(api, [given.master, given.member])
     await credit_limit(api, given.master, given.member, "100", token=given.master_token)
     assert await money_state(api, [given.master, given.member]) == before
+
+
+async def _member_with_credit_of_its_own(api: Api) -> tuple[str, str]:
+    """A member that brought a credit line of its own (set while standalone) into its
+    association, then got 100.00 of credit and 1,000.00 of cash from its master: limit
+    600, transferred credit 100."""
+    master, member = await api.account("Master"), await api.account("Member")
+    await credit_line(api, master, "1000.00")
+    await credit_line(api, member, "500.00")  # standalone: its own line
+    await api.link(master, member)
+    await credit_limit(api, master, member, "600.00")
+    await pay(api, master, "1000.00")
+    await allocate(api, master, member, "1000.00")  # so that the quota stays > 0 (F6)
+    return master, member
+
+
+async def test_f6_a_master_lowers_a_limit_only_by_the_credit_it_gave(api: Api) -> None:
+    master, member = await _member_with_credit_of_its_own(api)
+    assert_finance(await finance(api, member), creditLimit="600.00", transferredCredit="100.00")
+    found = await credit_limit(api, master, member, "500.00")  # all it gave, back
+    assert_finance(found, creditLimit="500.00", transferredCredit="0.00")
+    await assert_sound(api.engine)
+
+
+async def test_f6_a_limit_below_the_members_own_credit_is_refused_and_changes_nothing(
+    api: Api,
+) -> None:
+    """Was CONFLICT (transferred credit below zero, refused by the database)."""
+    master, member = await _member_with_credit_of_its_own(api)
+    for limit in ("0.00", "499.99"):
+        await refused(
+            api,
+            "setCreditLimit",
+            SET_CREDIT_LIMIT,
+            {"masterId": master, "memberId": member, "limit": limit},
+            code="EXCEEDS_NET_ALLOCATED",
+            field=["limit"],
+            accounts=[master, member],
+        )

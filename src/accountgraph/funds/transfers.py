@@ -240,6 +240,17 @@ async def set_credit_limit(
             "The enterprise's available credit is lower than the increase.",
             ["limit"],
         )
+    given = ledger.before[member_id][Bucket.TRANSFERRED_CREDIT]
+    if delta < 0 and -delta > given:
+        # F6 holds a member's limit to what its master gave; an account that brought a
+        # credit line of its own into the association keeps that part (DOMAIN.md is
+        # silent: the master can take back only what it gave, as F4 says of reclaims).
+        raise DomainError(
+            ErrorCode.EXCEEDS_NET_ALLOCATED,
+            f"The master can lower this member's credit limit only by the credit it gave "
+            f"({given}); the rest is the member's own.",
+            ["limit"],
+        )
     if delta < 0 and ledger.before[member_id].available_quota + delta <= 0:
         raise DomainError(
             ErrorCode.QUOTA_WOULD_BE_NON_POSITIVE,

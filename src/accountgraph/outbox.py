@@ -143,20 +143,22 @@ async def add_many(conn: AsyncConnection, rows: Sequence[tuple[str, dict[str, An
     work, such as the sweep's, writes hundreds at once)."""
     if not rows:
         return
-    if tracing.enabled():
-        with tracing.span(
+    traced = tracing.enabled()
+    span = (
+        tracing.span(
             "outbox add",
             kind=SpanKind.PRODUCER,
             attributes={"messaging.system": "accountgraph.outbox", "outbox.rows": len(rows)},
-        ):
-            values = [
-                {"topic": topic, "payload": tracing.carry(payload)} for topic, payload in rows
-            ]
-            await conn.execute(outbox.insert(), values)
-    else:
-        await conn.execute(
-            outbox.insert(), [{"topic": topic, "payload": payload} for topic, payload in rows]
         )
+        if traced
+        else contextlib.nullcontext()
+    )
+    with span:
+        values = [
+            {"topic": topic, "payload": tracing.carry(payload) if traced else payload}
+            for topic, payload in rows
+        ]
+        await conn.execute(outbox.insert().values(values))  # one multi-row INSERT
     await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 

@@ -8,8 +8,8 @@ process (``bench/processes.py``; Settings from its environment). Each client is 
 asyncio loop over one keep-alive httpx connection; per request it picks a tree query (the
 master's members with link, sites, bill-tos and finance) or, with ``--money``
 probability, ``allocateFunds`` of 0.01 CASH to one of the members with an idempotency key
-of its own. Errors (HTTP status other than
-200, GraphQL errors, user errors, timeouts) are counted, not fatal.
+of its own. Errors (HTTP status other than 200, 5xx included, GraphQL errors, user
+errors, timeouts) are counted per level and any one of them fails the run (exit 1).
 
 After the last level the server is stopped and the ledger is checked: ``verify()`` finds
 nothing (F9), the transfer rows equal the allocations that answered success (none lost,
@@ -240,7 +240,14 @@ async def run(args: argparse.Namespace) -> int:
             f"{level.percentile_ms(0.99):7.1f} | {count:8,d} | {errors:6d}{detail}"
         )
     expected_cash = OPENING_CASH - AMOUNT * rows
-    ok = not differences and not lost and surplus <= ledger.unknown and cash == expected_cash
+    failed_requests = sum(sum(level.errors.values()) for level in levels)
+    ok = (
+        not differences
+        and not lost
+        and surplus <= ledger.unknown
+        and cash == expected_cash
+        and not failed_requests  # any error fails the run: non-200 (5xx), GraphQL, transport
+    )
     lines.append(
         f"  ledger: verify() {len(differences)} differences; {rows:,} transfer rows = "
         f"{len(ledger.succeeded):,} successful allocations + {len(surplus)} whose answer was "
@@ -248,7 +255,14 @@ async def run(args: argparse.Namespace) -> int:
         f"{Decimal(cash):,} = opening - {AMOUNT} x {rows:,}: "
         f"{'yes' if cash == expected_cash else 'NO'}"
     )
-    lines.append(f"  verdict: {'OK, zero lost or doubled money' if ok else 'FAILED'}")
+    lines.append(
+        "  verdict: "
+        + (
+            "OK, zero failed requests, zero lost or doubled money"
+            if ok
+            else f"FAILED ({failed_requests} failed requests)"
+        )
+    )
     print("\n".join(lines), flush=True)
     return 0 if ok else 1
 

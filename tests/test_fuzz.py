@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 from arq.connections import ArqRedis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.graphql import nodes
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,9 +36,6 @@ from accountgraph.schema import schema as app_schema
 from tests.funds.support import ALLOCATE, PAY, RECLAIM, SET_CREDIT_LIMIT, WITHDRAW
 from tests.helpers import OPERATOR_TOKEN, Api
 from tests.test_matrix import clean_database
-
-schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.graphql import nodes  # noqa: E402
 
 MASKED = "Unexpected error."
 EXAMPLES_PER_FIELD = 10

@@ -79,50 +79,11 @@ mutation Mode($input: SetInvoiceModeInput!) {
 }
 """
 
-# The floor: the same charges (B1: the members' during their association, the account's
+# The charges a cycle invoices (B1: the members' during their association, the account's
 # own outside any association of its own; not yet invoiced), grouped by member and site,
-# discounted by B3 and rounded half-up per line (PostgreSQL's round() on numeric).
-FLOOR_SQL = """
-WITH chosen AS (
-  SELECT NULL::bigint AS member_id, c.site_id, c.amount
-  FROM charges c
-  WHERE c.account_id = $1 AND c.occurred_at >= $2 AND c.occurred_at < $3
-    AND NOT EXISTS (SELECT 1 FROM invoiced_charges i WHERE i.charge_id = c.id)
-    AND NOT EXISTS (SELECT 1 FROM links x WHERE x.member_id = c.account_id
-                    AND x.type = 'TRUSTEESHIP' AND x.activated_at IS NOT NULL
-                    AND c.occurred_at >= x.activated_at
-                    AND (x.ended_at IS NULL OR c.occurred_at < x.ended_at))
-  UNION ALL
-  SELECT c.account_id, c.site_id, c.amount
-  FROM links l JOIN charges c ON c.account_id = l.member_id
-   AND c.occurred_at >= l.activated_at AND (l.ended_at IS NULL OR c.occurred_at < l.ended_at)
-  WHERE l.master_id = $1 AND l.type = 'TRUSTEESHIP' AND l.activated_at IS NOT NULL
-    AND c.occurred_at >= $2 AND c.occurred_at < $3
-    AND NOT EXISTS (SELECT 1 FROM invoiced_charges i WHERE i.charge_id = c.id)
-), line AS (
-  SELECT sum(amount) AS amount,
-         coalesce((SELECT percent FROM discounts WHERE account_id = $1),
-                  (SELECT percent FROM discounts WHERE account_id = chosen.member_id),
-                  0) AS percent
-  FROM chosen GROUP BY member_id, site_id
-), net AS (
-  SELECT amount, round(amount * percent / 100, 2) AS discount,
-         amount - round(amount * percent / 100, 2) AS net
-  FROM line
-)
--- T2: every line is rolled up to the responsible account, so its default rate ($4) applies
-SELECT coalesce(sum(amount), 0) AS subtotal,
-       coalesce(sum(discount), 0) AS discount_total,
-       coalesce(sum(round(net * $4::numeric / 100, 2)), 0) AS tax_total,
-       coalesce(sum(net + round(net * $4::numeric / 100, 2)), 0) AS total,
-       count(*) AS lines
-FROM net
-"""
-
-# The floor with the writes the rules need (B2, B4): the same charges, grouped, discounted
-# and taxed, written as one invoice, its lines and one invoiced_charges row per charge,
-# in one statement, then rolled back. What the cycle does beyond this is its own cost.
-WRITE_FLOOR_SQL = """
+# discounted by B3 and rounded half-up per line (PostgreSQL's round() on numeric): the
+# common part of both floors.
+PRICED_LINES = """
 WITH chosen AS MATERIALIZED (
   SELECT NULL::bigint AS member_id, c.id, c.site_id, c.amount
   FROM charges c
@@ -149,7 +110,28 @@ WITH chosen AS MATERIALIZED (
   SELECT *, round(amount * percent / 100, 2) AS discount,
          amount - round(amount * percent / 100, 2) AS net
   FROM grouped
-), invoice AS (
+)"""
+
+# The floor: the same totals in one query, writing nothing. T2: every line is rolled up to
+# the responsible account, so its default rate ($4) applies.
+FLOOR_SQL = (
+    PRICED_LINES
+    + """
+SELECT coalesce(sum(amount), 0) AS subtotal,
+       coalesce(sum(discount), 0) AS discount_total,
+       coalesce(sum(round(net * $4::numeric / 100, 2)), 0) AS tax_total,
+       coalesce(sum(net + round(net * $4::numeric / 100, 2)), 0) AS total,
+       count(*) AS lines
+FROM priced
+"""
+)
+
+# The floor with the writes the rules need (B2, B4): the same lines written as one
+# invoice, its lines and one invoiced_charges row per charge, in one statement, then
+# rolled back. What the cycle does beyond this is its own cost.
+WRITE_FLOOR_SQL = (
+    PRICED_LINES
+    + """, invoice AS (
   INSERT INTO invoices (account_id, period_start, period_end, subtotal, discount_total,
                         tax_total, total)
   VALUES ($1, $5, $6, 0, 0, 0, 0) RETURNING id
@@ -166,6 +148,7 @@ SELECT chosen.id, line.id FROM chosen JOIN line
   ON coalesce(chosen.member_id, 0) = coalesce(line.member_id, 0)
  AND coalesce(chosen.site_id, 0) = coalesce(line.site_id, 0)
 """
+)
 
 
 async def write_floor(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from accountgraph import logs
 
 OPERATOR_TOKEN = "test-operator-token"
 ALL_PERMISSIONS = ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"]
@@ -184,3 +190,26 @@ async def enterprise(api: Api, members: int = 2, *, sites: bool = False) -> Ente
             bill_to = await api.bill_to(member, f"Member-{number + 1} AP")
             await api.site(member, f"Member-{number + 1} site", bill_to)
     return Enterprise(master, member_ids, link_ids, await api.token(master), tokens)
+
+
+@contextlib.contextmanager
+def json_log_lines(level: int = logging.INFO, *, quiet: bool = False) -> Iterator[io.StringIO]:
+    """Every log line of this process (the app and the worker run in it) from ``level`` on,
+    as JSON lines in the stream yielded; with ``quiet``, the noisy libraries at the level
+    ``logs.configure`` leaves them. Everything is put back afterwards."""
+    stream = io.StringIO()
+    handler = logs.handler("json", stream)
+    root = logging.getLogger()
+    before = root.level
+    loud = {name: logging.getLogger(name).level for name in logs.QUIET} if quiet else {}
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in loud:
+        logging.getLogger(name).setLevel(logs.QUIET[name])
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+        for name, found in loud.items():
+            logging.getLogger(name).setLevel(found)

@@ -20,14 +20,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.typing import Subprotocol
 
-from accountgraph import logs
 from accountgraph.audit import log as audit
 from accountgraph.audit.mutations import is_audited
 from accountgraph.config import Settings
 from accountgraph.schema import schema
 from tests.alerts.support import Receiver, drain, watched
 from tests.conftest import serving
-from tests.helpers import OPERATOR_TOKEN, Api, Enterprise, enterprise
+from tests.helpers import OPERATOR_TOKEN, Api, Enterprise, enterprise, json_log_lines
 
 ERRORS = "userErrors { code field message }"
 UPDATE_ACCOUNT = f"""mutation Rename($input: UpdateAccountInput!) {{
@@ -88,23 +87,8 @@ async def hook() -> AsyncIterator[Receiver]:
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """Every log line of the process (gateway and worker run in it) as JSON, at DEBUG."""
-    stream = io.StringIO()
-    handler = logs.handler("json", stream)
-    handler.setLevel(logging.DEBUG)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    quiet = {name: logging.getLogger(name).level for name in logs.QUIET}
-    for name, found in logs.QUIET.items():  # as logs.configure leaves them
-        logging.getLogger(name).setLevel(found)
-    try:
+    with json_log_lines(logging.DEBUG, quiet=True) as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-        for name, found in quiet.items():
-            logging.getLogger(name).setLevel(found)
 
 
 # ---------------------------------------------------------------- one hook covers every mutation

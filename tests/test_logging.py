@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from accountgraph import logs
 from accountgraph.api import ids
 from accountgraph.config import Settings
-from tests.helpers import OPERATOR_TOKEN, Api
+from tests.helpers import OPERATOR_TOKEN, Api, json_log_lines
 
 ERRORS = "userErrors { code field message }"
 RENAME = f"""mutation Rename($input: UpdateAccountInput!) {{
@@ -31,21 +31,12 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 @pytest.fixture
 def lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """The process's log lines (the app and the worker run in it), as JSON, parsed."""
-    stream = io.StringIO()
-    handler = logs.handler("json", stream)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    with json_log_lines() as stream:
 
-    def parsed() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in stream.getvalue().splitlines()]  # each valid JSON
+        def parsed() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in stream.getvalue().splitlines()]  # valid JSON
 
-    try:
         yield parsed
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def request_lines(found: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
@@ -24,7 +23,7 @@ from accountgraph import logs, outbox, tracing
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from tests.conftest import serving
-from tests.helpers import ALL_PERMISSIONS, OPERATOR_TOKEN, Api
+from tests.helpers import ALL_PERMISSIONS, OPERATOR_TOKEN, Api, json_log_lines
 
 ACCEPT = """mutation Accept($input: RespondToInvitationInput!) {
   respondToInvitation(input: $input) { link { id status } userErrors { code field } } }"""
@@ -64,17 +63,8 @@ async def traced_api(
 
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logs.handler("json", stream)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with json_log_lines() as stream:
         yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:

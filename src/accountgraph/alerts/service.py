@@ -148,7 +148,11 @@ async def evaluate(
         return None
     quota = await funds.available_quota(conn, account_id)
     crossed = alert.armed and quota < alert.threshold
-    if crossed and overdue_entry is None and await _overdue_pending(conn, account_id):
+    if (
+        crossed
+        and overdue_entry is None
+        and account_id in await _overdue_pending_of(conn, [account_id])
+    ):
         return None  # that charge's job fires OVERDUE for this crossing, and disarms (A3)
     fired = None
     if overdue_entry is not None:
@@ -167,45 +171,11 @@ async def evaluate(
             "LOW_QUOTA",
             quota,
             alert.threshold,
-            f"{account_id}:LOW_QUOTA:{alert.crossings + 1}",
+            _low_quota_key(alert),
         )
-    if crossed:
-        await conn.execute(
-            update(quota_alerts)
-            .where(quota_alerts.c.account_id == account_id)
-            .values(armed=False, crossings=alert.crossings + 1, last_fired_at=func.now())
-        )
-    elif not alert.armed and quota >= alert.threshold:
-        await conn.execute(
-            update(quota_alerts).where(quota_alerts.c.account_id == account_id).values(armed=True)
-        )
+    rearmed = not alert.armed and quota >= alert.threshold
+    await _record_states(conn, [account_id] if crossed else [], [account_id] if rearmed else [])
     return fired
-
-
-async def _overdue_pending(conn: AsyncConnection, account_id: int) -> bool:
-    """A3: whether a committed charge made the account overdue and its evaluation has not
-    run yet. Jobs of one account run in any order, so an earlier change's job may see the
-    quota that charge left: LOW_QUOTA must not fire for the crossing that OVERDUE reports."""
-    rows, payload = outbox.outbox, outbox.outbox.c.payload
-    # Not done = unsent, or sent and not done: each arm matches one partial index.
-    pending = (rows.c.sent_at.is_(None) & rows.c.done_at.is_(None)) | (
-        rows.c.sent_at.is_not(None) & rows.c.done_at.is_(None)
-    )
-    found = (
-        await conn.execute(
-            select(rows.c.id)
-            .where(
-                pending,
-                rows.c.topic == QUOTA_TOPIC,
-                payload["account_id"].as_string() == str(account_id),
-                payload["cause"].as_string() == "CHARGE",
-                payload["before"].as_numeric(20, 2) >= 0,
-                payload["after"].as_numeric(20, 2) < 0,
-            )
-            .limit(1)
-        )
-    ).first()
-    return found is not None
 
 
 async def notify_budget(
@@ -246,41 +216,20 @@ async def _notify(
     **budget: Any,
 ) -> int | None:
     """Store a notification (once per key), its deliveries and their jobs (A4)."""
-    notification_id: int | None = (
-        await conn.execute(
-            pg_insert(notifications)
-            .values(
-                account_id=account_id,
-                kind=kind,
-                available_quota=quota,
-                threshold=threshold,
-                dedupe_key=dedupe_key,
+    made = await _notify_many(
+        conn,
+        [
+            {
+                "account_id": account_id,
+                "kind": kind,
+                "available_quota": quota,
+                "threshold": threshold,
+                "dedupe_key": dedupe_key,
                 **budget,
-            )
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(notifications.c.id)
-        )
-    ).scalar_one_or_none()
-    if notification_id is None:
-        return None
-    channels = (
-        await conn.execute(
-            select(notification_channels).where(notification_channels.c.account_id == account_id)
-        )
-    ).one_or_none()
-    for channel, target in [] if channels is None else _targets(channels):
-        await conn.execute(
-            insert(deliveries).values(
-                notification_id=notification_id, channel=channel, target=target
-            )
-        )
-        await outbox.add(
-            conn, DELIVER_TOPIC, {"notification_id": notification_id, "channel": channel}
-        )
-    await outbox.add(
-        conn, PUBLISH_TOPIC, {"notification_id": notification_id, "account_id": account_id}
+            }
+        ],
     )
-    return notification_id
+    return made[0] if made else None
 
 
 def _targets(channels: Any) -> list[tuple[str, str]]:
@@ -386,30 +335,49 @@ async def evaluate_many(conn: AsyncConnection, account_ids: Sequence[int]) -> li
     fired = await _notify_many(
         conn,
         [
-            (
-                a.account_id,
-                quotas.get(a.account_id, zero),
-                a.threshold,
-                f"{a.account_id}:LOW_QUOTA:{a.crossings + 1}",
-            )
+            {
+                "account_id": a.account_id,
+                "kind": "LOW_QUOTA",
+                "available_quota": quotas.get(a.account_id, zero),
+                "threshold": a.threshold,
+                "dedupe_key": _low_quota_key(a),
+            }
             for a in crossed
         ],
     )
+    await _record_states(conn, [a.account_id for a in crossed], rearmed)
+    return fired
+
+
+def _low_quota_key(alert: Any) -> str:
+    """A2: one LOW_QUOTA per crossing (the alert's next one)."""
+    return f"{alert.account_id}:LOW_QUOTA:{alert.crossings + 1}"
+
+
+async def _record_states(
+    conn: AsyncConnection, crossed: Sequence[int], rearmed: Sequence[int]
+) -> None:
+    """A2: the alerts that crossed are disarmed (one crossing more), those back at or
+    above their threshold re-armed."""
     if crossed:
         await conn.execute(
             update(quota_alerts)
-            .where(quota_alerts.c.account_id.in_([a.account_id for a in crossed]))
+            .where(quota_alerts.c.account_id.in_(list(crossed)))
             .values(armed=False, crossings=quota_alerts.c.crossings + 1, last_fired_at=func.now())
         )
     if rearmed:
         await conn.execute(
-            update(quota_alerts).where(quota_alerts.c.account_id.in_(rearmed)).values(armed=True)
+            update(quota_alerts)
+            .where(quota_alerts.c.account_id.in_(list(rearmed)))
+            .values(armed=True)
         )
-    return fired
 
 
 async def _overdue_pending_of(conn: AsyncConnection, account_ids: Sequence[int]) -> set[int]:
-    """``_overdue_pending`` for many accounts: those with a charge's OVERDUE still to come."""
+    """A3: the accounts that a committed charge made overdue and whose evaluation of it
+    has not run yet. Jobs of one account run in any order, so an earlier change's job may
+    see the quota that charge left: LOW_QUOTA must not fire for the crossing that OVERDUE
+    reports."""
     if not account_ids:
         return set()
     rows, payload = outbox.outbox, outbox.outbox.c.payload
@@ -432,29 +400,16 @@ async def _overdue_pending_of(conn: AsyncConnection, account_ids: Sequence[int])
     return {int(value) for value in found.scalars()}
 
 
-async def _notify_many(
-    conn: AsyncConnection, fired: Sequence[tuple[int, Decimal, Decimal, str]]
-) -> list[int]:
-    """``_notify`` of LOW_QUOTA for many accounts, (account, quota, threshold, dedupe key)
-    each: one INSERT of the notifications (once per key), one of their deliveries, one of
-    their jobs."""
-    if not fired:
+async def _notify_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Notifications (once per dedupe key; at most one per account), their deliveries on
+    each channel the account has and their jobs (A4): one INSERT of each, whatever their
+    number. Returns the new notifications' ids."""
+    if not rows:
         return []
     made = (
         await conn.execute(
             pg_insert(notifications)
-            .values(
-                [
-                    {
-                        "account_id": account_id,
-                        "kind": "LOW_QUOTA",
-                        "available_quota": quota,
-                        "threshold": threshold,
-                        "dedupe_key": key,
-                    }
-                    for account_id, quota, threshold, key in fired
-                ]
-            )
+            .values(list(rows))
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
             .returning(notifications.c.id, notifications.c.account_id)
         )

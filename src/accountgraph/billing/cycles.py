@@ -113,7 +113,7 @@ async def run_bill_cycle(
     invoice_ids, written = await write_invoices(
         conn, account_id, period_start, period_end, drafts, own_bill_tos
     )
-    await record_invoiced(conn, written)
+    await _record_invoiced(conn, written)
     await assert_totals(conn, invoice_ids, staged_charges)
     await auto_pay.after_cycle(conn, account_id, invoice_ids)
     return invoice_ids
@@ -204,10 +204,10 @@ staged_charges = Table(
 )
 
 
-async def record_invoiced(conn: AsyncConnection, lines: Sequence[tuple[int, LineDraft]]) -> None:
+async def _record_invoiced(conn: AsyncConnection, lines: Sequence[tuple[int, LineDraft]]) -> None:
     """Every staged charge on its line (``invoiced_charges``), in one statement: a line is
     its member and site."""
-    keys = unnest_lines(lines)
+    keys = _unnest_lines(lines)
     written = await conn.execute(
         insert(invoiced_charges).from_select(
             ["charge_id", "line_id"],
@@ -220,7 +220,7 @@ async def record_invoiced(conn: AsyncConnection, lines: Sequence[tuple[int, Line
     assert written.rowcount == expected, (written.rowcount, expected)
 
 
-def unnest_lines(lines: Sequence[tuple[int, LineDraft]]) -> Any:
+def _unnest_lines(lines: Sequence[tuple[int, LineDraft]]) -> Any:
     """The written lines as rows (line_id, member_id, site_id)."""
 
     def ids(name: str, values: list[int | None]) -> Any:

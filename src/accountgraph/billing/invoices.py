@@ -40,7 +40,7 @@ class LineDraft:
     description: str
     amount: Decimal
     discount_percent: Decimal
-    charge_count: int  # the staged charges on it (cycles.record_invoiced writes them)
+    charge_count: int  # the staged charges on it (the cycle writes them: cycles._record_invoiced)
     bill_to_id: int | None  # H4, for a self-invoiced account: the site's bill-to
     tax_rate: Decimal = ZERO  # T2: the line's rate in percent
     tax: Decimal = ZERO  # T2: net x rate / 100, half-up to the cent (computed in SQL)

@@ -48,13 +48,19 @@ def flood(n: int = 1_000, salt: int = 0) -> str:
 
 async def test_finding1_a_flood_of_copies_is_refused_before_validation(api: Api) -> None:
     # Once untimed: the module's first request pays the process's cold start (one CI run
-    # took 0.66 s for it), which is not what this measures.
+    # took 0.66 s for it), which is not what this measures. Then the fastest of three
+    # distinct floods (a new alias each, so no cache hits): one stall of the shared event
+    # loop or a full garbage collection of a suite-sized heap (0.63 s once in CI, against
+    # ~30 ms alone) is not the document's cost, and an unguarded validation is dear on
+    # every try.
     await api.client.post("/graphql", json={"query": "{ __typename }"})
-    started = time.perf_counter()
-    response = await api.client.post("/graphql", json={"query": flood()})
-    elapsed = time.perf_counter() - started
-    assert codes(response.json()) == ["DOCUMENT_TOO_COMPLEX"]
-    assert elapsed < 0.5, elapsed  # the probe's document took 1.2-3.4 s to validate
+    timings = []
+    for salt in range(3):
+        started = time.perf_counter()
+        response = await api.client.post("/graphql", json={"query": flood(salt=salt)})
+        timings.append(time.perf_counter() - started)
+        assert codes(response.json()) == ["DOCUMENT_TOO_COMPLEX"]
+    assert min(timings) < 0.5, timings  # the probe's document took 1.2-3.4 s to validate
 
 
 @pytest.mark.parametrize(

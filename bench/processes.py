@@ -82,11 +82,12 @@ async def gateway(
     workers: int = 2,
     env: dict[str, str] | None = None,
     profile: Path | None = None,
+    started: list[subprocess.Popen[bytes]] | None = None,
 ) -> AsyncIterator[str]:
     """The gateway's base URL while ``accountgraph serve --workers N`` runs.
 
     ``profile``: run it under py-spy (``record``, raw stack counts written there) when
-    py-spy is installed."""
+    py-spy is installed. ``started``: the child is appended to it (for its pid)."""
     port = free_port()
     command = [sys.executable, "-m", "accountgraph.cli", "--log-level", "WARNING", "serve"]
     command += ["--workers", str(workers), "--no-worker", "--no-migrate", "--port", str(port)]
@@ -102,6 +103,8 @@ async def gateway(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    if started is not None:
+        started.append(process)
     base = f"http://127.0.0.1:{port}"
     try:
         await _wait_ready(f"{base}/readyz", process, log)

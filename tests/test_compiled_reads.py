@@ -113,6 +113,19 @@ async def money(api: Api, master: str, viewing: str, blind: str) -> None:
         {"accountId": viewing, "amount": "3.35", "description": "compute"},
     )
     await ok("recordPayment", "RecordPaymentInput", {"accountId": blind, "amount": "4.00"})
+    # A1, A4, B2, B3: alerts, channels, an invoice mode and a discount to compile.
+    await ok(
+        "setQuotaAlerts",
+        "SetQuotaAlertsInput",
+        {"accountIds": [master, viewing], "threshold": "50.00", "enabled": True},
+    )
+    await ok(
+        "setNotificationChannels",
+        "SetNotificationChannelsInput",
+        {"accountId": master, "email": "ap@example.com", "webhookUrl": "https://example.com/h"},
+    )
+    await ok("setInvoiceMode", "SetInvoiceModeInput", {"accountId": master, "mode": "PER_MEMBER"})
+    await ok("setDiscount", "SetDiscountInput", {"accountId": blind, "percent": "12.5"})
 
 
 class Both:
@@ -226,6 +239,45 @@ async def test_finance_is_compiled_and_answers_the_same(api: Api, both: Both) ->
     assert master["data"]["account"]["finance"]["availableCredit"] is not None
 
 
+async def test_alerts_and_billing_fields_are_compiled_and_answer_the_same(
+    api: Api, both: Both
+) -> None:
+    """A1, A4 (alerts) and B2, B3 (billing) compile where their area defines them: each
+    entry is one statement (no fallback), null where P2/P3 hide it or nothing is set."""
+    given = await graph(api)
+    query = (
+        "query($id: ID!) { account(id: $id) { invoiceMode discountPercent "
+        f"quotaAlert {{ {' '.join(QUOTA_ALERT)} }} channels {{ {' '.join(CHANNELS)} }} "
+        "members { edges { node { name invoiceMode discountPercent quotaAlert { threshold } "
+        "channels { email } } } } } }"
+    )
+    for target in (given.master, given.member):
+        for token in given.tokens.values():
+            before = _compiled_count(), _compiled_count("fallback")
+            answer = await both.same(query, {"id": target}, token)
+            entries = 0 if answer["data"]["account"] is None else 1
+            assert (_compiled_count(), _compiled_count("fallback")) == (
+                before[0] + entries,
+                before[1],
+            )
+    master = (await both.same(query, {"id": given.master}, given.tokens["master"]))["data"]
+    account = master["account"]
+    assert account["invoiceMode"] == "PER_MEMBER"
+    assert account["quotaAlert"]["threshold"] == "50.00"
+    assert account["channels"]["webhookUrl"] == "https://example.com/h"
+    members = {edge["node"]["name"]: edge["node"] for edge in account["members"]["edges"]}
+    assert members["Blind"]["discountPercent"] is None  # no VIEW_FINANCE on Blind (P2)
+    operator = await both.same(query, {"id": given.master}, given.tokens["operator"])
+    seen = {
+        edge["node"]["name"]: edge["node"]
+        for edge in operator["data"]["account"]["members"]["edges"]
+    }
+    assert seen["Blind"]["discountPercent"] == "12.50"
+    assert members["Viewing"]["invoiceMode"] is None  # managed: never invoiced itself (B1)
+    stranger = await both.same(query, {"id": given.master}, given.tokens["stranger"])
+    assert stranger["data"]["account"] is None or stranger["data"]["account"]["quotaAlert"] is None
+
+
 # ---------------------------------------------------------------- random selections
 
 SCALARS = [
@@ -280,10 +332,12 @@ FINANCE = [
     "availableCredit",
     "__typename",
 ]
+QUOTA_ALERT = ["threshold", "enabled", "armed", "lastFiredAt", "__typename"]
+CHANNELS = ["email", "phone", "webhookUrl", "__typename"]
 NOT_COMPILED = [
     "finance { cashBalance couponCount }",
-    "quotaAlert { threshold }",
-    "invoiceMode",
+    "notifications { totalCount }",
+    "payments { totalCount }",
     "link { history { status } }",
 ]
 STATUSES = ["ACTIVE", "INVITED", "DISSOCIATED", "DECLINED"]
@@ -328,6 +382,12 @@ def account_selection(draw: st.DrawFn, depth: int) -> str:
         parts.append(f"invitations {{ {draw(_scalars(LINK))} }}")
     if draw(st.booleans()):
         parts.append(f"finance {{ {draw(_scalars(FINANCE))} }}")
+    if draw(st.integers(0, 3)) == 0:
+        parts.append(f"quotaAlert {{ {draw(_scalars(QUOTA_ALERT))} }}")
+    if draw(st.integers(0, 3)) == 0:
+        parts.append(f"channels {{ {draw(_scalars(CHANNELS))} }}")
+    if draw(st.integers(0, 3)) == 0:
+        parts.append(draw(_scalars(["invoiceMode", "discountPercent"])))
     if depth > 0 and draw(st.booleans()):
         first = draw(st.sampled_from(["", "first: 1", "first: 2", "first: 0", "first: $first"]))
         status = draw(st.sampled_from(["", f"status: {draw(st.sampled_from(STATUSES))}"]))

@@ -22,6 +22,7 @@ from accountgraph.accounts.account import AccountCore, AccountTree
 from accountgraph.accounts.mutations import AccountMutation
 from accountgraph.accounts.queries import AccountQuery
 from accountgraph.accounts.types import BillTo, Link, Site
+from accountgraph.alerts import compiled as _alerts_compiled  # noqa: F401 - registers
 from accountgraph.alerts.mutations import AlertMutation, AlertSubscription
 from accountgraph.alerts.types import AlertsAccount
 from accountgraph.api import ids, node
@@ -34,6 +35,7 @@ from accountgraph.api.node import Node
 from accountgraph.api.scalars import SCALAR_MAP
 from accountgraph.audit.mutations import audited
 from accountgraph.audit.queries import AuditQuery
+from accountgraph.billing import compiled as _billing_compiled  # noqa: F401 - registers
 from accountgraph.billing import payment_types  # noqa: F401 - registers its nodes
 from accountgraph.billing.account import BillingAccount, BillingFinance
 from accountgraph.billing.mutations import BillingMutation

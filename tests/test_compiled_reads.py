@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ import pytest
 from arq.connections import ArqRedis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from accountgraph.api import ids
 from accountgraph.api.budget import BUCKET_KEY
 from accountgraph.api.compiler import COMPILED
 from accountgraph.app import create_app
@@ -278,6 +281,129 @@ async def test_alerts_and_billing_fields_are_compiled_and_answer_the_same(
     assert stranger["data"]["account"] is None or stranger["data"]["account"]["quotaAlert"] is None
 
 
+NOTIFICATION = ["id", "kind", "availableQuota", "threshold", "createdAt", "spent", "forecast"]
+
+
+async def test_notifications_are_compiled_newest_first_page_by_page(api: Api, both: Both) -> None:
+    """A descending connection: Account.notifications newest first, page after page by
+    the cursor, the same as the resolvers' under every principal (P2 hides them)."""
+    given = await graph(api)
+    async with api.engine.begin() as conn:  # rows as the worker writes them (A2, C4)
+        for n, (kind, spent) in enumerate(
+            [("LOW_QUOTA", None), ("OVERDUE", None), ("BUDGET_ACTUAL", "70.10")] * 3
+        ):
+            await conn.execute(
+                text(
+                    "INSERT INTO notifications (account_id, kind, available_quota, threshold, "
+                    "dedupe_key, created_at, spent, forecast) VALUES (:account, :kind, "
+                    ":quota, :threshold, :key, now() - make_interval(secs => :age), "
+                    ":spent, :spent)"
+                ),
+                {
+                    "account": ids.decode_as(given.master, "Account"),
+                    "kind": kind,
+                    "quota": Decimal("12.30") + n,
+                    "threshold": None if spent else Decimal("50.00"),
+                    "key": f"test:{n}",
+                    "age": 9 - n + 0.123456 * (n % 2),
+                    "spent": None if spent is None else Decimal(spent),
+                },
+            )
+    query = (
+        "query($id: ID!, $first: Int, $after: String) { account(id: $id) { "
+        "notifications(first: $first, after: $after) { totalCount "
+        "pageInfo { hasNextPage endCursor } "
+        f"edges {{ cursor node {{ {' '.join(NOTIFICATION)} __typename }} }} }} }} }}"
+    )
+    for token in given.tokens.values():
+        before = _compiled_count("fallback")
+        after, seen = None, []
+        for _ in range(5):
+            variables = {"id": given.master, "first": 4, "after": after}
+            answer = await both.same(query, variables, token)
+            account = answer["data"]["account"]
+            if account is None:
+                break
+            page = account["notifications"]
+            seen += [edge["node"]["id"] for edge in page["edges"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        assert _compiled_count("fallback") == before
+        if token in (given.tokens["operator"], given.tokens["master"]):
+            assert len(seen) == 9 and len(set(seen)) == 9
+            numbers = [ids.decode_as(node_id, "Notification") or 0 for node_id in seen]
+            assert numbers == sorted(numbers, reverse=True)  # newest first
+        else:
+            assert seen == []
+
+
+TRANSFER = ["id", "method", "direction", "amount", "createdAt", "actor", "idempotencyKey"]
+
+
+async def test_transfers_are_compiled_with_their_filters_page_by_page(api: Api, both: Both) -> None:
+    """Account.transfers (F3-F5): both books, newest first, each filter and the cursor, the
+    same as the resolvers' for master and member under every principal (P2, P3, U5)."""
+    given = await graph(api)
+    for n in range(4):  # more of both directions, to page through
+        await api.ok(
+            "allocateFunds",
+            "mutation($input: TransferFundsInput!) { allocateFunds(input: $input) "
+            "{ userErrors { code } } }",
+            {
+                "masterId": given.master,
+                "memberId": given.member,
+                "amount": f"1.{n}0",
+                "idempotencyKey": f"compiled-{n}",
+            },
+        )
+    await api.ok(
+        "reclaimFunds",
+        "mutation($input: TransferFundsInput!) { reclaimFunds(input: $input) "
+        "{ userErrors { code } } }",
+        {"masterId": given.master, "memberId": given.member, "amount": "0.50"},
+    )
+    query = (
+        "query($id: ID!, $first: Int, $after: String, $member: ID, "
+        "$direction: TransferDirection, $since: DateTime, $until: DateTime) { "
+        "account(id: $id) { transfers(first: $first, after: $after, memberId: $member, "
+        "direction: $direction, since: $since, until: $until) { totalCount "
+        "pageInfo { hasNextPage endCursor } "
+        f"edges {{ cursor node {{ {' '.join(TRANSFER)} __typename }} }} }} }} }}"
+    )
+    filters: list[dict[str, Any]] = [
+        {},
+        {"direction": "RECLAIM"},
+        {"direction": "ALLOCATE", "member": given.member},
+        {"member": given.master},  # no transfer has the master as member
+        {"member": "not-an-id"},
+        {"since": "2000-01-01T00:00:00Z", "until": "2999-01-01T00:00:00Z"},
+        {"until": "2000-01-01T00:00:00Z"},
+    ]
+    totals = {}
+    for target in (given.master, given.member):
+        for name, token in given.tokens.items():
+            for number, chosen in enumerate(filters):
+                before = _compiled_count("fallback")
+                after, seen = None, []
+                for _ in range(10):
+                    variables = {"id": target, "first": 2, "after": after, **chosen}
+                    answer = await both.same(query, variables, token)
+                    account = answer["data"]["account"]
+                    if account is None:
+                        break
+                    page = account["transfers"]
+                    seen += [edge["node"]["id"] for edge in page["edges"]]
+                    if not page["pageInfo"]["hasNextPage"]:
+                        break
+                    after = page["pageInfo"]["endCursor"]
+                assert _compiled_count("fallback") == before
+                totals[target == given.master, name, number] = len(seen)
+    assert totals[True, "master", 0] == totals[False, "master", 0] == 6  # 1 + 4 + 1
+    assert totals[True, "master", 1] == 1 and totals[True, "master", 3] == 0
+    assert totals[True, "stranger", 0] == 0
+
+
 # ---------------------------------------------------------------- random selections
 
 SCALARS = [
@@ -336,7 +462,7 @@ QUOTA_ALERT = ["threshold", "enabled", "armed", "lastFiredAt", "__typename"]
 CHANNELS = ["email", "phone", "webhookUrl", "__typename"]
 NOT_COMPILED = [
     "finance { cashBalance couponCount }",
-    "notifications { totalCount }",
+    "fallback_n: notifications { edges { node { deliveries { status } } } }",
     "payments { totalCount }",
     "link { history { status } }",
 ]
@@ -388,6 +514,14 @@ def account_selection(draw: st.DrawFn, depth: int) -> str:
         parts.append(f"channels {{ {draw(_scalars(CHANNELS))} }}")
     if draw(st.integers(0, 3)) == 0:
         parts.append(draw(_scalars(["invoiceMode", "discountPercent"])))
+    if draw(st.integers(0, 3)) == 0:
+        connection = draw(st.sampled_from(["transfers", "notifications"]))
+        fields = TRANSFER if connection == "transfers" else NOTIFICATION
+        first = draw(st.sampled_from(["", "(first: 1)", "(first: $first)"]))
+        parts.append(
+            f"{connection}{first} {{ totalCount pageInfo {{ hasNextPage endCursor }} "
+            f"edges {{ cursor node {{ {draw(_scalars(fields))} }} }} }}"
+        )
     if depth > 0 and draw(st.booleans()):
         first = draw(st.sampled_from(["", "first: 1", "first: 2", "first: 0", "first: $first"]))
         status = draw(st.sampled_from(["", f"status: {draw(st.sampled_from(STATUSES))}"]))

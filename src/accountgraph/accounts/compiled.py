@@ -29,7 +29,7 @@ from accountgraph.accounts.models import accounts, bill_tos, links, sites
 from accountgraph.accounts.visibility import sees_details, sees_link
 from accountgraph.api import compiled_pages, sqljson
 from accountgraph.api.compiled_pages import PageOf
-from accountgraph.api.compiler import Compilation, Selected, entry, field, json_text
+from accountgraph.api.compiler import Compilation, Selected, entry, enum_value, field, json_text
 
 Json = ColumnElement[Any]
 
@@ -125,8 +125,8 @@ def _members(compilation: Compilation, selected: Selected, row: FromClause) -> J
     """One aggregate over the page: the loader's window query, for one master."""
     limit, after = compiled_pages.page_args(selected)
     principal = compilation.principal
-    status = _enum(selected.args.get("status")) or "ACTIVE"
-    link_type = _enum(selected.args.get("type"))
+    status = enum_value(selected.args.get("status")) or "ACTIVE"
+    link_type = enum_value(selected.args.get("type"))
     link = links.alias(compilation.name("membership"))
     conditions = [
         link.c.master_id == row.c.id,
@@ -313,10 +313,3 @@ def _site_bill_to(compilation: Compilation, selected: Selected, site: FromClause
         )
         .scalar_subquery()
     )
-
-
-def _enum(value: Any) -> str | None:
-    """An enum argument as its database string (graphql-core gives the Python member)."""
-    if value is None:
-        return None
-    return str(getattr(value, "value", value))

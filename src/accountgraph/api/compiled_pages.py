@@ -1,6 +1,11 @@
 """Relay connections in the read compiler: ``totalCount``, ``pageInfo`` and ``edges`` of a
 keyset page, built by one aggregate over the page's rows (``api/connections.py`` is the
-resolvers' twin: ``limit + 1`` rows after the cursor, the extra one meaning more)."""
+resolvers' twin: ``limit + 1`` rows after the cursor, the extra one meaning more).
+
+Pages are in key order, or newest (highest key) first where the resolvers' are
+(``descending``, as ``api/keyset.pages``): then the cursor means "older than", edges run
+down and ``endCursor`` is the smallest key shown. ``rows_page`` builds a whole page of
+one parent's child rows whose node is the row itself (notifications, transfers ...)."""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLError
-from sqlalchemy import ColumnElement, case, func, null
+from sqlalchemy import ColumnElement, Select, case, func, literal_column, null, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.sql.expression import FromClause
 
 from accountgraph.api import sqljson
 from accountgraph.api.compiler import Compilation, NotCompiled, Selected, field
@@ -27,6 +33,11 @@ class PageOf:
     limit: int
     total: ColumnElement[int]
     node: Any
+    descending: bool = False
+
+    @property
+    def order(self) -> ColumnElement[int]:
+        return self.key.desc() if self.descending else self.key
 
 
 def page_args(selected: Selected) -> tuple[int, int | None]:
@@ -36,6 +47,51 @@ def page_args(selected: Selected) -> tuple[int, int | None]:
     except GraphQLError as refused:  # the resolvers answer it with the same error
         raise NotCompiled(str(refused)) from None
     return request.limit, request.after
+
+
+def rows_page(
+    compilation: Compilation,
+    selected: Selected,
+    chosen: Select[Any],
+    *,
+    key: str = "id",
+    descending: bool,
+    parent: FromClause,
+) -> ColumnElement[Any]:
+    """The connection of ``selected`` over a page of ``chosen``'s rows: one parent's
+    child rows (correlated to the outer row ``parent``), visibility in its WHERE, unique by
+    ``key``. The twin of ``keyset.pages`` for one parent; each edge's node is its row."""
+    limit, after = page_args(selected)
+    chosen = chosen.correlate(parent)
+    total = (
+        select(func.count())
+        .select_from(chosen.subquery(compilation.name("counted")))
+        .scalar_subquery()
+    )
+    if after is not None:
+        cursor_key = chosen.selected_columns[key]
+        chosen = chosen.where(cursor_key < after if descending else cursor_key > after)
+    rows = chosen.subquery(compilation.name("chosen"))
+    order = rows.c[key].desc() if descending else rows.c[key]
+    position = func.row_number().over(order_by=order).label(compilation.name("position"))
+    ordered = (
+        select(rows, position).order_by(order).limit(limit + 1).subquery(compilation.name("page"))
+    )
+    source = PageOf(
+        key=ordered.c[key],
+        position=ordered.c[position.name],
+        limit=limit,
+        total=total,
+        node=ordered,
+        descending=descending,
+    )
+    # GROUP BY (): one row even for an empty page, whatever the selection aggregates.
+    return (
+        select(compilation.child(selected, source))
+        .select_from(ordered)
+        .group_by(literal_column("()"))
+        .scalar_subquery()
+    )
 
 
 def register(connection_type: str, edge_type: str) -> None:
@@ -66,13 +122,15 @@ def _has_next(compilation: Compilation, selected: Selected, source: PageOf) -> C
 
 @field("PageInfo", "endCursor")
 def _end_cursor(compilation: Compilation, selected: Selected, source: PageOf) -> ColumnElement[Any]:
-    last = func.max(source.key).filter(_shown(source))
+    last = (func.min if source.descending else func.max)(source.key).filter(_shown(source))
     return case((last.is_(None), null()), else_=sqljson.cursor(last))
 
 
 def _edges(compilation: Compilation, selected: Selected, source: PageOf) -> ColumnElement[Any]:
     edge = compilation.child(selected, source)
-    return sqljson.array(func.json_agg(aggregate_order_by(edge, source.key)).filter(_shown(source)))
+    return sqljson.array(
+        func.json_agg(aggregate_order_by(edge, source.order)).filter(_shown(source))
+    )
 
 
 def _cursor(compilation: Compilation, selected: Selected, source: PageOf) -> ColumnElement[Any]:

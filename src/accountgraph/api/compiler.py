@@ -295,6 +295,13 @@ def _plain_sql(statement: Select[Any], engine: Any) -> tuple[str, tuple[Any, ...
     return str(compiled), tuple(params[name] for name in names)
 
 
+def enum_value(value: Any) -> str | None:
+    """An enum argument as its database string (graphql-core gives the Python member)."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
 def json_text(statement_value: ColumnElement[Any]) -> ColumnElement[str]:
     """What an entry selects: the JSON as text, so the driver hands it over undecoded."""
     return cast(statement_value, Text)

@@ -5,10 +5,11 @@ the same rows (every account, its balances left-joined, zero where it never had 
 the same visibility (``sees_finance``, P2), the same arithmetic as ``ledger.Balance``
 (U3 frozen cash, F2 available quota), each amount formatted as ``Money`` formats it.
 
-Billing's ``couponCount``/``voucherCount`` have no compiler here: a selection with them is
-the resolvers' to answer. ``Account.transfers``/``charges`` are left to the resolvers as
-well: their pages are newest first, and ``api/compiled_pages.py`` builds ascending pages
-only (edge order and ``endCursor``).
+``Account.transfers`` is the twin of ``FundsLoaders._transfers_by_account``: the
+account's book as master and as member, newest first, with the same filters, shown only
+to who sees the account's finances and both ends (P2, P3, U5). A transfer's ``master``
+and ``member`` have no compiler, nor has ``Account.charges``: a selection with them is
+the resolvers' to answer, as is one with billing's ``couponCount``/``voucherCount``.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ from accountgraph.accounts.public import (
     account_ids,
     has_active_master,
     sees_finance,
+    sees_name,
     under_trusteeship,
 )
-from accountgraph.api import sqljson
-from accountgraph.api.compiler import Compilation, Selected, field
+from accountgraph.api import compiled_pages, ids, sqljson
+from accountgraph.api.compiler import Compilation, Selected, enum_value, field
 from accountgraph.domain import ZERO
 from accountgraph.funds.balances import quota_sql
-from accountgraph.funds.models import BUCKETS, balances
+from accountgraph.funds.models import BUCKETS, balances, transfers
 
 Json = ColumnElement[Any]
 Amount = ColumnElement[Any]
+
+compiled_pages.register("TransferConnection", "TransferEdge")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +125,69 @@ def _credit_line(compilation: Compilation, selected: Selected, b: FinanceRow) ->
 def _available_credit(compilation: Compilation, selected: Selected, b: FinanceRow) -> Json:
     available = b["CREDIT_LIMIT"] - b["TRANSFERRED_CREDIT"] - b["OUTSTANDING_FEES"]
     return case((b.is_member, null()), else_=sqljson.money(available))
+
+
+# ---------------------------------------------------------------- transfers
+
+
+@field("Account", "transfers")
+def _transfers(compilation: Compilation, selected: Selected, row: FromClause) -> Json:
+    principal = compilation.principal
+    as_master = transfers.alias(compilation.name("as_master"))
+    as_member = transfers.alias(compilation.name("as_member"))
+    book = (
+        select(as_master, as_master.c.master_id.label("parent_id"))
+        .where(as_master.c.master_id == row.c.id)
+        .correlate(row)
+        .union_all(
+            select(as_member, as_member.c.member_id.label("parent_id"))
+            .where(as_member.c.member_id == row.c.id)
+            .correlate(row)
+        )
+        .subquery(compilation.name("book"))
+    )
+    conditions = [
+        sees_finance(principal, book.c.parent_id),
+        sees_name(principal, book.c.master_id) & sees_name(principal, book.c.member_id),
+    ]
+    args = selected.args
+    if args.get("memberId") is not None:
+        member = ids.decode_as(args["memberId"], "Account") or -1  # unknown: matches nothing
+        conditions.append(book.c.member_id == member)
+    direction = enum_value(args.get("direction"))
+    if direction is not None:
+        conditions.append(book.c.direction == direction)
+    if args.get("since") is not None:
+        conditions.append(book.c.created_at >= args["since"])
+    if args.get("until") is not None:
+        conditions.append(book.c.created_at < args["until"])
+    chosen = select(book).where(*conditions)
+    return compiled_pages.rows_page(compilation, selected, chosen, descending=True, parent=row)
+
+
+@field("Transfer", "id")
+def _transfer_id(compilation: Compilation, selected: Selected, t: FromClause) -> Json:
+    return sqljson.global_id("Transfer", t.c.id)
+
+
+_TRANSFER_COLUMNS = {
+    "method": "method",
+    "direction": "direction",
+    "actor": "actor",
+    "idempotencyKey": "idempotency_key",
+}
+
+
+@field("Transfer", *_TRANSFER_COLUMNS)
+def _transfer_column(compilation: Compilation, selected: Selected, t: FromClause) -> Json:
+    return t.c[_TRANSFER_COLUMNS[selected.name]]
+
+
+@field("Transfer", "amount")
+def _transfer_amount(compilation: Compilation, selected: Selected, t: FromClause) -> Json:
+    return sqljson.money(t.c.amount)
+
+
+@field("Transfer", "createdAt")
+def _transfer_created_at(compilation: Compilation, selected: Selected, t: FromClause) -> Json:
+    return sqljson.datetime(t.c.created_at)

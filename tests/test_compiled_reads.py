@@ -165,8 +165,8 @@ async def both(api: Api, fallback_url: str, redis: ArqRedis) -> AsyncIterator[Bo
         yield Both(api, client, redis)
 
 
-def _compiled_count(outcome: str = "compiled") -> float:
-    value: float = COMPILED.labels("Account", outcome)._value.get()
+def _compiled_count(outcome: str = "compiled", type_name: str = "Account") -> float:
+    value: float = COMPILED.labels(type_name, outcome)._value.get()
     return value
 
 
@@ -404,6 +404,41 @@ async def test_transfers_are_compiled_with_their_filters_page_by_page(api: Api, 
     assert totals[True, "stranger", 0] == 0
 
 
+async def test_the_accounts_root_is_compiled_page_by_page(api: Api, both: Both) -> None:
+    """Query.accounts (P3: what the viewer sees the details of; operators all), with and
+    without ``search``, page after page: one statement per page, the resolvers' answer."""
+    given = await graph(api)
+    query = (
+        "query($first: Int, $after: String, $search: String) { accounts(first: $first, "
+        "after: $after, search: $search) { totalCount pageInfo { hasNextPage endCursor } "
+        "edges { cursor node { id name role finance { cashBalance } "
+        "members(first: 1) { totalCount edges { node { name } } } } } } }"
+    )
+    listed = {}
+    for name, token in given.tokens.items():
+        for search in (None, "i", "MASTER", "%", "a\u0000"):
+            before = _compiled_count("compiled", "AccountConnection")
+            after, seen, pages = None, [], 0
+            for _ in range(10):
+                variables = {"first": 2, "after": after, "search": search}
+                answer = await both.same(query, variables, token)
+                if answer.get("data") is None:  # no token: refused before any read
+                    break
+                pages += 1
+                connection = answer["data"]["accounts"]
+                seen += [edge["node"]["name"] for edge in connection["edges"]]
+                if not connection["pageInfo"]["hasNextPage"]:
+                    break
+                after = connection["pageInfo"]["endCursor"]
+            assert _compiled_count("compiled", "AccountConnection") == before + pages
+            listed[name, search] = seen
+    assert listed["operator", None] == ["Master", "Viewing", "Blind", "Invited", "Gone", "Stranger"]
+    assert sorted(listed["master", None]) == ["Blind", "Master", "Viewing"]
+    assert listed["master", "MASTER"] == ["Master"]
+    assert listed["stranger", None] == ["Stranger"]
+    assert listed["operator", "%"] == [] and listed["operator", "a\u0000"] == []
+
+
 # ---------------------------------------------------------------- random selections
 
 SCALARS = [
@@ -558,6 +593,8 @@ ROOTS = {
     "viewer": "viewer {{ kind account {{ {} }} }}",
     "account": "account(id: $id) {{ {} }}",
     "node": "node(id: $id) {{ ... on Account {{ {} }} }}",
+    "accounts": "accounts(first: $first) {{ totalCount pageInfo {{ hasNextPage endCursor }} "
+    "edges {{ cursor node {{ {} }} }} }}",
 }
 
 

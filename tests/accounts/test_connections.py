@@ -8,9 +8,13 @@ import base64
 from typing import Any
 
 import pytest
+from arq.connections import ArqRedis
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import Api, enterprise
+from accountgraph.config import Settings
+from tests.helpers import OPERATOR_TOKEN, Api, enterprise
+from tests.test_limits import app_with
 
 ACCOUNTS_PAGE = """
 query($first: Int, $after: String) {
@@ -454,24 +458,40 @@ class MembersQueries:
             self.count += 1
 
 
-async def test_members_loader_batches_masters_into_one_query(api: Api) -> None:
-    """However many masters a tree query reaches, their members come from one query."""
+async def test_members_loader_batches_masters_into_one_query(
+    api: Api, settings: Settings, engine: AsyncEngine, redis: ArqRedis
+) -> None:
+    """However many masters a tree query reaches, their members come from one query. The
+    resolvers' way (the read compiler off: ``tests/test_compiled_reads.py`` checks that the
+    compiled page of ``accounts`` reads everything in its one statement)."""
     # given three masters with two members each
     for _ in range(3):
         await enterprise(api, 2)
     recorder = MembersQueries()
     event.listen(api.engine.sync_engine, "before_cursor_execute", recorder)
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
     try:
-        # when the operator reads every account's members
-        first = await api.gql(MEMBERS_OF_EVERY_ACCOUNT)
-        with_three = recorder.count
+        async with app_with(settings, engine, redis, read_compiler=False) as resolvers:
 
-        # and again after three more masters are added
-        for _ in range(3):
-            await enterprise(api, 2)
-        recorder.count = 0
-        second = await api.gql(MEMBERS_OF_EVERY_ACCOUNT)
-        with_six = recorder.count
+            async def every_members() -> dict[str, Any]:
+                response = await resolvers.post(
+                    "/graphql", json={"query": MEMBERS_OF_EVERY_ACCOUNT}, headers=headers
+                )
+                answer: dict[str, Any] = response.json()
+                assert "errors" not in answer, answer
+                data: dict[str, Any] = answer["data"]
+                return data
+
+            # when the operator reads every account's members
+            first = await every_members()
+            with_three = recorder.count
+
+            # and again after three more masters are added
+            for _ in range(3):
+                await enterprise(api, 2)
+            recorder.count = 0
+            second = await every_members()
+            with_six = recorder.count
     finally:
         event.remove(api.engine.sync_engine, "before_cursor_execute", recorder)
 

@@ -26,10 +26,19 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.expression import FromClause
 
 from accountgraph.accounts.models import accounts, bill_tos, links, sites
-from accountgraph.accounts.visibility import sees_details, sees_link
+from accountgraph.accounts.visibility import listed, sees_details, sees_link
 from accountgraph.api import compiled_pages, sqljson
 from accountgraph.api.compiled_pages import PageOf
-from accountgraph.api.compiler import Compilation, Selected, entry, enum_value, field, json_text
+from accountgraph.api.compiler import (
+    Compilation,
+    NotCompiled,
+    Reference,
+    Selected,
+    entry,
+    enum_value,
+    field,
+    json_text,
+)
 
 Json = ColumnElement[Any]
 
@@ -41,6 +50,42 @@ def _account_entry(compilation: Compilation, details: list[Any], account: Any) -
     row = accounts.alias(compilation.name("account"))
     return select(json_text(compilation.object("Account", details, row))).where(
         row.c.id == account.row_id
+    )
+
+
+@entry("AccountConnection")
+def _accounts_entry(compilation: Compilation, details: list[Any], pending: Any) -> Select[Any]:
+    """``Query.accounts``: the resolver's page (``listed``, by id after the cursor) as one
+    aggregate. Only the root field passes its page as a ``Reference``: an
+    ``AccountConnection`` met anywhere else (``members`` of an account the resolvers
+    answer) is theirs to complete."""
+    if not isinstance(pending, Reference) or pending.row_id is not None:
+        raise NotCompiled("an AccountConnection that is not Query.accounts")
+    limit, after, search = pending.args
+    listed_row = accounts.alias(compilation.name("listed"))
+    chosen = select(listed_row.c.id).where(*listed(compilation.principal, listed_row, search))
+    total = (
+        select(func.count())
+        .select_from(chosen.subquery(compilation.name("counted")))
+        .scalar_subquery()
+    )
+    after_cursor = chosen.where(listed_row.c.id > after) if after is not None else chosen
+    page_rows = after_cursor.subquery(compilation.name("chosen"))
+    ordered = (
+        select(page_rows.c.id, func.row_number().over(order_by=page_rows.c.id).label("position"))
+        .order_by(page_rows.c.id)
+        .limit(limit + 1)
+        .subquery(compilation.name("page"))
+    )
+    account = accounts.alias(compilation.name("account"))
+    source = PageOf(
+        key=ordered.c.id, position=ordered.c.position, limit=limit, total=total, node=account
+    )
+    # GROUP BY (): one row even for an empty page, whatever the selection aggregates.
+    return (
+        select(json_text(compilation.object("AccountConnection", details, source)))
+        .select_from(ordered.join(account, account.c.id == ordered.c.id))
+        .group_by(literal_column("()"))
     )
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, exists, literal, or_, select, true
+from sqlalchemy import ColumnElement, and_, any_, exists, false, literal, or_, select, true
 from sqlalchemy.sql.expression import FromClause
 
 from accountgraph.accounts.models import links
@@ -127,3 +128,24 @@ def sees_association_costs(
         and_(occurred_at >= links.c.activated_at, occurred_at < links.c.ended_at),
     )
     return ~ended
+
+
+MAX_SEARCH = 100
+
+
+def listed(principal: Principal, account: FromClause, search: str | None) -> list[Any]:
+    """``Query.accounts``' rows: accounts whose details the viewer sees (P3; operators
+    all), with ``search`` in their name or display name (case-insensitive, at most
+    ``MAX_SEARCH`` characters, ``%``/``_`` literal; a NUL matches nothing, as no name can
+    hold one)."""
+    conditions: list[Any] = [sees_details(principal, account.c.id)]
+    if search and "\x00" in search:
+        conditions.append(false())
+    elif search:
+        pattern = "%" + _escape_like(search.strip()[:MAX_SEARCH]) + "%"
+        conditions.append(or_(account.c.name.ilike(pattern), account.c.display_name.ilike(pattern)))
+    return conditions
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -177,10 +177,14 @@ class Compilation:
 class Reference:
     """An entry's row by id, loaded only if the resolvers must answer it: a resolver that
     knows the row exists and is visible (``viewer.account``: the principal's own) returns
-    this instead of loading the row the compiled statement reads anyway."""
+    this instead of loading the row the compiled statement reads anyway. A root field that
+    is an entry itself (``accounts``: a page of a connection) has no row id and passes its
+    arguments instead (``args``, which the statement cache's key covers through the
+    document and the variables)."""
 
-    row_id: int
+    row_id: int | None
     load: Callable[[], Awaitable[Any]]
+    args: tuple[Any, ...] = ()
 
 
 class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):

@@ -86,6 +86,7 @@ class Model:
         default_factory=lambda: defaultdict(lambda: dict.fromkeys(BUCKETS, ZERO))
     )
     links: dict[int, Link] = field(default_factory=dict)  # member -> its ACTIVE link
+    former: set[int] = field(default_factory=set)  # members dissociated and not back (U5)
     allocations: dict[tuple[int, int, str], list[Decimal]] = field(
         default_factory=lambda: defaultdict(lambda: [ZERO, ZERO])
     )
@@ -94,6 +95,8 @@ class Model:
     payments: int = 0
     # W1: Σ remaining of each account's stored value cards (issued without expiry here)
     stored_value: dict[int, Decimal] = field(default_factory=lambda: defaultdict(lambda: ZERO))
+    # V3: Σ remaining of each account's coupons (issued far from expiry here)
+    coupons: dict[int, Decimal] = field(default_factory=lambda: defaultdict(lambda: ZERO))
 
     # F2, U3
     def trusteeship(self, account: int) -> Link | None:
@@ -119,8 +122,8 @@ class Model:
         if actor is not None and actor != master:
             return "PERMISSION_NOT_GRANTED" if self.sees(actor, master) else "NOT_FOUND"
         link = self.links.get(member)
-        if link is None or link.master != master:
-            return "NOT_FOUND"
+        if link is None or link.master != master:  # an operator sees an ended link (U5)
+            return "LINK_NOT_ACTIVE" if actor is None and member in self.former else "NOT_FOUND"
         if not link.permissions >= TRANSFER_PERMISSIONS:
             return "PERMISSION_NOT_GRANTED"
         return None
@@ -163,7 +166,7 @@ class Model:
         b = self.balances[member]
         if method == "CASH":
             return b["TRANSFERRED_CASH"]
-        return max(ZERO, b["CREDIT_LIMIT"] - b["OUTSTANDING_FEES"])
+        return min(max(ZERO, b["CREDIT_LIMIT"] - b["OUTSTANDING_FEES"]), b["TRANSFERRED_CREDIT"])
 
     def reclaim(
         self, actor: int | None, master: int, member: int, method: str, amount: Decimal
@@ -209,6 +212,8 @@ class Model:
         delta = limit - self.balances[member]["CREDIT_LIMIT"]
         if delta > 0 and delta > self.enterprise_available_credit(master):
             return "CREDIT_EXCEEDS_AVAILABLE"
+        if delta < 0 and -delta > self.balances[member]["TRANSFERRED_CREDIT"]:
+            return "EXCEEDS_NET_ALLOCATED"  # a line of its own it brought (after U5) stays
         if delta < 0 and self.available_quota(member) + delta <= 0:
             return "QUOTA_WOULD_BE_NON_POSITIVE"
         self.balances[master]["CREDIT_LIMIT"] -= delta
@@ -220,21 +225,22 @@ class Model:
     def charge(self, account: int, amount: Decimal, occurred_at: datetime) -> Decimal:
         """Never refused; returns the part the master settled."""
         b = self.balances[account]
+        link = self.trusteeship(account)
+        master_pays = link is not None and occurred_at >= link.activated_at
         rest = amount
-        from_cards = min(rest, self.stored_value[account])  # W1: before any cash
-        self.stored_value[account] -= from_cards
-        rest -= from_cards
+        if not master_pays:  # V2 first; a member's own coupons only before association (U2)
+            rest -= self._use(self.coupons, account, rest)
+        rest -= self._use(self.stored_value, account, rest)  # W1: before any cash
         from_transferred = min(rest, b["TRANSFERRED_CASH"])
         b["CASH"] -= from_transferred
         b["TRANSFERRED_CASH"] -= from_transferred
         rest -= from_transferred
         self.charges += 1
-        link = self.trusteeship(account)
-        if link is not None and occurred_at >= link.activated_at:
+        if master_pays:
+            assert link is not None
             settled = rest
-            from_master_cards = min(rest, self.stored_value[link.master])  # W1
-            self.stored_value[link.master] -= from_master_cards
-            rest -= from_master_cards
+            rest -= self._use(self.coupons, link.master, rest)  # V2
+            rest -= self._use(self.stored_value, link.master, rest)  # W1
             m = self.balances[link.master]
             from_master_cash = min(rest, m["CASH"])
             m["CASH"] -= from_master_cash
@@ -244,6 +250,12 @@ class Model:
         b["CASH"] -= own
         b["OUTSTANDING_FEES"] += rest - own
         return ZERO
+
+    @staticmethod
+    def _use(instruments: dict[int, Decimal], account: int, amount: Decimal) -> Decimal:
+        taken = min(amount, instruments[account])
+        instruments[account] -= taken
+        return taken
 
     # F8
     def payment(self, account: int, amount: Decimal) -> None:
@@ -268,6 +280,26 @@ class Model:
             return "NOT_ALLOWED_WHILE_ASSOCIATED"
         self.stored_value[account] += amount
         return None
+
+    # V3, U4
+    def issue_coupon(self, account: int, amount: Decimal) -> str | None:
+        if self.trusteeship(account) is not None:
+            return "NOT_ALLOWED_WHILE_ASSOCIATED"
+        self.coupons[account] += amount
+        return None
+
+    # U5: the link ends; what was transferred stays with the member (consumption only)
+    def dissociate(self, member: int) -> str | None:
+        if member not in self.links:
+            return "LINK_NOT_ACTIVE"
+        del self.links[member]
+        self.former.add(member)
+        return None
+
+    # U1: a member that owes cannot accept a trusteeship invitation
+    def may_accept(self, member: int, type: str) -> str | None:
+        owes = self.balances[member]["OUTSTANDING_FEES"] > 0
+        return "OUTSTANDING_FEES" if type == "TRUSTEESHIP" and owes else None
 
     # F1
     def adjust(self, account: int, bucket: str, amount: Decimal) -> str | None:
@@ -441,6 +473,9 @@ ADJUST = """mutation($input: AdjustBalanceInput!) { adjustBalance(input: $input)
   userErrors { code } } }"""
 CARD = """mutation($input: IssueStoredValueCardInput!) { issueStoredValueCard(input: $input) {
   userErrors { code } } }"""
+COUPON = """mutation($input: IssueCouponInput!) { issueCoupon(input: $input) {
+  userErrors { code } } }"""
+COUPONS_VALID_UNTIL = (datetime.now(UTC) + timedelta(days=365)).isoformat()
 FINANCE_FIELDS = "cashBalance frozenCash transferredCash availableQuota"
 
 
@@ -614,6 +649,8 @@ def expect(model: Model, master: int, step: Step) -> str | None:
         return None
     if op.kind == "card":
         return model.issue_card(account, amount)
+    if op.kind == "coupon":
+        return model.issue_coupon(account, amount)
     if op.kind == "withdraw":
         return model.withdraw(actor, account, amount)
     assert op.kind == "adjust"
@@ -686,11 +723,15 @@ async def run_direct(world: World, step: Step) -> str | None:
     return None
 
 
-async def run_api(world: World, step: Step) -> str | None:
+Request = tuple[str, str, dict[str, Any], str]  # mutation, document, input, token
+
+
+def request_of(world: World, step: Step) -> Request:
+    """The GraphQL request that performs ``step``, with the actor's token."""
     op, amount = step.op, money(step.amount)
     gid = world.gids[op.account]
     token = next((world.tokens[n] for n in NAMES if world.ids[n] == step.actor), OPERATOR_TOKEN)
-    if op.kind in {"pay", "credit_line", "charge", "adjust", "card"}:  # P4: operators only
+    if op.kind in {"pay", "credit_line", "charge", "adjust", "card", "coupon"}:  # P4: operators
         token = OPERATOR_TOKEN
     requests: dict[str, tuple[str, str, dict[str, Any]]] = {
         "pay": ("recordPayment", PAYMENT, {"accountId": gid, "amount": amount}),
@@ -722,6 +763,11 @@ async def run_api(world: World, step: Step) -> str | None:
         ),
         "withdraw": ("withdrawCash", WITHDRAW, {"accountId": gid, "amount": amount}),
         "card": ("issueStoredValueCard", CARD, {"accountId": gid, "amount": amount}),
+        "coupon": (
+            "issueCoupon",
+            COUPON,
+            {"accountId": gid, "amount": amount, "validUntil": COUPONS_VALID_UNTIL},
+        ),
         "adjust": (
             "adjustBalance",
             ADJUST,
@@ -729,6 +775,11 @@ async def run_api(world: World, step: Step) -> str | None:
         ),
     }
     name, query, input = requests[op.kind]
+    return name, query, input, token
+
+
+async def run_api(world: World, step: Step) -> str | None:
+    name, query, input, token = request_of(world, step)
     payload = await world.api.mutate(name, query, input, token=token)
     codes = [error["code"] for error in payload["userErrors"]]
     assert len(codes) <= 1, codes

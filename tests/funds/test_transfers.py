@@ -748,6 +748,43 @@ async def test_f4_reclaim_credit_cannot_exceed_the_unused_credit(api: Api) -> No
     await assert_sound(api.engine)
 
 
+async def test_f4_reclaim_credit_cannot_take_the_members_own_credit_line(api: Api) -> None:
+    """Found by the HTTP model (seed 7): credit allocated, then given back by a lowered
+    limit (F6); the member stood alone, got a credit line of its own and joined again. Its
+    net allocated credit is still 100, but only the 50 its master still gives can come
+    back; its own line never (the balance constraint used to turn this into CONFLICT)."""
+    given = await funded_pair(api)
+    await allocate(api, given.master, given.member, "100.00", "CREDIT")
+    await credit_limit(api, given.master, given.member, "50.00")
+    await api.ok("dissociateMember", DISSOCIATE, {"linkId": given.link})
+    await credit_line(api, given.member, "200.00")
+    await api.link(given.master, given.member)
+    assert_finance(
+        await finance(api, given.member), creditLimit="250.00", transferredCredit="50.00"
+    )
+    request = {"masterId": given.master, "memberId": given.member, "method": "CREDIT"}
+
+    await refused(
+        api,
+        "reclaimFunds",
+        RECLAIM,
+        {**request, "amount": "50.01"},
+        code="EXCEEDS_UNSPENT",
+        field=["amount"],
+        token=given.master_token,
+        accounts=[given.master, given.member],
+    )
+    payload = await reclaim(
+        api, given.master, given.member, "50.00", "CREDIT", token=given.master_token
+    )
+    assert_finance(
+        payload["member"]["finance"],
+        creditLimit="200.00",
+        transferredCredit="0.00",
+    )
+    await assert_sound(api.engine)
+
+
 async def test_f4_net_allocated_is_checked_before_unspent(api: Api) -> None:
     given = await pair(api)
     await pay(api, given.master, "50.00")

@@ -130,7 +130,11 @@ async def reclaim(
     if method is DisbursementMethod.CASH:
         unspent = member[Bucket.TRANSFERRED_CASH]
     else:
-        unspent = max(ZERO, member[Bucket.CREDIT_LIMIT] - member[Bucket.OUTSTANDING_FEES])
+        # The unused credit, and of it only what the master gave and still gives: a limit
+        # lowered by F6 gave part of the allocation back already, and a credit line of the
+        # member's own (set while it stood alone, U5, then brought back) is not the master's.
+        unused = max(ZERO, member[Bucket.CREDIT_LIMIT] - member[Bucket.OUTSTANDING_FEES])
+        unspent = min(unused, member[Bucket.TRANSFERRED_CREDIT])
     if amount > unspent:
         raise DomainError(
             ErrorCode.EXCEEDS_UNSPENT, f"Only {unspent} of it is still unspent.", ["amount"]

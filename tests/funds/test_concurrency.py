@@ -224,6 +224,15 @@ async def replay(conn: AsyncConnection) -> Model:
             (line,) = [p for p in own if p.bucket == "CREDIT_LINE"]
             new_line = model.balances[line.account_id]["CREDIT_LINE"] + line.amount
             assert model.set_credit_line(line.account_id, new_line) is None
+        elif entry.kind == "CREDIT_LIMIT":  # F6: the member's transferred credit moves too
+            (given,) = [p for p in own if p.bucket == "TRANSFERRED_CREDIT"]
+            member, delta = given.account_id, given.amount
+            master = model.links[member].master
+            limit = model.balances[member]["CREDIT_LIMIT"] + delta
+            assert model.set_credit_limit(None, master, member, limit) is None, entry
+        elif entry.kind == "ADJUSTMENT":
+            (line,) = own
+            assert model.adjust(line.account_id, line.bucket, line.amount) is None, entry
         else:
             raise AssertionError(f"unexpected entry {entry.kind}")
     return model

@@ -38,8 +38,9 @@ from tests.helpers import OPERATOR_TOKEN, Api
 from tests.test_matrix import clean_database
 
 MASKED = "Unexpected error."
-EXAMPLES_PER_FIELD = 10
+EXAMPLES_PER_FIELD = 50
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+PRINCIPALS: list[str | None] = []  # the tokens of the world below, None: no token
 
 DECIMAL_STRINGS = [
     "12.50",
@@ -100,8 +101,17 @@ async def world(base_url: str, engine: AsyncEngine, redis: ArqRedis) -> AsyncIte
             await api.link(master, member)
             bill_to = await api.bill_to(member, "AP", isPrimary=True)
             await api.site(member, "site", bill_to)
-        await api.account("Stranger")
+        stranger = await api.account("Stranger")
         await api.ok("recordPayment", PAY, {"accountId": master, "amount": "100000.00"})
+        # Every principal kind (P1): an operator, the master's, a member's and a
+        # stranger's users, and no token at all.
+        PRINCIPALS[:] = [
+            OPERATOR_TOKEN,
+            await api.token(master),
+            await api.token(members[0]),
+            await api.token(stranger),
+            None,
+        ]
         yield api
 
 
@@ -135,8 +145,8 @@ def register_scalars(pool: list[str]) -> None:
         "ID",
         st.one_of(
             st.sampled_from(pool),
-            st.sampled_from(["", "garbage", "QWNjb3VudDox", "-1"]),
-            st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=12),
+            st.sampled_from(["", "garbage", "QWNjb3VudDox", "-1", "QWNj\x00b3VudDox"]),
+            st.text(max_size=12),  # NUL and other control characters included
         ).map(nodes.String),
     )
 
@@ -150,6 +160,14 @@ def problems(status: int, body: Any) -> list[str]:
         for error in body.get("errors") or []:
             if MASKED in str(error.get("message")):
                 found.append(f"masked internal error: {error}")
+    return found
+
+
+async def row_counts(conn: Any) -> dict[str, int]:
+    """Rows of the tables these mutations write (the audit log keeps the refusal)."""
+    found = {}
+    for table in ("accounts", "bill_tos", "api_tokens", "charges", "payments", "journal_entries"):
+        found[table] = (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
     return found
 
 
@@ -173,9 +191,9 @@ LOADED: dict[str, Any] = {}
 def fuzz_field(base_url: str, label: str, pool: list[str]) -> list[str]:
     """schemathesis cases of one root field against the server; the problems found."""
     if "schema" not in LOADED:
-        # NUL characters are left out of generated strings: see test_nul_in_free_text_*.
+        # Generated strings hold NUL and every other control character.
         config = schemathesis.config.SchemathesisConfig.from_dict(
-            {"generation": {"allow-x00": False}}
+            {"generation": {"allow-x00": True}}
         )
         LOADED["schema"] = schemathesis.graphql.from_url(
             f"{base_url}/graphql", headers=AUTH, config=config
@@ -191,15 +209,17 @@ def fuzz_field(base_url: str, label: str, pool: list[str]) -> list[str]:
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy())
-    def run(case: Any) -> None:
-        response = case.call(base_url=base_url, headers=AUTH, timeout=30)
+    @given(case=operation.as_strategy(), token=st.sampled_from(PRINCIPALS))
+    def run(case: Any, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = case.call(base_url=base_url, headers=headers, timeout=30)
         try:
             body = response.json()
         except ValueError:
             body = None
         found.extend(
-            f"{problem} for {case.body}" for problem in problems(response.status_code, body)
+            f"{problem} for {case.body} ({'a token' if token else 'no token'})"
+            for problem in problems(response.status_code, body)
         )
 
     run()
@@ -393,3 +413,73 @@ async def test_nul_in_free_text_is_refused_as_invalid_input(world: Api) -> None:
     assert body["data"]["adjustBalance"]["userErrors"] == [
         {"code": "INVALID_INPUT", "field": ["reason"]}
     ]
+
+
+# Free text with a NUL or another control character, in every kind of place text goes:
+# (mutation, input type, the input with "{bad}" where the text goes).
+FREE_TEXT = [
+    ("createAccount", "CreateAccountInput", {"name": "{bad}"}),
+    ("createAccount", "CreateAccountInput", {"name": "ok", "displayName": "{bad}"}),
+    ("updateAccount", "UpdateAccountInput", {"accountId": "{account}", "terms": "{bad}"}),
+    ("addBillTo", "AddBillToInput", {"accountId": "{account}", "name": "{bad}"}),
+    ("createApiToken", "CreateApiTokenInput", {"accountId": "{account}", "name": "{bad}"}),
+    (
+        "recordCharge",
+        "RecordChargeInput",
+        {"accountId": "{account}", "amount": "1.00", "description": "{bad}"},
+    ),
+    (
+        "recordPayment",
+        "RecordPaymentInput",
+        {"accountId": "{account}", "amount": "1.00", "idempotencyKey": "{bad}"},
+    ),
+]
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\x01b", "a\x1b[31mred", "a\x7fb", "a\x85b"])
+@pytest.mark.parametrize(("name", "type_name", "template"), FREE_TEXT)
+async def test_control_characters_in_any_free_text_are_invalid_input_and_change_nothing(
+    world: Api, name: str, type_name: str, template: dict[str, str], bad: str
+) -> None:
+    """NUL, other C0 controls, an ANSI escape, DEL and C1 (NEL): INVALID_INPUT naming the
+    field, before any work (api/mutations.py's ``perform``); tab and line breaks pass."""
+    accounts = (await world.gql("{ accounts { edges { node { id } } } }"))["accounts"]
+    account = accounts["edges"][0]["node"]["id"]
+    input_ = {
+        key: value.replace("{bad}", bad).replace("{account}", account)
+        for key, value in template.items()
+    }
+    async with world.engine.connect() as conn:
+        before = await row_counts(conn)
+    selection = "userErrors { code field }"
+    body = await world.raw(
+        f"mutation($input: {type_name}!) {{ {name}(input: $input) {{ {selection} }} }}",
+        {"input": input_},
+    )
+    assert problems(200, body) == []
+    errors = body["data"][name]["userErrors"]
+    assert [error["code"] for error in errors] == ["INVALID_INPUT"], errors
+    assert errors[0]["field"] == [key for key, value in template.items() if value == "{bad}"]
+    async with world.engine.connect() as conn:
+        assert await row_counts(conn) == before
+
+
+async def test_tab_and_line_breaks_pass_and_a_control_in_a_literal_is_refused(world: Api) -> None:
+    accounts = (await world.gql("{ accounts { edges { node { id } } } }"))["accounts"]
+    account = accounts["edges"][0]["node"]["id"]
+    update = """mutation($input: UpdateAccountInput!) { updateAccount(input: $input) {
+      account { terms } userErrors { code field } } }"""
+    terms = "Net 30\tby transfer\r\nto the account on file"
+    payload = await world.ok("updateAccount", update, {"accountId": account, "terms": terms})
+    assert payload["account"]["terms"] == terms
+    literal = (
+        f'mutation {{ updateAccount(input: {{accountId: "{account}", terms: "a\\u001bb"}}) '
+        "{ account { terms } userErrors { code field } } }"
+    )
+    body = await world.raw(literal)
+    assert body["data"]["updateAccount"] == {
+        "account": None,
+        "userErrors": [{"code": "INVALID_INPUT", "field": ["terms"]}],
+    }
+    after = await world.gql(f'{{ account(id: "{account}") {{ terms }} }}')
+    assert after["account"]["terms"] == terms

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -37,6 +38,8 @@ ATTEMPTS = 3
 # PostgreSQL text cannot hold NUL (22021 character_not_in_repertoire, 22P05 untranslatable):
 # whatever free-text input carried one is the client's mistake, not ours.
 TEXT_REFUSED = {"22021", "22P05"}
+# Control characters no free text may hold: C0 but tab, LF and CR; DEL; C1.
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 async def perform(
@@ -46,6 +49,15 @@ async def perform(
     error; a constraint the database enforces (a race the service could not see) becomes
     CONFLICT. Either way nothing changed."""
     context = info.context
+    refused = control_character_path(info)
+    if refused is not None:
+        return None, [
+            UserError(
+                code=ErrorCode.INVALID_INPUT,
+                field=refused or None,
+                message="Text must not contain control characters (tab and line breaks may).",
+            )
+        ]
     try:
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -79,6 +91,51 @@ async def perform(
     finally:
         context.loaders.clear()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def control_character_path(info: strawberry.Info[Any, Any]) -> list[str] | None:
+    """The field path of the first text argument of this mutation (a literal in the
+    document or a variable's value) holding a control character other than tab, line feed
+    and carriage return: NUL, the other C0 controls, DEL and C1 (an escape sequence in an
+    account name reaches every console and log that shows it). ``[]``: not in an input
+    object; None: no such text. The path leaves out the ``input`` argument itself, as the
+    services' own field paths do."""
+    variables = info.variable_values or {}
+    for argument in info._raw_info.field_nodes[0].arguments or ():
+        path = _first_control(_argument_value(argument.value, variables), [])
+        if path is not None:
+            return path if argument.name.value == "input" else [argument.name.value, *path]
+    return None
+
+
+def _argument_value(node: Any, variables: Mapping[str, Any]) -> Any:
+    """An argument's value from its AST: literals as Python values, variables looked up."""
+    kind = node.kind
+    if kind == "variable":
+        return variables.get(node.name.value)
+    if kind == "object_value":
+        return {f.name.value: _argument_value(f.value, variables) for f in node.fields}
+    if kind == "list_value":
+        return [_argument_value(v, variables) for v in node.values]
+    if kind == "string_value":
+        return node.value
+    return None
+
+
+def _first_control(value: Any, path: list[str]) -> list[str] | None:
+    if isinstance(value, str):
+        return path if CONTROL.search(value) else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _first_control(item, [*path, key])
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_control(item, [*path, str(index)])
+            if found is not None:
+                return found
+    return None
 
 
 async def mutate(

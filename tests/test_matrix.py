@@ -40,6 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.typing import Subprotocol
 
+from accountgraph.api import ids
 from accountgraph.models import metadata
 from accountgraph.schema import schema
 from tests.helpers import OPERATOR_TOKEN, Api
@@ -842,8 +843,61 @@ async def test_p_authorization_matrix(world: World, decision: Row, principal: st
     variables = await decision.args(world, principal)
     token = world.tokens[principal]
 
+    refused = decision.expected[principal] != "ok"
+    before = await state_digest(world.api.engine) if refused else None
+
     # when: one request
     body = await world.api.raw(operation(decision.field, variables), variables, token)
 
     # then
     assert outcome(body, decision.field) == decision.expected[principal], body
+    if refused:  # a refusal (or a hidden answer) changed nothing but the audit log
+        assert await state_digest(world.api.engine) == before, body
+
+
+def _digest_sql() -> str:
+    """One statement: a digest of every row of every table but the audit log (which
+    records refusals too)."""
+    parts = [
+        f"(SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {name} t)"
+        for name in sorted(t.name for t in metadata.sorted_tables if t.name != "audit_log")
+    ]
+    return "SELECT " + " || ".join(parts)
+
+
+DIGEST = _digest_sql()
+
+
+async def state_digest(engine: AsyncEngine) -> str:
+    async with engine.connect() as conn:
+        found: str = (await conn.execute(text(DIGEST))).scalar_one()
+        return found
+
+
+ACCOUNTS_PAGE = "{ accounts(first: 100) { totalCount edges { node { id } } } }"
+ALL_ACCOUNTS = "SELECT id FROM accounts"
+ACTIVE_LINKS = "SELECT master_id, member_id FROM links WHERE status = 'ACTIVE'"
+
+
+@pytest.mark.parametrize("principal", ["operator", "master", "member", "stranger"])
+async def test_p2_p3_p4_accounts_lists_exactly_the_visible_set(
+    world: World, principal: str
+) -> None:
+    """Not a subset, not a superset: P4 every account; P2 the master and its ACTIVE
+    members; P3 a member its own account only (of the master, the name only, through the
+    link); a stranger itself."""
+    async with world.api.engine.connect() as conn:
+        every = {ids.encode("Account", r.id) for r in await conn.execute(text(ALL_ACCOUNTS))}
+        active = [
+            (ids.encode("Account", r.master_id), ids.encode("Account", r.member_id))
+            for r in await conn.execute(text(ACTIVE_LINKS))
+        ]
+    me = {"master": world.master, "member": world.member, "stranger": world.stranger}
+    if principal == "operator":
+        visible = every
+    else:
+        visible = {me[principal]} | {member for master, member in active if master == me[principal]}
+    body = await world.api.raw(ACCOUNTS_PAGE, None, world.tokens[principal])
+    page = body["data"]["accounts"]
+    assert {edge["node"]["id"] for edge in page["edges"]} == visible
+    assert page["totalCount"] == len(visible)

@@ -30,17 +30,18 @@ from arq.constants import in_progress_key_prefix
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from accountgraph import embedded
+from accountgraph import embedded, outbox
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from accountgraph.db import make_engine
 from accountgraph.funds.verify import verify
 from accountgraph.migrations import upgrade_async
 from accountgraph.runtime import redis_settings
-from tests.alerts.support import charge, wait_for, watched
+from tests.alerts.support import CHARGE, charge, wait_for, watched
 from tests.conftest import serving
 from tests.funds.support import ALLOCATE, pay
 from tests.helpers import OPERATOR_TOKEN, Api
+from workers.settings import build_worker
 
 REQUEST_BOUND_S = 15.0  # no request may hang longer than this, outage or not
 
@@ -60,6 +61,16 @@ class Outcomes:
     hung: list[str] = field(default_factory=list)  # no answer within the bound
     after_restart: int = 0
     errors: list[Any] = field(default_factory=list)
+
+
+async def scalar(engine: AsyncEngine, sql: str) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql))).scalar_one()
+
+
+async def rows_of(engine: AsyncEngine, sql: str) -> list[tuple[Any, ...]]:
+    async with engine.connect() as conn:
+        return [tuple(row) for row in (await conn.execute(text(sql))).all()]
 
 
 def _pg_ctl_stop(server: embedded.EmbeddedPostgres) -> None:
@@ -106,8 +117,33 @@ async def test_postgres_restarted_under_load_fails_cleanly_recovers_and_loses_no
             for member in members:
                 await api.link(master, member)
             await pay(api, master, "1000.00")
+            # A5: accounts whose alert the load's charges cross once each (100 -> 40 < 50).
+            watchers = [await watched(api, f"Watched-{n}") for n in range(6)]
+            charged: set[str] = set()
             restarted_at: list[float] = []
             stop = asyncio.Event()
+
+            async def charging(account: str) -> None:
+                """One charge, sent again with its key until an answer says it committed."""
+                key = uuid.uuid4().hex
+                charge_input = {
+                    "accountId": account,
+                    "amount": "60.00",
+                    "description": "usage",
+                    "idempotencyKey": key,
+                }
+                while True:
+                    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+                        response = await client.post(
+                            "/graphql",
+                            json={"query": CHARGE, "variables": {"input": charge_input}},
+                            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+                        )
+                        payload = response.json()["data"]["recordCharge"]
+                        if payload["userErrors"] == [] and payload["charge"]:
+                            charged.add(account)
+                            return
+                    await asyncio.sleep(0.1)
 
             async def allocating(number: int) -> None:
                 while not stop.is_set():
@@ -158,13 +194,24 @@ async def test_postgres_restarted_under_load_fails_cleanly_recovers_and_loses_no
             clients = [asyncio.create_task(allocating(n)) for n in range(6)]
             await asyncio.sleep(1.0)
             before_outage = len(outcomes.succeeded)
+            charges = [asyncio.create_task(charging(account)) for account in watchers[:3]]
             await asyncio.to_thread(_pg_ctl_stop, postgres)
+            charges += [asyncio.create_task(charging(account)) for account in watchers[3:]]
             await asyncio.sleep(1.5)
             await asyncio.to_thread(_pg_start, postgres)
             restarted_at.append(time.monotonic())
             await asyncio.sleep(2.0)
             stop.set()
             await asyncio.gather(*clients)
+            await asyncio.wait_for(asyncio.gather(*charges), 30)
+        # The outbox rows the charges committed, relayed and run after the outage (a real
+        # arq worker, in bursts), until nothing is left.
+        for _ in range(20):
+            while await outbox.relay_once(engine, redis, resend_after_s=60):
+                pass
+            await build_worker(settings, engine, redis, burst=True, relay=False).main()
+            if not await scalar(engine, "SELECT count(*) FROM outbox WHERE done_at IS NULL"):
+                break
 
         # then
         assert outcomes.hung == []
@@ -194,6 +241,17 @@ async def test_postgres_restarted_under_load_fails_cleanly_recovers_and_loses_no
         assert set(booked) - outcomes.succeeded <= outcomes.refused  # answer lost, once
         assert cash == Decimal("1000.00") - Decimal("0.01") * len(booked)
         await sound(engine)
+        # No outbox row lost or run twice: every row done, each watched account charged
+        # once (its key) and its crossing fired exactly once (A2, A5).
+        assert charged == set(watchers)
+        assert await scalar(engine, "SELECT count(*) FROM outbox WHERE done_at IS NULL") == 0
+        per_account = await rows_of(
+            engine,
+            "SELECT a.name, (SELECT count(*) FROM charges c WHERE c.account_id = a.id), "
+            "(SELECT count(*) FROM notifications n WHERE n.account_id = a.id) "
+            "FROM accounts a WHERE a.name LIKE 'Watched-%' ORDER BY a.name",
+        )
+        assert per_account == [(f"Watched-{n}", 1, 1) for n in range(6)]
     finally:
         await redis.aclose()
         await engine.dispose()

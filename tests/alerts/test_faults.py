@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -221,52 +222,73 @@ async def test_a4_a_worker_process_killed_mid_delivery_completes_after_restart(
     settings: Settings,
     redis: ArqRedis,
     hook: Receiver,
+    gateway: Receiver,
     slow_mailbox: SlowMailbox,
     tmp_path: Path,
 ) -> None:
-    """``accountgraph worker`` as a real process, SIGKILLed while both sends are in flight:
-    no shutdown, no clean-up. arq keeps such a job's in-progress key for the worker's
-    longest timeout + 10 s; the test lets that time pass by expiring the keys."""
+    """``accountgraph worker`` as a real process, SIGKILLed while the email, the webhook
+    and the SMS are all in flight (each receiver holds the request it got): no shutdown,
+    no clean-up. arq keeps such a job's in-progress key for the worker's longest timeout
+    + 10 s; the test proves the keys are there, then lets that time pass by expiring them.
+    After the restart every channel is SENT once in the deliveries, and every copy a
+    receiver got carries the one notification's id."""
     engine = api.engine
     assert settings.redis_url is not None
-    account = await watched(api, "Killed", email="ops@example.com", webhook_url=hook.url)
-    hook.stall.hold(60)
-    slow_mailbox.stall.hold(60)
+    account = await watched(
+        api, "Killed", email="ops@example.com", webhook_url=hook.url, phone="+15550100"
+    )
+    for stalled in (hook.stall, gateway.stall, slow_mailbox.stall):
+        stalled.hold(60)
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, killed below
         [sys.executable, "-m", "accountgraph.cli", "worker"],
-        env=_worker_environment(settings, slow_mailbox.port),
+        env={
+            **_worker_environment(settings, slow_mailbox.port),
+            "ACCOUNTGRAPH_SMS_GATEWAY_URL": gateway.url,
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         await charge(api, account, "60.00")
 
-        async def both_in_flight() -> bool:
-            return bool(hook.requests) and bool(slow_mailbox.messages)
+        async def all_in_flight() -> bool:
+            return bool(hook.requests and gateway.requests and slow_mailbox.messages)
 
-        await wait_for(both_in_flight, timeout_s=60)
+        await wait_for(all_in_flight, timeout_s=60)
     finally:
         process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(process.wait, 10)
         log.close()
-    assert await delivery_states(engine) == [("EMAIL", "PENDING", 0), ("WEBHOOK", "PENDING", 0)]
+    pending = [("EMAIL", "PENDING", 0), ("SMS", "PENDING", 0), ("WEBHOOK", "PENDING", 0)]
+    assert await delivery_states(engine) == pending
     stuck = [key async for key in redis.scan_iter(match=f"{in_progress_key_prefix}*")]
     assert stuck, (tmp_path / "worker.log").read_text()[-3000:]
     for key in stuck:
         assert 0 < await redis.pttl(key) <= 310_000
         await redis.pexpire(key, 1)  # the wait arq imposes after a crash, elapsed
 
-    hook.stall.release()
-    slow_mailbox.stall.release()
-    async with background_worker(
-        settings.model_copy(update={"smtp_port": slow_mailbox.port}), engine, settings.redis_url
-    ):
-        await wait_for(lambda: sent_everywhere(engine), timeout_s=30)
+    for stalled in (hook.stall, gateway.stall, slow_mailbox.stall):
+        stalled.release()
+    restarted = settings.model_copy(
+        update={"smtp_port": slow_mailbox.port, "sms_gateway_url": gateway.url}
+    )
+    sent = [("EMAIL", "SENT", 1), ("SMS", "SENT", 1), ("WEBHOOK", "SENT", 1)]
+
+    async def sent_on_every_channel() -> bool:
+        return await delivery_states(engine) == sent
+
+    async with background_worker(restarted, engine, settings.redis_url):
+        await wait_for(sent_on_every_channel, timeout_s=30)
         await wait_for(lambda: outbox_finished(engine))
 
     notifications = await fetch(engine, "SELECT id FROM notifications")
     assert_one_notification_delivered_at_least_once(notifications, hook, slow_mailbox)
+    [notification] = notifications
+    assert len(gateway.requests) >= 2  # the cut-off SMS, then again, with the same id
+    assert {json.loads(body)["id"] for _, body in gateway.requests} == {
+        f"notification-{notification.id}"
+    }
     assert await kinds(api, account) == ["LOW_QUOTA"]
 
 

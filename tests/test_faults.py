@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from accountgraph import embedded, outbox
+from accountgraph.api import ids
 from accountgraph.app import create_app
 from accountgraph.config import Settings
 from accountgraph.db import make_engine
@@ -256,6 +257,89 @@ async def test_postgres_restarted_under_load_fails_cleanly_recovers_and_loses_no
         await redis.aclose()
         await engine.dispose()
         await asyncio.to_thread(postgres.stop)
+
+
+# ---------------------------------------------------------------- a backend killed mid-way
+
+
+WAITING_BACKENDS = """
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> :holder
+ORDER BY pid
+"""
+
+
+async def test_connections_killed_mid_transaction_roll_back_and_the_pool_recovers(
+    api: Api, engine: AsyncEngine
+) -> None:
+    """F9, F10 when PostgreSQL cuts connections inside open transactions
+    (``pg_terminate_backend``): six keyed allocations wait in their transactions behind a
+    lock the test holds on the master; three of their backends are killed. Those three get
+    a clean error answer (no traceback, no SQL), nothing of them is booked, and sent again
+    with their keys each takes effect once; the other three commit once the lock goes;
+    the pool replaces the dead connections and the ledger is sound."""
+    master = await api.account("Master")
+    members = [await api.account(f"Member-{n}") for n in range(3)]
+    for member in members:
+        await api.link(master, member)
+    await pay(api, master, "100.00")
+    master_id = ids.decode_as(master, "Account")
+    inputs = [
+        {
+            "masterId": master,
+            "memberId": members[n % 3],
+            "amount": "1.00",
+            "method": "CASH",
+            "idempotencyKey": f"killed-{n}",
+        }
+        for n in range(6)
+    ]
+
+    async def allocate(input_: dict[str, Any]) -> dict[str, Any]:
+        return await api.raw(ALLOCATE, {"input": input_})
+
+    async with engine.connect() as holder:
+        holder_pid = (await holder.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await holder.execute(
+            text("SELECT id FROM accounts WHERE id = :id FOR NO KEY UPDATE"), {"id": master_id}
+        )
+        sent = [asyncio.create_task(allocate(input_)) for input_ in inputs]
+
+        async def all_waiting() -> bool:
+            async with engine.connect() as conn:
+                rows = await conn.execute(text(WAITING_BACKENDS), {"holder": holder_pid})
+                return len(rows.all()) == len(inputs)
+
+        await wait_for(all_waiting, timeout_s=15)
+        async with engine.connect() as conn:
+            waiting = [
+                r.pid for r in await conn.execute(text(WAITING_BACKENDS), {"holder": holder_pid})
+            ]
+            for pid in waiting[:3]:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await holder.rollback()
+    answers = await asyncio.wait_for(asyncio.gather(*sent), REQUEST_BOUND_S)
+
+    done = [a for a in answers if not a.get("errors") and a["data"]["allocateFunds"]["transfer"]]
+    failed = [a for a in answers if a.get("errors")]
+    assert (len(done), len(failed)) == (3, 3), answers
+    for answer in failed:  # a clear error that says what to do, no internals
+        [error] = answer["errors"]
+        assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE", error
+        assert "same idempotency key" in error["message"]
+        assert "asyncpg" not in str(error) and "SQL" not in str(error)
+    booked = await rows_of(engine, "SELECT idempotency_key FROM transfers ORDER BY 1")
+    assert len(booked) == 3
+    again = [await allocate(input_) for input_ in inputs]  # every key once more
+    assert all(not a.get("errors") and a["data"]["allocateFunds"]["transfer"] for a in again)
+    booked = await rows_of(engine, "SELECT idempotency_key, count(*) FROM transfers GROUP BY 1")
+    assert sorted(booked) == [(f"killed-{n}", 1) for n in range(6)]
+    assert await scalar(
+        engine,
+        "SELECT cash_balance FROM balances b JOIN accounts a ON a.id = b.account_id "
+        "WHERE a.name = 'Master'",
+    ) == Decimal("94.00")
+    await sound(engine)
 
 
 # ---------------------------------------------------------------- worker SIGKILL

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import strawberry
+from graphql import GraphQLError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.types.nodes import SelectedField
@@ -85,7 +86,11 @@ async def perform(
                             message="A concurrent change conflicted; try again.",
                         )
                     ]
+                if _connection_lost(error):
+                    raise _lost(error) from None
                 raise
+            except OSError as error:  # PostgreSQL unreachable when the transaction began
+                raise _lost(error) from None
     except DomainError as error:
         return None, [UserError.of(error)]
     finally:
@@ -188,6 +193,24 @@ def _sqlstate(error: DBAPIError) -> str | None:
         getattr(error.orig, "__cause__", None), "sqlstate", None
     )
     return code
+
+
+def _connection_lost(error: DBAPIError) -> bool:
+    """The connection died under the transaction (a backend killed, PostgreSQL restarted):
+    SQLSTATE classes 08 (connection exception) and 57P (operator intervention)."""
+    code = _sqlstate(error) or ""
+    return error.connection_invalidated or code.startswith(("08", "57P"))
+
+
+def _lost(error: BaseException) -> GraphQLError:
+    """A clear top-level error (not a masked internal one): the work may not have taken
+    effect, and the client's retry with the same idempotency key applies it at most once."""
+    log.warning("a mutation's database connection was lost: %s", error)
+    return GraphQLError(
+        "The database connection was lost before this finished, so it may not have taken "
+        "effect. Send it again with the same idempotency key: it applies at most once.",
+        extensions={"code": "SERVICE_UNAVAILABLE"},
+    )
 
 
 def _retryable(error: DBAPIError) -> bool:

@@ -139,6 +139,64 @@ async def test_a5_with_redis_down_charges_commit_and_every_alert_fires_once_when
     assert len({headers["x-accountgraph-delivery"] for headers, _ in hook.requests}) == 5
 
 
+async def test_a5_redis_restarted_empty_with_jobs_queued_loses_none_and_doubles_none(
+    api: Api, settings: Settings, own_redis: OwnRedis, hook: Receiver
+) -> None:
+    """A5 when Redis comes back with an empty dataset in the middle of a burst: a gateway
+    records 16 charges on 8 watched accounts at once while the relay hands their outbox
+    rows to Redis; with the jobs queued (sent, not run: the queue holds them) Redis is
+    restarted empty and loses them. The relay sends again what was sent and not done
+    after ``outbox_resend_after_s``; every crossing fires exactly once, every webhook
+    goes out once per notification, and the outbox ends empty."""
+    engine = api.engine
+    watched_accounts = [await watched(api, f"Burst-{n}", webhook_url=hook.url) for n in range(8)]
+    pool = await pool_of(own_redis.url, settings)
+    quick = settings.model_copy(update={"outbox_resend_after_s": 1.0})
+    try:
+        await drain(settings, engine, pool)  # the payments' evaluations: nothing fires
+        async with (
+            serving(create_app(settings, engine, pool)) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
+            gateway = Api(client, engine)
+            burst = [charge(gateway, a, "30.00") for a in watched_accounts + watched_accounts]
+            relaying = asyncio.create_task(relay_until_quiet(engine, pool))
+            await asyncio.gather(*burst)  # 100 -> 70 -> 40: one crossing each
+            await relaying
+        queued = await pool.zcard(settings.queue_name)
+        sent_not_done = await scalar(
+            engine, "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL AND done_at IS NULL"
+        )
+        assert queued > 0 and sent_not_done >= queued  # work in flight, in Redis only
+
+        own_redis.stop()
+        own_redis.start()  # empty: the queued jobs are gone
+        await pool.aclose()
+        pool = await pool_of(own_redis.url, settings)  # the old connections were cut
+        assert await pool.zcard(settings.queue_name) == 0
+        await asyncio.sleep(1.1)  # past the resend delay
+        async with background_worker(quick, engine, own_redis.url):
+            await wait_for(lambda: outbox_finished(engine), timeout_s=60)
+        await drain(quick, engine, pool)
+        assert await service.sweep(engine) == 0  # nothing was missed
+    finally:
+        await pool.aclose()
+
+    for account in watched_accounts:
+        assert await kinds(api, account) == ["LOW_QUOTA"]
+    assert await delivery_states(engine) == [("WEBHOOK", "SENT", 1)] * 8
+    assert len({headers["x-accountgraph-delivery"] for headers, _ in hook.requests}) == 8
+    assert len(hook.requests) == 8
+
+
+async def relay_until_quiet(engine: AsyncEngine, pool: ArqRedis) -> None:
+    """The relay's work while the burst commits: every committed row handed to Redis."""
+    quiet = 0
+    while quiet < 10:
+        quiet = 0 if await outbox.relay_once(engine, pool, resend_after_s=60) else quiet + 1
+        await asyncio.sleep(0.05)
+
+
 # ---------------------------------------------------------------- the worker dies mid-send
 
 

@@ -97,6 +97,10 @@ class Model:
     stored_value: dict[int, Decimal] = field(default_factory=lambda: defaultdict(lambda: ZERO))
     # V3: Σ remaining of each account's coupons (issued far from expiry here)
     coupons: dict[int, Decimal] = field(default_factory=lambda: defaultdict(lambda: ZERO))
+    # V1: each master's voucher pool left, and the vouchers in the order a charge uses
+    # them (one validity window for all here, so by id): [remaining, the members named]
+    pools: dict[int, Decimal] = field(default_factory=lambda: defaultdict(lambda: ZERO))
+    vouchers: list[list[Any]] = field(default_factory=list)
 
     # F2, U3
     def trusteeship(self, account: int) -> Link | None:
@@ -230,6 +234,7 @@ class Model:
         rest = amount
         if not master_pays:  # V2 first; a member's own coupons only before association (U2)
             rest -= self._use(self.coupons, account, rest)
+        rest -= self._use_vouchers(account, rest)  # V2: the vouchers naming the account
         rest -= self._use(self.stored_value, account, rest)  # W1: before any cash
         from_transferred = min(rest, b["TRANSFERRED_CASH"])
         b["CASH"] -= from_transferred
@@ -250,6 +255,31 @@ class Model:
         b["CASH"] -= own
         b["OUTSTANDING_FEES"] += rest - own
         return ZERO
+
+    def _use_vouchers(self, account: int, amount: Decimal) -> Decimal:
+        taken = ZERO
+        for voucher in self.vouchers:
+            if account in voucher[1]:
+                part = min(amount - taken, voucher[0])
+                voucher[0] -= part
+                taken += part
+        return taken
+
+    # V1
+    def create_voucher(
+        self, actor: int | None, master: int, amount: Decimal, members: list[int]
+    ) -> str | None:
+        if actor is not None and actor != master:
+            return "PERMISSION_NOT_GRANTED" if self.sees(actor, master) else "NOT_FOUND"
+        for member in members:
+            link = self.links.get(member)
+            if link is None or link.master != master:
+                return "NOT_FOUND"
+        if amount > self.pools[master]:
+            return "INSUFFICIENT_FUNDS"
+        self.pools[master] -= amount
+        self.vouchers.append([amount, frozenset(members)])
+        return None
 
     @staticmethod
     def _use(instruments: dict[int, Decimal], account: int, amount: Decimal) -> Decimal:

@@ -1,4 +1,4 @@
-"""F9 with F2-F8, F10, U1, U3, U5, V2, V3 and W1, through HTTP only: a seeded random
+"""F9 with F2-F8, F10, U1, U3, U5, V1-V3 and W1, through HTTP only: a seeded random
 driver where every step is a real GraphQL request to the app, and the reference ``Model``
 of test_invariants.py predicts each outcome (the exact ErrorCode, or success) and every
 balance, coupon and stored value card.
@@ -6,8 +6,9 @@ balance, coupon and stored value card.
 Steps: payments, allocations and reclamations (CASH and CREDIT, by the master, an
 operator or the member), credit lines and limits, charges (some dated before the
 association), withdrawals, balance adjustments, coupons and stored value cards issued,
-and members dissociated and associated again (refused while the member owes, U1). A
-quarter of the money steps carry an idempotency key: the same request again must return
+voucher pools granted and vouchers created naming one or two members, and members
+dissociated and associated again (refused while the member owes, U1). A
+share of the money steps carry an idempotency key: the same request again must return
 the same payload and change nothing, and after a success the same key with another amount
 is IDEMPOTENCY_CONFLICT and changes nothing (F10).
 
@@ -32,7 +33,7 @@ from sqlalchemy import func, select
 
 from accountgraph.accounts.models import links
 from accountgraph.api import ids
-from accountgraph.billing.models import coupons, stored_value_cards
+from accountgraph.billing.models import coupons, stored_value_cards, voucher_pools, vouchers
 from accountgraph.funds.models import BUCKETS, balances
 from tests.funds.test_invariants import (
     ADJUSTABLE,
@@ -66,7 +67,17 @@ KINDS = (
     *("card", "coupon"),
 )
 KEYED = {"pay", "allocate", "reclaim", "credit_limit", "charge", "withdraw", "adjust"}
+KEYED_SHARE = 0.15  # of those, sent with an idempotency key and then again
 LINK_EVERY = 40  # about one step in 40 dissociates a member (or associates it again)
+VOUCHER_EVERY = 25  # and one in 25 grants a voucher pool or creates a voucher
+VOUCHERS_VALID = {
+    "validFrom": "2020-01-01T00:00:00+00:00",
+    "validUntil": "2100-01-01T00:00:00+00:00",
+}
+POOL = """mutation($input: GrantVoucherPoolInput!) { grantVoucherPool(input: $input) {
+  userErrors { code } } }"""
+VOUCHER = """mutation($input: CreateVoucherInput!) { createVoucher(input: $input) {
+  voucher { id } userErrors { code } } }"""
 # How each member joined in build_world, and joins again (U1): type and grants.
 MEMBERSHIP = {
     "T1": ("TRUSTEESHIP", ["SYNC_CREDIT_CONTROL", "VIEW_FINANCE", "MANAGE_INVOICES"]),
@@ -84,12 +95,21 @@ def amount(rng: random.Random) -> int | str:
     return one_of(rng, "all", "over", rng.randint(1, 30_000))
 
 
-def draw(rng: random.Random, unlinked: list[str]) -> Op:
-    """The next operation; a member that stands alone joins again soon (a few steps)."""
+def draw(rng: random.Random, unlinked: list[str], owing: list[str]) -> Op:
+    """The next operation; a member that stands alone joins again soon (a few steps), one
+    that owes tries now and then (U1 refuses it until it has paid)."""
     if unlinked and rng.random() < 0.2:
         return Op("link", rng.choice(unlinked))
+    if owing and rng.random() < 0.02:
+        return Op("link", rng.choice(owing))
     if rng.randrange(LINK_EVERY) == 0:
         return Op("link", rng.choice(MEMBERS), actor=rng.choice(["master", "member", "operator"]))
+    if rng.randrange(VOUCHER_EVERY) == 0:  # V1: a pool for the master, or a voucher from it
+        if rng.random() < 0.3:
+            return Op("pool", "M", rng.randint(1, 20_000))
+        named = rng.choice(["T1", "T2", "F", "T1+F", "T2+F", "S"])
+        actor = rng.choice(["master", "master", "operator", "member"])
+        return Op("voucher", named, one_of(rng, "all", "over", rng.randint(1, 5_000)), actor=actor)
     kind = rng.choice(KINDS)
     if kind == "pay":  # mostly the master, and larger: it funds the allocations
         large = one_of(rng, "all", rng.randint(1, 200_000))
@@ -151,7 +171,7 @@ class Driver:
         step = resolve(world, operation)
         expected = expect(world.model, world.master, step)
         name, query, input, token = request_of(world, step)
-        keyed = operation.kind in KEYED and self.rng.random() < 0.25
+        keyed = operation.kind in KEYED and self.rng.random() < KEYED_SHARE
         if keyed:
             input = {**input, "idempotencyKey": f"model-{SEED}-{number}"}
         first = await self.api.mutate(name, query, input, token=token)
@@ -219,6 +239,47 @@ class Driver:
             self.link_ids[operation.account] = link_id
         await self.assert_balances(number)
 
+    async def voucher_step(self, number: int, operation: Op) -> None:
+        """V1: an operator grants the master's pool; the master (or an operator; a
+        member's users are refused) creates a voucher naming members, refused with
+        NOT_FOUND for one that is not its ACTIVE member and INSUFFICIENT_FUNDS past the
+        pool."""
+        world, model = self.world, self.world.model
+        master = world.master
+        if operation.kind == "pool":
+            amount = Decimal(operation.amount) * CENT
+            codes = await self.codes(
+                "grantVoucherPool",
+                POOL,
+                {"masterId": world.gids["M"], "amount": money(amount)},
+                OPERATOR_TOKEN,
+            )
+            assert codes == [], self.where(number)
+            model.pools[master] += amount
+            return
+        names = operation.account.split("+")
+        members = [world.ids[name] for name in names]
+        if isinstance(operation.amount, int):
+            amount = Decimal(operation.amount) * CENT
+        else:  # all of the pool, or a cent more
+            amount = max(CENT, model.pools[master] + (CENT if operation.amount == "over" else 0))
+        actor = {"master": master, "operator": None}.get(operation.actor, members[0])
+        token = (
+            OPERATOR_TOKEN
+            if actor is None
+            else world.tokens[next(name for name, account in world.ids.items() if account == actor)]
+        )
+        refused = model.create_voucher(actor, master, amount, members)
+        voucher = {
+            "masterId": world.gids["M"],
+            "amount": money(amount),
+            "memberIds": [world.gids[name] for name in names],
+            **VOUCHERS_VALID,
+        }
+        codes = await self.codes("createVoucher", VOUCHER, voucher, token)
+        assert codes == ([refused] if refused else []), self.where(number)
+        self.outcomes[f"voucher {refused or 'done'}"] += 1
+
     async def assert_balances(self, number: int) -> None:
         model = self.world.model
         async with self.api.engine.connect() as conn:
@@ -248,6 +309,12 @@ class Driver:
                 )
                 for account in world.ids.values():
                     assert remaining.get(account, ZERO) == held[account], self.where(number)
+            left = (await conn.execute(select(func.sum(vouchers.c.remaining)))).scalar()
+            assert (left or ZERO) == sum((v[0] for v in model.vouchers), ZERO), self.where(number)
+            pool = (
+                await conn.execute(select(voucher_pools.c.granted - voucher_pools.c.used))
+            ).scalar()
+            assert (pool or ZERO) == model.pools[world.master], self.where(number)
         assert_matches_model(snap, model, world.ids.values())
         await assert_quota_as_the_api_reports(world, snap)
 
@@ -263,11 +330,15 @@ async def test_f9_f10_u5_v2_seeded_random_steps_all_through_http(api: Api, redis
     names = {account: name for name, account in world.ids.items()}
     driver = Driver(world, rng, {names[r.member_id]: ids.encode("Link", r.id) for r in rows}, [])
     for number in range(STEPS):
-        unlinked = [name for name in MEMBERS if world.ids[name] not in world.model.links]
-        operation = draw(rng, unlinked)
+        model = world.model
+        alone = [name for name in MEMBERS if world.ids[name] not in model.links]
+        owing = [name for name in alone if model.may_accept(world.ids[name], MEMBERSHIP[name][0])]
+        operation = draw(rng, [name for name in alone if name not in owing], owing)
         driver.replay.append(operation)
         if operation.kind == "link":
             await driver.link_step(number, operation)
+        elif operation.kind in ("pool", "voucher"):
+            await driver.voucher_step(number, operation)
         else:
             await driver.money_step(number, operation)
         if number % VERIFY_EVERY == VERIFY_EVERY - 1 or number == STEPS - 1:

@@ -21,20 +21,25 @@ names the seed and the step, and ``replay`` lists the operations, so it replays.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 from arq.connections import ArqRedis
 from sqlalchemy import func, select
 
 from accountgraph.accounts.models import links
 from accountgraph.api import ids
 from accountgraph.billing.models import coupons, stored_value_cards, voucher_pools, vouchers
+from accountgraph.config import Settings
 from accountgraph.funds.models import BUCKETS, balances
+from tests.funds.test_concurrency_process import gateway
 from tests.funds.test_invariants import (
     ADJUSTABLE,
     CENT,
@@ -61,6 +66,7 @@ LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 STEPS = int(os.environ.get("ACCOUNTGRAPH_MODEL_STEPS", "100000" if LONG else "10000"))
 SEED = int(os.environ.get("ACCOUNTGRAPH_MODEL_SEED", str(random.randrange(2**32))))
 VERIFY_EVERY = 500
+WORLDS = ("A", "B")  # two enterprises driven at once (their steps add up to STEPS)
 KINDS = (
     *("pay", "allocate", "allocate", "allocate", "reclaim", "reclaim", "reclaim"),
     *("credit_line", "credit_limit", "charge", "charge", "withdraw", "adjust"),
@@ -148,6 +154,7 @@ class Driver:
     rng: random.Random
     link_ids: dict[str, str]  # member name -> the global id of its latest link
     replay: list[Op]
+    name: str = "A"
     retries: int = 0
     conflicts: int = 0
     dissociations: int = 0
@@ -160,7 +167,9 @@ class Driver:
         return self.world.api
 
     def where(self, number: int) -> str:
-        return f"seed={SEED} step={number} op={self.replay[-1]} replay={self.replay}"
+        return (
+            f"seed={SEED} world={self.name} step={number} op={self.replay[-1]} replay={self.replay}"
+        )
 
     async def codes(self, name: str, query: str, input: dict[str, Any], token: str) -> list[str]:
         payload = await self.api.mutate(name, query, input, token=token)
@@ -173,7 +182,7 @@ class Driver:
         name, query, input, token = request_of(world, step)
         keyed = operation.kind in KEYED and self.rng.random() < KEYED_SHARE
         if keyed:
-            input = {**input, "idempotencyKey": f"model-{SEED}-{number}"}
+            input = {**input, "idempotencyKey": f"model-{SEED}-{self.name}-{number}"}
         first = await self.api.mutate(name, query, input, token=token)
         codes = [error["code"] for error in first["userErrors"]]
         assert codes == ([expected] if expected else []), self.where(number)
@@ -309,27 +318,25 @@ class Driver:
                 )
                 for account in world.ids.values():
                     assert remaining.get(account, ZERO) == held[account], self.where(number)
-            left = (await conn.execute(select(func.sum(vouchers.c.remaining)))).scalar()
+            own = vouchers.c.master_id == world.master
+            left = (await conn.execute(select(func.sum(vouchers.c.remaining)).where(own))).scalar()
             assert (left or ZERO) == sum((v[0] for v in model.vouchers), ZERO), self.where(number)
             pool = (
-                await conn.execute(select(voucher_pools.c.granted - voucher_pools.c.used))
+                await conn.execute(
+                    select(voucher_pools.c.granted - voucher_pools.c.used).where(
+                        voucher_pools.c.master_id == world.master
+                    )
+                )
             ).scalar()
             assert (pool or ZERO) == model.pools[world.master], self.where(number)
-        assert_matches_model(snap, model, world.ids.values())
+        assert_matches_model(snap, model, world.ids.values(), alone=False)
         await assert_quota_as_the_api_reports(world, snap)
 
 
-async def test_f9_f10_u5_v2_seeded_random_steps_all_through_http(api: Api, redis: ArqRedis) -> None:
-    print(f"model: {STEPS} steps, seed {SEED} (ACCOUNTGRAPH_MODEL_SEED={SEED} replays them)")
-    rng = random.Random(SEED)
-    world = await build_world(
-        api, redis, {"M": Decimal("1000.00"), "T1": Decimal("40.00"), "F": Decimal("5.00")}
-    )
-    async with api.engine.connect() as conn:
-        rows = (await conn.execute(select(links.c.id, links.c.member_id))).all()
-    names = {account: name for name, account in world.ids.items()}
-    driver = Driver(world, rng, {names[r.member_id]: ids.encode("Link", r.id) for r in rows}, [])
-    for number in range(STEPS):
+async def drive(driver: Driver, steps: int) -> None:
+    """``steps`` steps of one world, checking as it goes."""
+    world, rng = driver.world, driver.rng
+    for number in range(steps):
         model = world.model
         alone = [name for name in MEMBERS if world.ids[name] not in model.links]
         owing = [name for name in alone if model.may_accept(world.ids[name], MEMBERSHIP[name][0])]
@@ -341,16 +348,43 @@ async def test_f9_f10_u5_v2_seeded_random_steps_all_through_http(api: Api, redis
             await driver.voucher_step(number, operation)
         else:
             await driver.money_step(number, operation)
-        if number % VERIFY_EVERY == VERIFY_EVERY - 1 or number == STEPS - 1:
+        if number % VERIFY_EVERY == VERIFY_EVERY - 1 or number == steps - 1:
             await driver.assert_everything(number)
     model = world.model
     print(
-        f"model: {STEPS} steps, {driver.retries} keyed retries, {driver.conflicts} conflicts, "
-        f"{driver.dissociations} dissociations, {driver.associations} associations "
-        f"({driver.refused_associations} refused), {model.transfers} transfers, "
-        f"{model.charges} charges, {model.payments} payments; outcomes: "
+        f"model {driver.name}: {steps} steps, {driver.retries} keyed retries, "
+        f"{driver.conflicts} conflicts, {driver.dissociations} dissociations, "
+        f"{driver.associations} associations ({driver.refused_associations} refused), "
+        f"{model.transfers} transfers, {model.charges} charges, {model.payments} payments; "
         + ", ".join(f"{outcome} {n}" for outcome, n in sorted(driver.outcomes.items()))
     )
-    if STEPS >= 2_000:  # the sequence reached the rules it is meant to cover
+    if steps >= 2_000:  # the sequence reached the rules it is meant to cover
         assert driver.dissociations and driver.associations and driver.conflicts
         assert model.transfers and model.charges
+
+
+async def test_f9_f10_u5_v2_seeded_random_steps_all_through_http(
+    api: Api, redis: ArqRedis, settings: Settings, tmp_path: Path
+) -> None:
+    """Two worlds (enterprises of their own, models of their own), each driven by its own
+    seeded walk at the same time, against ``accountgraph serve --workers 2`` in its own
+    process: the app's work and the drivers' run on both cores. STEPS in all."""
+    print(f"model: {STEPS} steps, seed {SEED} (ACCOUNTGRAPH_MODEL_SEED={SEED} replays them)")
+    async with (
+        gateway(settings, tmp_path / "gateway.log") as base,
+        httpx.AsyncClient(base_url=base, timeout=60) as client,
+    ):
+        served = Api(client, api.engine)
+        drivers = []
+        for number, name in enumerate(WORLDS):
+            opening = {"M": Decimal("1000.00"), "T1": Decimal("40.00"), "F": Decimal("5.00")}
+            world = await build_world(served, redis, opening, prefix=name, empty_first=not number)
+            async with api.engine.connect() as conn:
+                found = select(links.c.id, links.c.member_id).where(
+                    links.c.master_id == world.master
+                )
+                rows = (await conn.execute(found)).all()
+            names = {account: name for name, account in world.ids.items()}
+            link_ids = {names[r.member_id]: ids.encode("Link", r.id) for r in rows}
+            drivers.append(Driver(world, random.Random(SEED + number), link_ids, [], name))
+        await asyncio.gather(*(drive(driver, STEPS // len(WORLDS)) for driver in drivers))

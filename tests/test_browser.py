@@ -282,7 +282,11 @@ async def test_graphiql_keeps_the_linked_token_across_a_reload(
         )
         edited = json.dumps({"Authorization": f"Bearer {tokens['member']}"})
         await page.evaluate(f"{HEADERS_EDITOR}.CodeMirror.setValue({json.dumps(edited)})")
-        await asyncio.sleep(0.5)  # GraphiQL debounces its onEdit callbacks
+        await page.wait_for(  # GraphiQL debounces its onEdit callbacks: wait for the store
+            "(sessionStorage.getItem('accountgraph:graphiql:headers') || '')"
+            f".includes({json.dumps(tokens['member'])})",
+            "the edited headers in the tab's storage",
+        )
         await page.call("Page.reload")
         await page.wait_for(
             f"{HEADERS_EDITOR} && {HEADERS_EDITOR}.CodeMirror.getValue().includes('agt_')",

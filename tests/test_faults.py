@@ -38,7 +38,7 @@ from accountgraph.db import make_engine
 from accountgraph.funds.verify import verify
 from accountgraph.migrations import upgrade_async
 from accountgraph.runtime import redis_settings
-from tests.alerts.support import CHARGE, charge, wait_for, watched
+from tests.alerts.support import CHARGE, charge, fetch, scalar, wait_for, watched
 from tests.conftest import serving
 from tests.funds.support import ALLOCATE, pay
 from tests.helpers import OPERATOR_TOKEN, Api
@@ -64,14 +64,8 @@ class Outcomes:
     errors: list[Any] = field(default_factory=list)
 
 
-async def scalar(engine: AsyncEngine, sql: str) -> Any:
-    async with engine.connect() as conn:
-        return (await conn.execute(text(sql))).scalar_one()
-
-
 async def rows_of(engine: AsyncEngine, sql: str) -> list[tuple[Any, ...]]:
-    async with engine.connect() as conn:
-        return [tuple(row) for row in (await conn.execute(text(sql))).all()]
+    return [tuple(row) for row in await fetch(engine, sql)]
 
 
 def _pg_ctl_stop(server: embedded.EmbeddedPostgres) -> None:

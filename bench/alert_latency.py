@@ -1,31 +1,43 @@
 """A2/A4: from a committed charge to the live subscription event, and the sweep against
 the one SQL query that finds the same accounts.
 
-Latency. Accounts with 100.00 cash and an armed alert at 50.00 are written with bulk SQL
-into a fresh, migrated database. The real app (``create_app``) is served by a real
-uvicorn on a loopback port in this process, with an arq worker and its outbox relay
-running beside it (the embedded default's shape; the worker has its own engine and Redis
-pool, as a separate process would). A real WebSocket client subscribes to
-``notifications`` with an operator token. Then ``recordCharge`` (60.00, one account per
-charge, so every charge is a crossing) is POSTed on a fixed schedule at 1 and at 200
-charges per second for ``--seconds`` each. Measured per charge: from the POST's response
-(the charge is committed) to the event on the WebSocket; the path in between is the
-outbox relay, the evaluation job, the publish job, Redis pub/sub and the gateway.
+Latency (issue 17: every process as production runs it). Accounts with 100.00 cash and
+an armed alert at 50.00 are written with bulk SQL into a fresh, migrated database. The
+gateway is ``accountgraph serve --workers 2 --no-worker --no-migrate`` in a child process
+(``bench.processes.gateway``, ``--workers N`` to change), a separate ``accountgraph
+worker`` process (``bench.processes.worker``) runs the outbox relay and the jobs, and the
+load client (``bench.charge_client``) runs in a third process: it subscribes over
+WebSocket (graphql-transport-ws) to ``notifications`` with an operator token, waits until
+a gateway listens on Redis pub/sub, then POSTs ``recordCharge`` (60.00, one account per
+charge, so every charge is a crossing) on a fixed schedule at 1 and at 200 charges per
+second for ``--seconds`` each (open loop, at most 64 in flight; after 5 warm-up charges).
+Printed per rate: charges offered and accepted per second, recordCharge p50/p99 (on the
+wire, and from the charge's scheduled time, which includes waiting for a free connection
+in the client), event latency (the POST's response, i.e. the charge committed, to the
+event on the WebSocket: the outbox relay, the evaluation job, the publish job, Redis
+pub/sub and the gateway) p50/p99/max, and missing and duplicate notifications counted on
+the socket and in the database (each charged account must have exactly one). At the end
+(gateway and worker stopped) ``verify()`` recomputes the ledger (F9). Any error, missing
+or duplicate notification or ledger difference makes the exit status 1.
+
+``--profile`` runs the gateway under py-spy for its whole life (warm-up and every rate;
+``--rates 200 --no-sweep`` profiles the 200/s phase alone) and prints the top of its
+profile (own time, then the accountgraph frames by total time).
 
 Sweep. A second fresh database gets 100,000 accounts with balances and enabled alerts
 (bulk SQL); 1% are armed while their quota is below the threshold (crossings whose
 events were lost), the rest agree with their quota. ``alerts.service.sweep`` (find the
 candidates, then evaluate each in its own transaction: lock, quota, notification,
 publish row) is timed against its floor, the one query ``SWEEP_CANDIDATES`` alone, and
-the state is put back between runs.
+the state is put back between runs. The sweep runs in this process (no HTTP involved).
 
-    .venv/bin/python -m bench.alert_latency [--seconds 5] [--rates 1,200]
-        [--alerts 100000] [--sweep-iterations 3]
+    .venv/bin/python -m bench.alert_latency [--seconds 5] [--rates 1,200] [--workers 2]
+        [--profile] [--alerts 100000] [--sweep-iterations 3] [--no-sweep]
 
 PostgreSQL: ``DATABASE_URL`` (throwaway databases ``accountgraph_bench_<random>`` are
 created on that server and dropped at the end), else an embedded server in a temporary
 directory. Redis: ``REDIS_URL``, else an embedded one. Only loopback addresses and unix
-sockets are accepted. Client, app and worker share this process and its event loop.
+sockets are accepted.
 """
 
 from __future__ import annotations
@@ -33,42 +45,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import secrets
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
-import websockets
 from arq import create_pool
 from arq.connections import ArqRedis
-from websockets.typing import Subprotocol
 
 from accountgraph import outbox
 from accountgraph.alerts import service
 from accountgraph.api import ids
-from accountgraph.app import create_app
-from accountgraph.config import Settings
 from accountgraph.db import make_engine
 from accountgraph.funds.verify import verify
 from accountgraph.runtime import redis_settings
+from bench.processes import gateway, load, print_profile, worker
 from bench.tree_query import (
     _asyncpg_dsn,
     _describe,
     fresh_database,
     postgres_server,
     redis_server,
-    serve,
 )
-from workers.settings import build_worker
 
 CASH = "100.00"
 THRESHOLD = "50.00"
@@ -77,13 +81,6 @@ WARMUP_CHARGES = 5
 EVENT_TIMEOUT_S = 60.0
 CLIENT_CONNECTIONS = 64
 SWEEP_CROSSING_EVERY = 100  # 1% of the alerts are missed crossings
-
-CHARGE = """
-mutation Charge($input: RecordChargeInput!) {
-  recordCharge(input: $input) { charge { id } userErrors { code message } }
-}
-"""
-SUBSCRIBE = "subscription { notifications { id kind account { id } } }"
 
 
 def _check(condition: bool, message: str) -> None:
@@ -161,223 +158,225 @@ async def seed(dsn: str, accounts: int, *, crossing_every: int | None = None) ->
 
 
 @dataclass
-class Phase:
-    rate: float
-    seconds: float
-    expected: int
-    complete: asyncio.Event = field(default_factory=asyncio.Event)
-    sent: dict[str, float] = field(default_factory=dict)  # account id -> POST sent
-    committed: dict[str, float] = field(default_factory=dict)  # -> response received
-    received: dict[str, float] = field(default_factory=dict)  # -> event on the socket
-    duplicates: int = 0
-    schedule_s: float = 0.0
+class PhaseResult:
+    """One phase as the charge client saw it (times on its clock), and the database."""
 
-    def latencies_ms(self) -> list[float]:
+    rate: float
+    accounts: list[str]
+    scheduled: list[float]
+    sent: list[float | None]
+    answered: list[float | None]
+    received: list[float | None]
+    errors: dict[str, int]
+    duplicates: int
+    stored: dict[str, int]  # account -> notifications in the database
+
+    @classmethod
+    def of(cls, raw: dict[str, Any], stored: dict[str, int]) -> PhaseResult:
+        return cls(
+            raw["rate"],
+            raw["accounts"],
+            raw["scheduled"],
+            raw["sent"],
+            raw["answered"],
+            raw["received"],
+            raw["errors"],
+            raw["duplicates"],
+            {account: stored.get(account, 0) for account in raw["accounts"]},
+        )
+
+    @property
+    def count(self) -> int:
+        return len(self.accounts)
+
+    def accepted(self) -> list[int]:
+        return [i for i, answered in enumerate(self.answered) if answered is not None]
+
+    def accepted_per_s(self) -> float:
+        """Charges answered with success per second: over the schedule's span (one slot
+        per charge), or until the last answer if that came later."""
+        done = self.accepted()
+        if not done:
+            return 0.0
+        last = max(self.answered[i] or 0.0 for i in done)
+        span = self.scheduled[-1] - self.scheduled[0] + 1 / self.rate
+        return len(done) / max(span, last - self.scheduled[0])
+
+    def offered_per_s(self) -> float:
+        """As the schedule sent them: count over the scheduled span (one slot per charge)."""
+        return self.count / (self.scheduled[-1] - self.scheduled[0] + 1 / self.rate)
+
+    def wire_ms(self) -> list[float]:
+        return [((self.answered[i] or 0.0) - (self.sent[i] or 0.0)) * 1000 for i in self.accepted()]
+
+    def from_schedule_ms(self) -> list[float]:
+        return [((self.answered[i] or 0.0) - self.scheduled[i]) * 1000 for i in self.accepted()]
+
+    def event_ms(self) -> list[float]:
         return [
-            (self.received[a] - self.committed[a]) * 1000
-            for a in self.received
-            if a in self.committed
+            ((self.received[i] or 0.0) - (self.answered[i] or 0.0)) * 1000
+            for i in self.accepted()
+            if self.received[i] is not None
         ]
 
-    def round_trips_ms(self) -> list[float]:
-        return [(self.committed[a] - self.sent[a]) * 1000 for a in self.committed]
+    def missing_socket(self) -> int:
+        return sum(1 for received in self.received if received is None)
 
+    def missing_db(self) -> int:
+        return sum(1 for count in self.stored.values() if count == 0)
 
-class Listener:
-    """A graphql-transport-ws client subscribed to every notification; it stamps each
-    event with its arrival time for the phase in progress."""
+    def duplicates_db(self) -> int:
+        return sum(count - 1 for count in self.stored.values() if count > 1)
 
-    def __init__(self, socket: Any) -> None:
-        self.socket = socket
-        self.phase: Phase | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    async def run(self) -> None:
-        async for raw in self.socket:
-            now = time.perf_counter()
-            message = json.loads(raw)
-            _check(message.get("type") == "next", f"unexpected message {message}")
-            node = message["payload"]["data"]["notifications"]
-            if self.phase is None:
-                continue
-            account = node["account"]["id"]
-            if account in self.phase.received:
-                self.phase.duplicates += 1
-            else:
-                self.phase.received[account] = now
-                if len(self.phase.received) >= self.phase.expected:
-                    self.phase.complete.set()
-
-
-@contextlib.asynccontextmanager
-async def listening(base_url: str, token: str, redis: ArqRedis) -> AsyncIterator[Listener]:
-    url = base_url.replace("http://", "ws://") + "/graphql"
-    protocols = [Subprotocol("graphql-transport-ws")]
-    async with websockets.connect(url, subprotocols=protocols) as socket:
-        await socket.send(
-            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
-        )
-        ack = json.loads(await asyncio.wait_for(socket.recv(), 10))
-        _check(ack["type"] == "connection_ack", f"no ack: {ack}")
-        await socket.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}})
-        )
-        for _ in range(200):  # until the gateway listens on Redis pub/sub
-            counts = dict(await redis.pubsub_numsub(service.PUBSUB_CHANNEL))
-            if any(counts.values()):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the subscription never reached Redis")
-        listener = Listener(socket)
-        listener.task = asyncio.create_task(listener.run())
-        try:
-            yield listener
-        finally:
-            listener.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
-                await listener.task
-
-
-async def drive(client: httpx.AsyncClient, phase: Phase, accounts: list[str]) -> None:
-    """POST one charge per account at ``phase.rate`` per second (open loop: a slow answer
-    does not delay the next charge), then wait for every event or the timeout."""
-
-    slots = asyncio.Semaphore(CLIENT_CONNECTIONS)  # httpx's pool slows with many waiters
-
-    async def one(account: str) -> None:
-        async with slots:
-            phase.sent[account] = time.perf_counter()
-            response = await client.post(
-                "/graphql",
-                json={
-                    "query": CHARGE,
-                    "variables": {
-                        "input": {
-                            "accountId": account,
-                            "amount": CHARGE_AMOUNT,
-                            "description": "bench",
-                        }
-                    },
-                },
-            )
-            phase.committed[account] = time.perf_counter()
-        body = response.json()
-        _check(
-            response.status_code == 200
-            and not body.get("errors")
-            and not body["data"]["recordCharge"]["userErrors"],
-            f"charge failed: {body}",
+    def sound(self) -> bool:
+        return (
+            not self.errors
+            and len(self.accepted()) == self.count
+            and self.missing_socket() == 0
+            and self.duplicates == 0
+            and self.missing_db() == 0
+            and self.duplicates_db() == 0
         )
 
-    started = time.perf_counter()
-    tasks = []
-    for n, account in enumerate(accounts):
-        delay = started + n / phase.rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(account)))
-    await asyncio.gather(*tasks)
-    phase.schedule_s = time.perf_counter() - started
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(phase.complete.wait(), EVENT_TIMEOUT_S)
-    await asyncio.sleep(0.3)  # a late duplicate would show here
+
+def _p(values: list[float], fraction: float) -> str:
+    return f"{percentile(values, fraction):8.1f}" if values else "     n/a"
+
+
+def report_phase(phase: PhaseResult, seconds: float) -> list[str]:
+    done = phase.accepted()
+    events = phase.event_ms()
+    last_answer = max((phase.answered[i] or 0.0 for i in done), default=phase.scheduled[0])
+    last_event = max((r for r in phase.received if r is not None), default=phase.scheduled[0])
+    errors = (
+        " (" + ", ".join(f"{k}: {v}" for k, v in sorted(phase.errors.items())) + ")"
+        if phase.errors
+        else ""
+    )
+    return [
+        f"  {phase.rate:>5g}/s for {seconds:g} s: {phase.count} charges offered at "
+        f"{phase.offered_per_s():.1f}/s, {len(done)} accepted at {phase.accepted_per_s():.1f}/s"
+        f"{errors}; last answer {last_answer - phase.scheduled[0]:.1f} s and last event "
+        f"{last_event - phase.scheduled[0]:.1f} s after the first charge was due",
+        f"         recordCharge p50 {_p(phase.wire_ms(), 0.5)} ms  p99 {_p(phase.wire_ms(), 0.99)}"
+        f" ms on the wire; from its scheduled time p50 {_p(phase.from_schedule_ms(), 0.5)} ms"
+        f"  p99 {_p(phase.from_schedule_ms(), 0.99)} ms",
+        f"         event (POST answered -> event on the socket) p50 {_p(events, 0.5)} ms  p99 "
+        f"{_p(events, 0.99)} ms  max {_p(events, 1.0)} ms",
+        f"         missing {phase.missing_socket()} on the socket / {phase.missing_db()} in the "
+        f"database, duplicates {phase.duplicates} on the socket / {phase.duplicates_db()} in "
+        "the database",
+    ]
 
 
 async def latency(
-    args: argparse.Namespace, server_url: str, redis_url: str, rates: list[float]
-) -> list[str]:
+    args: argparse.Namespace, server_url: str, redis_url: str, rates: list[float], tmp: Path
+) -> tuple[list[str], bool]:
+    """The latency part: gateway, worker and charge client in processes of their own."""
     async with contextlib.AsyncExitStack() as stack:
         database_url = await stack.enter_async_context(fresh_database(server_url))
         dsn = _asyncpg_dsn(database_url)
         wanted = [max(1, round(rate * args.seconds)) for rate in rates]
         numbers = await seed(dsn, WARMUP_CHARGES + sum(wanted))
         accounts = [ids.encode("Account", n) for n in numbers]
+        by_gid = dict(zip(accounts, numbers, strict=True))
         token = "bench-" + secrets.token_urlsafe(24)
-        settings = Settings(
-            DATABASE_URL=database_url,
-            REDIS_URL=redis_url,
-            ACCOUNTGRAPH_OPERATOR_TOKEN=token,
-            ACCOUNTGRAPH_GRAPHIQL=False,
-            ACCOUNTGRAPH_QUEUE=f"accountgraph:bench:{uuid.uuid4().hex[:8]}",
-        )
-        app_engine = make_engine(database_url, pool_size=settings.db_pool_size)
-        worker_engine = make_engine(database_url, pool_size=settings.db_pool_size)
-        stack.push_async_callback(app_engine.dispose)
-        stack.push_async_callback(worker_engine.dispose)
-        app_redis = await create_pool(
-            redis_settings(redis_url), default_queue_name=settings.queue_name
-        )
-        stack.push_async_callback(app_redis.aclose)
-        worker = build_worker(
-            settings,
-            worker_engine,
-            await create_pool(redis_settings(redis_url), default_queue_name=settings.queue_name),
-        )
-        worker_task = asyncio.create_task(worker.async_run())
-
-        async def stop_worker() -> None:
-            worker_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker_task
-            await worker.close()
-            with contextlib.suppress(Exception):
-                await forget_jobs(app_redis, dsn, settings.queue_name)
-
-        stack.push_async_callback(stop_worker)
-        base_url = await stack.enter_async_context(
-            serve(create_app(settings, app_engine, app_redis))
-        )
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(
-                base_url=base_url,
-                timeout=60,
-                trust_env=False,
-                limits=httpx.Limits(
-                    max_connections=CLIENT_CONNECTIONS, max_keepalive_connections=CLIENT_CONNECTIONS
-                ),
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        )
-        listener = await stack.enter_async_context(listening(base_url, token, app_redis))
-
-        warmup = Phase(rate=5, seconds=1, expected=WARMUP_CHARGES)
-        listener.phase = warmup
-        await drive(client, warmup, accounts[:WARMUP_CHARGES])
-        _check(len(warmup.received) == WARMUP_CHARGES, "warm-up events missing")
-        lines = []
+        queue = f"accountgraph:bench:{uuid.uuid4().hex[:8]}"
+        env = {"ACCOUNTGRAPH_OPERATOR_TOKEN": token, "ACCOUNTGRAPH_QUEUE": queue}
+        redis = await create_pool(redis_settings(redis_url), default_queue_name=queue)
+        stack.push_async_callback(redis.aclose)
+        # Runs once the processes have stopped, before the database is dropped.
+        stack.push_async_callback(forget_jobs, redis, dsn, queue)
+        profile = tmp / "gateway.pyspy" if args.profile else None
+        phases = [{"rate": 5.0, "accounts": accounts[:WARMUP_CHARGES]}]
         offset = WARMUP_CHARGES
         for rate, count in zip(rates, wanted, strict=True):
-            phase = Phase(rate=rate, seconds=args.seconds, expected=count)
-            listener.phase = phase
-            await drive(client, phase, accounts[offset : offset + count])
+            phases.append({"rate": rate, "accounts": accounts[offset : offset + count]})
             offset += count
-            lines.append(report_phase(phase, count))
-        listener.phase = None
-        async with app_engine.connect() as conn:
-            problems = await verify(conn)
-        _check(problems == [], f"ledger: {problems[:3]}")
+        async with contextlib.AsyncExitStack() as servers:
+            base = await servers.enter_async_context(
+                gateway(
+                    database_url,
+                    redis_url,
+                    tmp / "gateway.log",
+                    workers=args.workers,
+                    env=env,
+                    profile=profile,
+                )
+            )
+            await servers.enter_async_context(
+                worker(database_url, redis_url, tmp / "worker.log", env=env)
+            )
+            result = await load(
+                {
+                    "urls": [base],
+                    "token": token,
+                    "amount": CHARGE_AMOUNT,
+                    "connections": CLIENT_CONNECTIONS,
+                    "subscribe": True,
+                    "redis_url": redis_url,
+                    "channel": service.PUBSUB_CHANNEL,
+                    "event_timeout": EVENT_TIMEOUT_S,
+                    "phases": phases,
+                },
+                module="bench.charge_client",
+            )
+        # Gateway and worker have stopped: what they committed is in the database.
         raw = await asyncpg.connect(dsn)
         try:
-            notified = await raw.fetchval("SELECT count(*) FROM notifications")
+            counts = {
+                row["account_id"]: row["n"]
+                for row in await raw.fetch(
+                    "SELECT account_id, count(*) AS n FROM notifications GROUP BY account_id"
+                )
+            }
+            notified = sum(counts.values())
+            charges = await raw.fetchval("SELECT count(*) FROM charges")
             version = await raw.fetchval("SHOW server_version")
         finally:
             await raw.close()
-        _check(notified == offset, f"{notified} notifications for {offset} crossings")
-        header = [
-            f"alert latency: recordCharge committed -> subscription event on a WebSocket "
-            f"(PostgreSQL {version}, {_describe(database_url)})",
-            f"  app, worker (arq poll {worker.poll_delay_s:.2f} s; outbox relay woken by "
-            f"NOTIFY) and client in one process; one charge = one crossing",
-        ]
-        return (
-            header
-            + lines
-            + [
-                f"  verified: {notified} notifications for {offset} "
-                "charges (incl. warm-up), ledger sound"
-            ]
-        )
+        stored = {gid: counts.get(number, 0) for gid, number in by_gid.items()}
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                problems = await verify(conn)
+        finally:
+            await engine.dispose()
+    warm, *measured = [PhaseResult.of(raw_phase, stored) for raw_phase in result["phases"]]
+    lines = [
+        f"alert latency: recordCharge answered -> subscription event on a WebSocket "
+        f"(PostgreSQL {version}, {_describe(database_url)}; Redis {redis_url.split('@')[-1]})",
+        f"  gateway `accountgraph serve --workers {args.workers}`, `accountgraph worker` (arq "
+        "and the outbox relay woken by NOTIFY) and the charge client (bench.charge_client: "
+        f"open loop, at most {CLIENT_CONNECTIONS} charges in flight, one graphql-transport-ws "
+        "subscription as an operator) each in processes of their own; one charge = one "
+        f"account = one crossing{'; gateway under py-spy' if profile else ''}",
+    ]
+    for phase in measured:
+        lines += report_phase(phase, args.seconds)
+    sound = warm.sound() and all(phase.sound() for phase in measured)
+    sound = sound and not problems and result["strays"] == 0 and notified == offset
+    lines.append(
+        f"  verified: {notified} notifications in the database for {offset} charges (incl. "
+        f"{WARMUP_CHARGES} warm-up; {charges} charge rows), {result['strays']} stray events; "
+        f"verify(): {len(problems)} differences" + ("" if not problems else f" {problems[:3]}")
+    )
+    top = max(measured, key=lambda phase: phase.rate)
+    events = top.event_ms()
+    met = (
+        top.sound()
+        and top.accepted_per_s() >= 0.95 * top.rate
+        and bool(events)
+        and percentile(events, 0.99) <= 100
+    )
+    lines.append(
+        f"  goal at {top.rate:g}/s (sustained, event p99 <= 100 ms): "
+        + ("met" if met else "NOT met")
+        + ("" if sound else "; FAILED: errors, missing or duplicate notifications, or ledger")
+    )
+    if profile is not None:
+        lines.append(f"  (py-spy profile below: {profile})")
+    return lines, sound
 
 
 async def forget_jobs(redis: ArqRedis, dsn: str, queue_name: str) -> None:
@@ -396,23 +395,6 @@ async def forget_jobs(redis: ArqRedis, dsn: str, queue_name: str) -> None:
     for start in range(0, len(keys), 1_000):
         await redis.delete(*keys[start : start + 1_000])
     await redis.delete(queue_name)
-
-
-def report_phase(phase: Phase, count: int) -> str:
-    latencies = phase.latencies_ms()
-    missing = count - len(phase.received)
-    span_s = max(phase.received.values(), default=0.0) - min(phase.sent.values(), default=0.0)
-    if not latencies:
-        return f"  {phase.rate:g}/s: no events received ({missing} missing)"
-    return (
-        f"  {phase.rate:>5g}/s for {phase.seconds:g} s: {count} charges, all committed "
-        f"{phase.schedule_s:.1f} s after the first was sent, every event "
-        f"{span_s:.1f} s after\n"
-        f"         event p50 {statistics.median(latencies):8.1f} ms  p99 "
-        f"{percentile(latencies, 0.99):8.1f} ms  max {max(latencies):8.1f} ms; "
-        f"recordCharge p50 {statistics.median(phase.round_trips_ms()):6.1f} ms; "
-        f"missing {missing}, duplicates {phase.duplicates}"
-    )
 
 
 # ---------------------------------------------------------------- sweep
@@ -492,11 +474,15 @@ async def run(args: argparse.Namespace) -> int:
             server_url, pg_source = await stack.enter_async_context(postgres_server(tmp))
             redis_url, redis_source = await stack.enter_async_context(redis_server(tmp))
             print(f"PostgreSQL: {pg_source}; Redis: {redis_source}", flush=True)
-            for line in await latency(args, server_url, redis_url, rates):
+            lines, sound = await latency(args, server_url, redis_url, rates, tmp)
+            for line in lines:
                 print(line, flush=True)
-            for line in await sweep_bench(args, server_url):
-                print(line, flush=True)
-    return 0
+            if args.profile:
+                print_profile(tmp / "gateway.pyspy", top=args.profile_top)
+            if not args.no_sweep:
+                for line in await sweep_bench(args, server_url):
+                    print(line, flush=True)
+    return 0 if sound else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -509,11 +495,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="1,200", help="charges per second, comma-separated")
     parser.add_argument("--alerts", type=int, default=100_000)
     parser.add_argument("--sweep-iterations", type=int, default=3)
+    parser.add_argument("--no-sweep", action="store_true", help="the latency part only")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gateway processes (serve --workers)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the gateway under py-spy (its whole life: warm-up and every rate); print its top",
+    )
+    parser.add_argument("--profile-top", type=int, default=15, help="lines of the profile's top")
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 60 or not 100 <= args.alerts <= 1_000_000:
         parser.error("--seconds must be in (0, 60] and --alerts in [100, 1000000]")
-    if args.sweep_iterations < 1:
-        parser.error("--sweep-iterations must be >= 1")
+    if args.sweep_iterations < 1 or args.workers < 1:
+        parser.error("--sweep-iterations and --workers must be >= 1")
     rates = args.rates.split(",")
     if not all(r.replace(".", "", 1).isdigit() and 0 < float(r) <= 1000 for r in rates):
         parser.error("--rates: numbers in (0, 1000]")

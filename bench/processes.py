@@ -2,8 +2,9 @@
 
 ``gateway()`` runs ``accountgraph serve --workers N --no-worker --no-migrate`` (the
 command a deployment runs) against the bench's database and Redis; ``worker()`` runs
-``accountgraph worker``; ``load()`` runs ``bench.client`` in a process of its own, so the
-client's work never shares a core's event loop with the server's.
+``accountgraph worker``; ``load()`` runs ``bench.client`` (or ``bench.charge_client``) in a
+process of its own, so the client's work never shares a core's event loop with the
+server's.
 """
 
 from __future__ import annotations
@@ -131,19 +132,20 @@ async def worker(
         await _stop(process)
 
 
-async def load(spec: dict[str, Any]) -> dict[str, Any]:
-    """``bench.client`` in its own process with ``spec``; its JSON result."""
+async def load(spec: dict[str, Any], module: str = "bench.client") -> dict[str, Any]:
+    """``bench.client`` (or another client ``module``, e.g. ``bench.charge_client``) in its
+    own process with ``spec``; its JSON result."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bench.client",
+        module,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await process.communicate(json.dumps(spec).encode())
     if process.returncode != 0:
-        raise RuntimeError(f"bench.client failed ({process.returncode}):\n{err.decode()[-3000:]}")
+        raise RuntimeError(f"{module} failed ({process.returncode}):\n{err.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(out)
     return result
 

@@ -16,9 +16,11 @@ wire, and from the charge's scheduled time, which includes waiting for a free co
 in the client), event latency (the POST's response, i.e. the charge committed, to the
 event on the WebSocket: the outbox relay, the evaluation job, the publish job, Redis
 pub/sub and the gateway) p50/p99/max, and missing and duplicate notifications counted on
-the socket and in the database (each charged account must have exactly one). At the end
-(gateway and worker stopped) ``verify()`` recomputes the ledger (F9). Any error, missing
-or duplicate notification or ledger difference makes the exit status 1.
+the socket and in the database (each account whose charge committed must have exactly
+one), and what the gateway and the worker logged at WARNING (e.g. a subscriber too slow
+for the gateway losing its oldest events). At the end (gateway and worker stopped)
+``verify()`` recomputes the ledger (F9). Any failed charge, missing or duplicate
+notification or ledger difference makes the exit status 1.
 
 ``--profile`` runs the gateway under py-spy for its whole life (warm-up and every rate;
 ``--rates 200 --no-sweep`` profiles the 200/s phase alone) and prints the top of its
@@ -170,9 +172,10 @@ class PhaseResult:
     errors: dict[str, int]
     duplicates: int
     stored: dict[str, int]  # account -> notifications in the database
+    charged: set[str]  # accounts with a committed charge (a failed POST may have none)
 
     @classmethod
-    def of(cls, raw: dict[str, Any], stored: dict[str, int]) -> PhaseResult:
+    def of(cls, raw: dict[str, Any], stored: dict[str, int], charged: set[str]) -> PhaseResult:
         return cls(
             raw["rate"],
             raw["accounts"],
@@ -183,6 +186,7 @@ class PhaseResult:
             raw["errors"],
             raw["duplicates"],
             {account: stored.get(account, 0) for account in raw["accounts"]},
+            {account for account in raw["accounts"] if account in charged},
         )
 
     @property
@@ -223,7 +227,10 @@ class PhaseResult:
         return sum(1 for received in self.received if received is None)
 
     def missing_db(self) -> int:
-        return sum(1 for count in self.stored.values() if count == 0)
+        """Accounts with a committed charge but no notification (or one with none)."""
+        return sum(
+            1 for account, count in self.stored.items() if (count == 0) == (account in self.charged)
+        )
 
     def duplicates_db(self) -> int:
         return sum(count - 1 for count in self.stored.values() if count > 1)
@@ -331,18 +338,22 @@ async def latency(
                 )
             }
             notified = sum(counts.values())
-            charges = await raw.fetchval("SELECT count(*) FROM charges")
+            charged_ids = {
+                row["account_id"] for row in await raw.fetch("SELECT account_id FROM charges")
+            }
+            charges = len(charged_ids)
             version = await raw.fetchval("SHOW server_version")
         finally:
             await raw.close()
         stored = {gid: counts.get(number, 0) for gid, number in by_gid.items()}
+        charged = {gid for gid, number in by_gid.items() if number in charged_ids}
         engine = make_engine(database_url, pool_size=1)
         try:
             async with engine.connect() as conn:
                 problems = await verify(conn)
         finally:
             await engine.dispose()
-    warm, *measured = [PhaseResult.of(raw_phase, stored) for raw_phase in result["phases"]]
+    warm, *measured = [PhaseResult.of(raw_phase, stored, charged) for raw_phase in result["phases"]]
     lines = [
         f"alert latency: recordCharge answered -> subscription event on a WebSocket "
         f"(PostgreSQL {version}, {_describe(database_url)}; Redis {redis_url.split('@')[-1]})",
@@ -355,10 +366,11 @@ async def latency(
     for phase in measured:
         lines += report_phase(phase, args.seconds)
     sound = warm.sound() and all(phase.sound() for phase in measured)
-    sound = sound and not problems and result["strays"] == 0 and notified == offset
+    sound = sound and not problems and result["strays"] == 0 and notified == charges
     lines.append(
-        f"  verified: {notified} notifications in the database for {offset} charges (incl. "
-        f"{WARMUP_CHARGES} warm-up; {charges} charge rows), {result['strays']} stray events; "
+        f"  verified: {notified} notifications in the database for {charges} committed "
+        f"charges ({offset} sent, incl. {WARMUP_CHARGES} warm-up), {result['strays']} stray "
+        "events on the socket; "
         f"verify(): {len(problems)} differences" + ("" if not problems else f" {problems[:3]}")
     )
     top = max(measured, key=lambda phase: phase.rate)
@@ -374,9 +386,30 @@ async def latency(
         + ("met" if met else "NOT met")
         + ("" if sound else "; FAILED: errors, missing or duplicate notifications, or ledger")
     )
-    if profile is not None:
-        lines.append(f"  (py-spy profile below: {profile})")
+    for name in ("gateway", "worker"):
+        lines += log_warnings(tmp / f"{name}.log", name)
     return lines, sound
+
+
+def log_warnings(path: Path, name: str, show: int = 3) -> list[str]:
+    """What a process logged at WARNING and above (``--log-level WARNING``): how many lines,
+    and the first few distinct messages (e.g. the gateway dropping a slow subscriber's
+    oldest events)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    found = [line for line in text.splitlines() if "WARNING" in line or "ERROR" in line]
+    if not found:
+        return [f"  {name} log: no warnings"]
+    distinct: list[str] = []
+    for line in found:
+        short = line.strip()[:240]
+        if short not in distinct:
+            distinct.append(short)
+    return [f"  {name} log: {len(found)} warning/error lines; first distinct:"] + [
+        f"    {line}" for line in distinct[:show]
+    ]
 
 
 async def forget_jobs(redis: ArqRedis, dsn: str, queue_name: str) -> None:

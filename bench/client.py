@@ -9,7 +9,9 @@ client measures units.
             "concurrency": 4, "seconds": 5.0, "warmup": 2, "units": null,
             "expect": "a regular expression every response must match"}
 
-``units`` (when set) runs that many units per client instead of ``seconds``. With
+``"urls": [...]`` (instead of ``url``) spreads the clients over several gateways: client
+``n`` talks to ``urls[n % len(urls)]``. ``units`` (when set) runs that many units per
+client instead of ``seconds``. With
 ``"each": true`` a unit is one request instead, the bodies taken in turn (each client
 starting at its own offset), e.g. allocations to different members. The result
 has every unit's latency (seconds), the units per second over the timed part, the
@@ -33,7 +35,7 @@ import httpx
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    url: str = spec["url"]
+    urls: list[str] = spec.get("urls") or [spec["url"]]
     bodies = [json.dumps(body).encode() for body in spec["bodies"]]
     headers = {"Content-Type": "application/json", **spec.get("headers", {})}
     concurrency = int(spec.get("concurrency", 1))
@@ -47,7 +49,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     each = bool(spec.get("each", False))
 
-    async def unit(http: httpx.AsyncClient, turn: int) -> list[bytes] | None:
+    async def unit(http: httpx.AsyncClient, turn: int, url: str) -> list[bytes] | None:
         answers = []
         for body in [bodies[turn % len(bodies)]] if each else bodies:
             try:
@@ -76,11 +78,12 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     async def client(number: int) -> None:
         nonlocal last, warm
         turn = number * 7
+        url = urls[number % len(urls)]
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         async with httpx.AsyncClient(timeout=120, trust_env=False, limits=limits) as http:
             for _ in range(warmup):
                 turn += 1
-                await unit(http, turn)
+                await unit(http, turn, url)
             warm += 1
             if warm == concurrency:
                 all_warm.set()
@@ -91,7 +94,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             ):
                 started = time.perf_counter()
                 turn += 1
-                answers = await unit(http, turn)
+                answers = await unit(http, turn, url)
                 if answers is not None:
                     latencies.append(time.perf_counter() - started)
                     last = [answer.decode() for answer in answers]
